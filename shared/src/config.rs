@@ -1,0 +1,291 @@
+//! Configuration shared by both binaries, and the loading rules.
+//!
+//! Precedence: built-in defaults < TOML file (`--config`) < `JETWAY_*`
+//! environment variables < command-line flags. Every key has the same name
+//! in all four places (`nats_url` in TOML, `JETWAY_NATS_URL`, `--nats-url`).
+//! Loading checks every field and reports every problem at once, including
+//! keys that no setting has (a typo in a file should not pass silently).
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+    value::{Dict, Value},
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::{fmt, path::PathBuf, time::Duration};
+
+/// Environment variable prefix of every setting.
+pub const ENV_PREFIX: &str = "JETWAY_";
+
+/// Flags both binaries take.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct CommonArgs {
+    /// TOML file with settings (same keys as the flags, with underscores).
+    #[arg(long, value_name = "PATH", env = "JETWAY_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// NATS server URL(s), comma-separated. [default: nats://127.0.0.1:4222]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_url: Option<String>,
+    /// Name of this instance in headers, logs and results. [default: the hostname]
+    #[arg(long, value_name = "ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Log format: `text` or `json`. [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+}
+
+/// Settings of the NATS connection and the JetStream resources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bus {
+    pub nats_url: String,
+    pub instance_id: String,
+    pub log_format: LogFormat,
+    /// How long streams keep messages and KV buckets keep sessions (seconds).
+    pub retention_secs: u64,
+    /// Stream and KV replicas (3 in production clusters).
+    pub replicas: usize,
+    /// Publish deduplication window (seconds); must exceed the redelivery horizon.
+    pub duplicate_window_secs: u64,
+    /// Timeout of every JetStream API call and publish acknowledgement (ms).
+    pub nats_timeout_ms: u64,
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Self {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            instance_id: default_instance_id(),
+            log_format: LogFormat::Text,
+            retention_secs: 24 * 3600,
+            replicas: 1,
+            duplicate_window_secs: 600,
+            nats_timeout_ms: 5000,
+        }
+    }
+}
+
+impl Bus {
+    /// Reads the bus settings from a loaded figment.
+    pub fn from_fields(f: &mut Fields) -> Self {
+        let d = Bus::default();
+        let bus = Self {
+            nats_url: f.get("nats_url", d.nats_url),
+            instance_id: f.get("instance_id", d.instance_id),
+            log_format: f.get("log_format", d.log_format),
+            retention_secs: f.get("retention_secs", d.retention_secs),
+            replicas: f.get("replicas", d.replicas),
+            duplicate_window_secs: f.get("duplicate_window_secs", d.duplicate_window_secs),
+            nats_timeout_ms: f.get("nats_timeout_ms", d.nats_timeout_ms),
+        };
+        if bus.instance_id.is_empty()
+            || !bus
+                .instance_id
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b".*>".contains(&b))
+        {
+            f.problem("instance_id: must be non-empty visible ASCII without '.', '*' or '>'");
+        }
+        if bus.nats_url.trim().is_empty() {
+            f.problem("nats_url: must not be empty");
+        }
+        if !(1..=5).contains(&bus.replicas) {
+            f.problem("replicas: must be between 1 and 5");
+        }
+        if bus.retention_secs == 0 {
+            f.problem("retention_secs: must be greater than 0");
+        }
+        if bus.nats_timeout_ms == 0 {
+            f.problem("nats_timeout_ms: must be greater than 0");
+        }
+        bus
+    }
+
+    /// Every key [`Bus::from_fields`] reads.
+    pub const KEYS: &'static [&'static str] = &[
+        "nats_url",
+        "instance_id",
+        "log_format",
+        "retention_secs",
+        "replicas",
+        "duplicate_window_secs",
+        "nats_timeout_ms",
+    ];
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_secs)
+    }
+
+    pub fn duplicate_window(&self) -> Duration {
+        Duration::from_secs(self.duplicate_window_secs)
+    }
+
+    pub fn nats_timeout(&self) -> Duration {
+        Duration::from_millis(self.nats_timeout_ms)
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The hostname, or `jetway` if it cannot be read.
+pub fn default_instance_id() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let clean: String = host
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if clean.is_empty() { "jetway".into() } else { clean }
+}
+
+/// Builds the layered figment: file < environment < flags.
+pub fn figment(file: Option<&PathBuf>, flags: &impl Serialize) -> Figment {
+    let mut fig = Figment::new();
+    if let Some(path) = file {
+        fig = fig.merge(Toml::file_exact(path));
+    }
+    fig.merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]))
+        .merge(Serialized::globals(flags))
+}
+
+/// Collects settings field by field so every problem is reported at once.
+pub struct Fields {
+    figment: Figment,
+    problems: Vec<String>,
+}
+
+impl Fields {
+    /// Starts reading `figment`; keys outside `known` are reported as problems.
+    pub fn new(figment: Figment, known: &[&[&str]]) -> Self {
+        let mut problems = Vec::new();
+        match figment.extract::<Dict>() {
+            Ok(dict) => {
+                for key in dict.keys() {
+                    if !known.iter().any(|set| set.contains(&key.as_str())) {
+                        problems.push(format!("{key}: unknown setting"));
+                    }
+                }
+            }
+            Err(e) => problems.extend(e.into_iter().map(|e| e.to_string())),
+        }
+        Self { figment, problems }
+    }
+
+    /// The value of `key`, or `default` if it is not set anywhere.
+    pub fn get<T: DeserializeOwned>(&mut self, key: &str, default: T) -> T {
+        match self.figment.find_value(key) {
+            Err(_) => default,
+            Ok(v) => match self.figment.extract_inner::<T>(key) {
+                Ok(t) => t,
+                Err(e) => {
+                    let source = e
+                        .metadata
+                        .as_ref()
+                        .map(|m| format!(" (from {})", m.name))
+                        .unwrap_or_default();
+                    self.problems
+                        .push(format!("{key}: {}{source}; got {}", e.kind, show(&v)));
+                    default
+                }
+            },
+        }
+    }
+
+    /// Records a problem found while validating values.
+    pub fn problem(&mut self, p: impl Into<String>) {
+        self.problems.push(p.into());
+    }
+
+    /// Ends reading: `Ok` if no problem was found.
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        if self.problems.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigError(self.problems))
+        }
+    }
+}
+
+fn show(v: &Value) -> String {
+    v.deserialize::<serde_json::Value>()
+        .map(|j| j.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Every problem found in the configuration.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration ({} problem", self.0.len())?;
+        if self.0.len() != 1 {
+            f.write_str("s")?;
+        }
+        f.write_str("):")?;
+        for p in &self.0 {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file: Option<&str>, env: &[(&str, &str)], flags: CommonArgs) -> Result<Bus, ConfigError> {
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            let path = file.map(|text| {
+                jail.create_file("jetway.toml", text).expect("write file");
+                PathBuf::from("jetway.toml")
+            });
+            for (k, v) in env {
+                jail.set_env(k, v);
+            }
+            let mut f = Fields::new(figment(path.as_ref(), &flags), &[Bus::KEYS]);
+            let bus = Bus::from_fields(&mut f);
+            result = Some(f.finish(bus));
+            Ok(())
+        });
+        result.expect("jail ran")
+    }
+
+    #[test]
+    fn later_layers_win() {
+        let file = "nats_url = 'nats://file:1'\ninstance_id = 'from-file'\nreplicas = 3\n";
+        let bus = load(Some(file), &[("JETWAY_INSTANCE_ID", "from-env")], CommonArgs::default())
+            .expect("valid");
+        assert_eq!(bus.nats_url, "nats://file:1");
+        assert_eq!(bus.instance_id, "from-env");
+        assert_eq!(bus.replicas, 3);
+
+        let flags = CommonArgs { instance_id: Some("from-flag".into()), ..Default::default() };
+        let bus = load(Some(file), &[("JETWAY_INSTANCE_ID", "from-env")], flags).expect("valid");
+        assert_eq!(bus.instance_id, "from-flag");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let err = load(
+            Some("replicas = 'three'\nbogus = 1\n"),
+            &[("JETWAY_NATS_TIMEOUT_MS", "soon"), ("JETWAY_INSTANCE_ID", "a.b")],
+            CommonArgs::default(),
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        for needle in ["replicas", "bogus: unknown setting", "nats_timeout_ms", "instance_id"] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        assert_eq!(err.0.len(), 4, "{text}");
+    }
+}

@@ -1,0 +1,35 @@
+//! NATS header names carried beside each MCP message.
+//!
+//! The MCP payload is stored unchanged; routing, provenance and trace context
+//! travel in these headers so replay can show who handled what.
+
+/// Stream key of the SSE stream a message belongs to (on requests: where the
+/// worker must publish what it sends).
+pub const STREAM: &str = "Jetway-Stream";
+/// Instance id of the gateway that accepted a client message.
+pub const GATEWAY: &str = "Jetway-Gateway";
+/// Instance id of the worker that produced a server message.
+pub const WORKER: &str = "Jetway-Worker";
+/// Present (value `1`) on the final JSON-RPC response or error of a request.
+pub const FINAL: &str = "Jetway-Final";
+/// Kind of client message: `request`, `notification` or `response`.
+pub const KIND: &str = "Jetway-Kind";
+/// W3C trace context forwarded from the client's HTTP request.
+pub const TRACEPARENT: &str = "traceparent";
+/// Unix time in milliseconds when the message was published.
+pub const TIME_MS: &str = "Jetway-Time-Ms";
+
+/// Header values of [`KIND`].
+pub mod kind {
+    pub const REQUEST: &str = "request";
+    pub const NOTIFICATION: &str = "notification";
+    pub const RESPONSE: &str = "response";
+}
+
+/// Milliseconds since the Unix epoch, for [`TIME_MS`].
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

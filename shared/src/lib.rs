@@ -1,0 +1,22 @@
+//! What Jetway gateways and workers must agree on.
+//!
+//! Both sides of the bus import this crate so that a subject, a header or a
+//! KV key is spelled in exactly one place:
+//!
+//! - [`subjects`] — session ids, subject names, SSE stream keys and event ids.
+//! - [`headers`] — the NATS header names carried beside each MCP message.
+//! - [`jsonrpc`] — JSON-RPC error codes, constructors and message classification.
+//! - [`protocol`] — the MCP protocol versions Jetway speaks.
+//! - [`session`] — the session record kept in the `jetway_sessions` KV bucket.
+//! - [`setup`] — idempotent creation of streams, KV buckets and the worker consumer.
+//! - [`config`] — settings both binaries share and the figment loading rules.
+//! - [`telemetry`] — tracing setup for the binaries.
+
+pub mod config;
+pub mod headers;
+pub mod jsonrpc;
+pub mod protocol;
+pub mod session;
+pub mod setup;
+pub mod subjects;
+pub mod telemetry;

@@ -1,0 +1,95 @@
+//! The session record, kept in the `jetway_sessions` KV bucket under the
+//! session id. Gateways create and close it; workers fill in what the
+//! `initialize` handshake negotiated and the log level.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// KV bucket holding one [`SessionRecord`] per session.
+pub const SESSIONS_BUCKET: &str = "jetway_sessions";
+/// KV bucket holding application state, keyed `<sid>.<key>`.
+pub const STATE_BUCKET: &str = "jetway_state";
+
+/// Lifecycle of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// `initialize` was received; the worker has not answered yet.
+    Initializing,
+    /// The handshake completed; requests are served.
+    Active,
+    /// The client sent DELETE (or an operator ended it).
+    Closed,
+}
+
+/// Everything about a session that any gateway or worker may need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub state: State,
+    /// The version negotiated by `initialize` (requested, until the worker answers).
+    pub protocol_version: String,
+    /// The params of the client's `initialize` request (clientInfo, capabilities).
+    pub client: Value,
+    /// `logging/setLevel` level; `None` sends every level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Unix milliseconds.
+    pub created_ms: u64,
+    /// Unix milliseconds of the last refresh (refreshed lazily, not per message).
+    pub last_seen_ms: u64,
+    /// Gateway instance that created the session.
+    pub created_by: String,
+}
+
+impl SessionRecord {
+    /// Serializes for KV (cannot fail: every field is plain data).
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        serde_json::to_vec(self)
+            .expect("a SessionRecord is plain data and always serializes")
+            .into()
+    }
+
+    /// Deserializes from KV.
+    pub fn from_bytes(b: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(b)
+    }
+}
+
+/// MCP logging levels, least to most severe (RFC 5424 order).
+pub const LOG_LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// Severity rank of a level name, or `None` if it is not an MCP level.
+pub fn log_rank(level: &str) -> Option<usize> {
+    LOG_LEVELS.iter().position(|l| *l == level)
+}
+
+/// True if a message at `level` passes the session's `threshold`.
+pub fn log_passes(level: &str, threshold: Option<&str>) -> bool {
+    match (threshold.and_then(log_rank), log_rank(level)) {
+        (Some(t), Some(l)) => l >= t,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_filter_by_severity() {
+        assert!(log_passes("debug", None));
+        assert!(!log_passes("debug", Some("info")));
+        assert!(log_passes("info", Some("info")));
+        assert!(log_passes("error", Some("warning")));
+        assert!(!log_passes("notice", Some("error")));
+    }
+}

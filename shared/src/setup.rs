@@ -1,0 +1,223 @@
+//! Idempotent creation of Jetway's JetStream resources.
+//!
+//! Whichever process starts first creates the session stream and the KV
+//! buckets; the others find them. An existing stream whose configuration
+//! differs from what this process expects is reported: a structural
+//! difference (subjects, retention, RePublish, direct get) is an error,
+//! because Jetway would misbehave on it; a tunable one (max age, replicas,
+//! duplicate window) is a warning, because an operator may have changed it.
+
+use crate::{config::Bus, session, subjects};
+use async_nats::jetstream::{
+    self, Context,
+    context::{CreateStreamErrorKind, GetStreamErrorKind, KeyValueErrorKind},
+    kv,
+    stream::{self, RetentionPolicy, StorageType},
+};
+use std::time::Duration;
+
+/// Why the JetStream resources could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("JetStream is not reachable: {0}")]
+    Unavailable(String),
+    #[error("stream {stream} exists with an incompatible configuration: {differences}")]
+    Mismatch { stream: String, differences: String },
+    #[error("could not create {what}: {source}")]
+    Create {
+        what: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Handles to everything both sides use.
+#[derive(Clone)]
+pub struct Resources {
+    pub js: Context,
+    pub stream: stream::Stream,
+    pub sessions: kv::Store,
+    pub state: kv::Store,
+}
+
+/// The stream configuration this build of Jetway expects for a partition.
+pub fn stream_config(bus: &Bus, partition: u32) -> stream::Config {
+    let (source, destination) = subjects::republish(partition);
+    stream::Config {
+        name: subjects::stream_name(partition),
+        subjects: vec![subjects::stream_subjects(partition)],
+        retention: RetentionPolicy::Limits,
+        storage: StorageType::File,
+        max_age: bus.retention(),
+        duplicate_window: bus.duplicate_window(),
+        num_replicas: bus.replicas,
+        allow_direct: true,
+        republish: Some(stream::Republish {
+            source,
+            destination,
+            headers_only: false,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Connects a JetStream context with the configured API timeout.
+pub fn context(client: async_nats::Client, bus: &Bus) -> Context {
+    jetstream::ContextBuilder::new()
+        .timeout(bus.nats_timeout())
+        .build(client)
+}
+
+/// Creates (or finds and checks) the stream of partition 0 and the KV buckets.
+pub async fn ensure(js: &Context, bus: &Bus) -> Result<Resources, SetupError> {
+    let stream = ensure_stream(js, stream_config(bus, 0)).await?;
+    let sessions = ensure_bucket(js, bus, session::SESSIONS_BUCKET, 1).await?;
+    let state = ensure_bucket(js, bus, session::STATE_BUCKET, 1).await?;
+    Ok(Resources {
+        js: js.clone(),
+        stream,
+        sessions,
+        state,
+    })
+}
+
+async fn ensure_stream(js: &Context, want: stream::Config) -> Result<stream::Stream, SetupError> {
+    let mut stream = match js.get_stream(&want.name).await {
+        Ok(s) => s,
+        Err(e) if is_not_found(&e) => {
+            match js.create_stream(want.clone()).await {
+                Ok(s) => return Ok(s),
+                Err(e) if matches!(e.kind(), CreateStreamErrorKind::TimedOut) => {
+                    return Err(SetupError::Unavailable(e.to_string()));
+                }
+                // Another process may have created it first: look again below.
+                Err(_) => js.get_stream(&want.name).await.map_err(unavailable)?,
+            }
+        }
+        Err(e) => return Err(unavailable(e)),
+    };
+    let have = stream.info().await.map_err(unavailable)?.config.clone();
+    let (fatal, tunable) = differences(&want, &have);
+    if !tunable.is_empty() {
+        tracing::warn!(stream = %want.name, differences = %tunable.join("; "),
+            "existing stream differs from this instance's settings; keeping the stream's");
+    }
+    if !fatal.is_empty() {
+        return Err(SetupError::Mismatch {
+            stream: want.name,
+            differences: fatal.join("; "),
+        });
+    }
+    Ok(stream)
+}
+
+fn is_not_found(e: &async_nats::jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), GetStreamErrorKind::JetStream(err)
+        if err.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Lists what differs between the expected and the existing stream config,
+/// split into (fatal, tunable).
+pub fn differences(want: &stream::Config, have: &stream::Config) -> (Vec<String>, Vec<String>) {
+    let mut fatal = Vec::new();
+    let mut tunable = Vec::new();
+    if want.subjects != have.subjects {
+        fatal.push(format!("subjects {:?}, expected {:?}", have.subjects, want.subjects));
+    }
+    if want.retention != have.retention {
+        fatal.push(format!("retention {:?}, expected {:?}", have.retention, want.retention));
+    }
+    if want.republish != have.republish {
+        fatal.push(format!("republish {:?}, expected {:?}", have.republish, want.republish));
+    }
+    if want.allow_direct != have.allow_direct {
+        fatal.push(format!("allow_direct {}, expected {}", have.allow_direct, want.allow_direct));
+    }
+    if want.max_age != have.max_age {
+        tunable.push(format!("max_age {:?}, configured {:?}", have.max_age, want.max_age));
+    }
+    if want.num_replicas != have.num_replicas {
+        tunable.push(format!("replicas {}, configured {}", have.num_replicas, want.num_replicas));
+    }
+    if want.duplicate_window != have.duplicate_window {
+        tunable.push(format!(
+            "duplicate_window {:?}, configured {:?}",
+            have.duplicate_window, want.duplicate_window
+        ));
+    }
+    (fatal, tunable)
+}
+
+async fn ensure_bucket(
+    js: &Context,
+    bus: &Bus,
+    bucket: &str,
+    history: i64,
+) -> Result<kv::Store, SetupError> {
+    match js.get_key_value(bucket).await {
+        Ok(store) => return Ok(store),
+        Err(e) if e.kind() == KeyValueErrorKind::GetBucket => {}
+        Err(e) => return Err(unavailable(e)),
+    }
+    let config = kv::Config {
+        bucket: bucket.to_owned(),
+        history,
+        max_age: bus.retention(),
+        storage: StorageType::File,
+        num_replicas: bus.replicas,
+        ..Default::default()
+    };
+    match js.create_key_value(config).await {
+        Ok(store) => Ok(store),
+        Err(create) => js.get_key_value(bucket).await.map_err(|_| SetupError::Create {
+            what: format!("KV bucket {bucket}"),
+            source: Box::new(create),
+        }),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> SetupError {
+    SetupError::Unavailable(e.to_string())
+}
+
+/// Waits up to `timeout` for a connection, so a process started before NATS
+/// fails with a clear message instead of hanging.
+pub async fn connect(bus: &Bus, name: &str) -> Result<async_nats::Client, SetupError> {
+    async_nats::ConnectOptions::new()
+        .name(format!("{name}/{}", bus.instance_id))
+        .connection_timeout(bus.nats_timeout())
+        .retry_on_initial_connect()
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                other => tracing::info!(event = %other, "NATS event"),
+            }
+        })
+        .connect(bus.nats_url.as_str())
+        .await
+        .map_err(|e| SetupError::Unavailable(e.to_string()))
+}
+
+/// Polls until the JetStream resources can be prepared, for processes that
+/// start before NATS is up.
+pub async fn ensure_with_retry(
+    js: &Context,
+    bus: &Bus,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Resources, SetupError> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match ensure(js, bus).await {
+            Ok(r) => return Ok(r),
+            Err(SetupError::Unavailable(why)) => {
+                tracing::warn!(%why, "JetStream not ready; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = cancel.cancelled() => return Err(SetupError::Unavailable(why)),
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(other) => return Err(other),
+        }
+    }
+}

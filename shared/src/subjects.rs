@@ -1,0 +1,311 @@
+//! Names on the bus: session ids, subjects, SSE stream keys and event ids.
+//!
+//! Layout (one stream per partition `p`, subjects `jetway.<p>.>`):
+//!
+//! - `jetway.<p>.<sid>.in.rpc` — client requests; the workers' durable consumer reads these.
+//! - `jetway.<p>.<sid>.in.msg` — client notifications and client responses to server requests.
+//! - `jetway.<p>.<sid>.out.<key>` — server messages of one SSE stream: `get` for the
+//!   standalone GET stream, or the key the gateway minted for one request's POST stream.
+//!
+//! Every stored message is republished by the stream to the same subject under
+//! the core prefix `jetway-live.`, which gateways and workers subscribe to for
+//! live delivery (a core subscription per connection, not a JetStream consumer).
+
+use rand::RngExt;
+use std::fmt;
+
+/// Root token of every stored subject.
+pub const ROOT: &str = "jetway";
+/// Root token of the core subjects the stream republishes to.
+pub const LIVE_ROOT: &str = "jetway-live";
+/// Stream key of the standalone GET stream of a session.
+pub const GET_STREAM: &str = "get";
+
+/// Name of the stream holding partition `p`.
+pub fn stream_name(partition: u32) -> String {
+    format!("JETWAY_{partition}")
+}
+
+/// Subjects captured by the stream of partition `p`.
+pub fn stream_subjects(partition: u32) -> String {
+    format!("{ROOT}.{partition}.>")
+}
+
+/// Source and destination of the stream's RePublish rule.
+pub fn republish(partition: u32) -> (String, String) {
+    (
+        format!("{ROOT}.{partition}.>"),
+        format!("{LIVE_ROOT}.{partition}.>"),
+    )
+}
+
+/// Filter of the shared durable worker consumer: every session's requests.
+pub fn worker_filter(partition: u32) -> String {
+    format!("{ROOT}.{partition}.*.in.rpc")
+}
+
+/// An MCP session id: `<partition>-<32 hex digits>` (128 random bits).
+///
+/// Visible ASCII, safe as a NATS subject token and as a KV key, and it names
+/// its partition so partitions can be added without moving old sessions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SessionId {
+    partition: u32,
+    raw: String,
+}
+
+/// Why a client-supplied session id was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed session id")]
+pub struct MalformedSessionId;
+
+impl SessionId {
+    /// A fresh, cryptographically random session id in `partition`.
+    pub fn generate(partition: u32) -> Self {
+        let bytes: [u8; 16] = rand::rng().random();
+        let mut raw = format!("{partition}-");
+        for b in bytes {
+            raw.push_str(&format!("{b:02x}"));
+        }
+        Self { partition, raw }
+    }
+
+    /// Parses an id received from a client or an operator.
+    pub fn parse(s: &str) -> Result<Self, MalformedSessionId> {
+        let (p, hex) = s.split_once('-').ok_or(MalformedSessionId)?;
+        let partition: u32 = p.parse().map_err(|_| MalformedSessionId)?;
+        let canonical = partition.to_string() == p;
+        let hex_ok = hex.len() == 32
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !canonical || !hex_ok {
+            return Err(MalformedSessionId);
+        }
+        Ok(Self {
+            partition,
+            raw: s.to_owned(),
+        })
+    }
+
+    /// The partition this session lives in.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// The id as the client sees it.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    fn base(&self) -> String {
+        format!("{ROOT}.{}.{}", self.partition, self.raw)
+    }
+
+    /// Subject of the session's client requests.
+    pub fn in_rpc(&self) -> String {
+        format!("{}.in.rpc", self.base())
+    }
+
+    /// Subject of the session's client notifications and responses.
+    pub fn in_msg(&self) -> String {
+        format!("{}.in.msg", self.base())
+    }
+
+    /// Live (republished) subject of the session's client notifications and responses.
+    pub fn live_in_msg(&self) -> String {
+        live(&self.in_msg())
+    }
+
+    /// Subject of one SSE stream of the session.
+    pub fn out(&self, key: &StreamKey) -> String {
+        format!("{}.out.{}", self.base(), key.as_str())
+    }
+
+    /// Live (republished) subject of one SSE stream of the session.
+    pub fn live_out(&self, key: &StreamKey) -> String {
+        live(&self.out(key))
+    }
+
+    /// Every subject of the session, for purge and replay.
+    pub fn all(&self) -> String {
+        format!("{}.>", self.base())
+    }
+
+    /// Prefix of the session's keys in the `jetway_state` bucket.
+    pub fn state_key(&self, key: &str) -> String {
+        format!("{}.{key}", self.raw)
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+/// Maps a stored subject to the core subject the stream republishes it on.
+pub fn live(subject: &str) -> String {
+    match subject.strip_prefix(ROOT) {
+        Some(rest) => format!("{LIVE_ROOT}{rest}"),
+        None => subject.to_owned(),
+    }
+}
+
+/// Extracts the session id from a stored or live subject.
+pub fn session_of_subject(subject: &str) -> Option<SessionId> {
+    let mut tokens = subject.split('.');
+    let root = tokens.next()?;
+    if root != ROOT && root != LIVE_ROOT {
+        return None;
+    }
+    let _partition = tokens.next()?;
+    SessionId::parse(tokens.next()?).ok()
+}
+
+/// Names one SSE stream of a session: [`GET_STREAM`] or `r<hex>` for a request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StreamKey(String);
+
+impl StreamKey {
+    /// The session's standalone GET stream.
+    pub fn get() -> Self {
+        Self(GET_STREAM.to_owned())
+    }
+
+    /// A fresh key for the POST stream of one request.
+    pub fn new_request() -> Self {
+        let bytes: [u8; 8] = rand::rng().random();
+        let mut s = String::from("r");
+        for b in bytes {
+            s.push_str(&format!("{b:02x}"));
+        }
+        Self(s)
+    }
+
+    /// Parses a key carried in a header or an event id.
+    pub fn parse(s: &str) -> Option<Self> {
+        let valid = s == GET_STREAM
+            || (s.len() == 17
+                && s.starts_with('r')
+                && s[1..]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        valid.then(|| Self(s.to_owned()))
+    }
+
+    /// True for the standalone GET stream.
+    pub fn is_get(&self) -> bool {
+        self.0 == GET_STREAM
+    }
+
+    /// The key as it appears in subjects and event ids.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An SSE event id: `<stream key>-<stream sequence>`.
+///
+/// Any gateway maps it back to "this session's subject for that stream, after
+/// this sequence"; the session comes from the `Mcp-Session-Id` header, so an
+/// event id can never reach another session's messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventId {
+    pub stream: StreamKey,
+    pub sequence: u64,
+}
+
+impl EventId {
+    /// Parses a `Last-Event-ID` header value.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (key, seq) = s.trim().rsplit_once('-')?;
+        Some(Self {
+            stream: StreamKey::parse(key)?,
+            sequence: seq.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.stream, self.sequence)
+    }
+}
+
+/// Deduplication id of a request's final response: the same on every
+/// redelivery, so the stream keeps exactly one.
+pub fn final_msg_id(session: &SessionId, key: &StreamKey) -> String {
+    format!("{session}.{key}.final")
+}
+
+/// Deduplication id of an inbound client message, so a gateway may retry a
+/// publish after a timeout without storing the message twice.
+pub fn inbound_msg_id(session: &SessionId, nonce: &str) -> String {
+    format!("{session}.in.{nonce}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_round_trip_and_are_subject_safe() {
+        let id = SessionId::generate(0);
+        assert_eq!(SessionId::parse(id.as_str()), Ok(id.clone()));
+        assert!(
+            id.as_str()
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b".*>".contains(&b))
+        );
+        assert_ne!(SessionId::generate(0), id);
+    }
+
+    #[test]
+    fn malformed_session_ids_are_refused() {
+        for bad in [
+            "",
+            "0",
+            "0-",
+            "x-0123456789abcdef0123456789abcdef",
+            "00-0123456789abcdef0123456789abcdef",
+            "0-0123456789ABCDEF0123456789abcdef",
+            "0-0123456789abcdef0123456789abcde",
+            "0-0123456789abcdef.123456789abcdef",
+            "0-*123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(SessionId::parse(bad), Err(MalformedSessionId), "{bad}");
+        }
+    }
+
+    #[test]
+    fn subjects_follow_the_layout() {
+        let id = SessionId::parse("3-0123456789abcdef0123456789abcdef").expect("valid");
+        let key = StreamKey::parse("r00112233445566aa").expect("valid");
+        assert_eq!(id.in_rpc(), format!("jetway.3.{id}.in.rpc"));
+        assert_eq!(id.out(&key), format!("jetway.3.{id}.out.r00112233445566aa"));
+        assert_eq!(id.live_out(&StreamKey::get()), format!("jetway-live.3.{id}.out.get"));
+        assert_eq!(session_of_subject(&id.live_in_msg()), Some(id.clone()));
+        assert_eq!(session_of_subject("other.3.x"), None);
+    }
+
+    #[test]
+    fn event_ids_round_trip() {
+        let key = StreamKey::new_request();
+        let id = EventId { stream: key.clone(), sequence: 42 };
+        assert_eq!(EventId::parse(&id.to_string()), Some(id));
+        assert_eq!(
+            EventId::parse("get-7"),
+            Some(EventId { stream: StreamKey::get(), sequence: 7 })
+        );
+        for bad in ["", "get", "get-", "get-x", "zzz-1", "r12-1", "get--1"] {
+            assert_eq!(EventId::parse(bad), None, "{bad}");
+        }
+    }
+}
