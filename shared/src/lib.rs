@@ -7,8 +7,10 @@
 //! - [`headers`] — the NATS header names carried beside each MCP message.
 //! - [`jsonrpc`] — JSON-RPC error codes, constructors and message classification.
 //! - [`protocol`] — the MCP protocol versions Jetway speaks.
+//! - [`publish`] — acknowledged publishing with deduplicated retries.
 //! - [`session`] — the session record kept in the `jetway_sessions` KV bucket.
 //! - [`setup`] — idempotent creation of streams, KV buckets and the worker consumer.
+//! - [`signal`] — waiting for SIGTERM or Ctrl-C.
 //! - [`config`] — settings both binaries share and the figment loading rules.
 //! - [`telemetry`] — tracing setup for the binaries.
 
@@ -16,7 +18,9 @@ pub mod config;
 pub mod headers;
 pub mod jsonrpc;
 pub mod protocol;
+pub mod publish;
 pub mod session;
 pub mod setup;
+pub mod signal;
 pub mod subjects;
 pub mod telemetry;

@@ -1,0 +1,135 @@
+//! `gateway::Config`: the gateway's settings (see `jetway_shared::config`
+//! for the loading rules and the bus settings shared with workers).
+
+use jetway_shared::config::{Bus, CommonArgs, ConfigError, Fields, figment};
+use serde::Serialize;
+use std::{net::SocketAddr, time::Duration};
+
+/// Flags of `jetway-gateway`.
+#[derive(Debug, Clone, Default, clap::Parser, Serialize)]
+#[command(name = "jetway-gateway", version, about = "Jetway gateway: a stateless MCP Streamable HTTP endpoint on NATS JetStream")]
+pub struct Args {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonArgs,
+    /// Address to listen on. [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Allowed `Origin` values, comma-separated (`*` allows any). [default: localhost origins]
+    #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Largest accepted request body in bytes. [default: 1048576]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    /// Answer requests with a single JSON response instead of an SSE stream. [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json_response: Option<bool>,
+    /// Seconds to wait for a request's response before ending its stream. [default: 600]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_timeout_secs: Option<u64>,
+    /// Seconds between SSE keep-alive comments on idle streams. [default: 15]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_alive_secs: Option<u64>,
+    /// Seconds to drain connections on SIGTERM before exiting. [default: 20]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_period_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub bus: Bus,
+    pub listen: SocketAddr,
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub json_response: bool,
+    pub request_timeout: Duration,
+    pub keep_alive: Duration,
+    pub grace_period: Duration,
+}
+
+const KEYS: &[&str] = &[
+    "listen",
+    "allowed_origins",
+    "max_body_bytes",
+    "json_response",
+    "request_timeout_secs",
+    "keep_alive_secs",
+    "grace_period_secs",
+];
+
+/// Origins allowed when none are configured: the loopback host names, any port.
+pub const LOCAL_ORIGINS: &[&str] = &["http://localhost", "http://127.0.0.1", "http://[::1]"];
+
+impl Config {
+    /// Loads defaults < file < env < flags, reporting every problem at once.
+    pub fn load(args: &Args) -> Result<Self, ConfigError> {
+        let mut f = Fields::new(figment(args.common.config.as_ref(), args), &[Bus::KEYS, KEYS]);
+        let bus = Bus::from_fields(&mut f);
+        let listen: String = f.get("listen", "127.0.0.1:8080".to_owned());
+        let parsed_listen = listen.parse::<SocketAddr>();
+        if parsed_listen.is_err() {
+            f.problem(format!("listen: {listen:?} is not an address like 127.0.0.1:8080"));
+        }
+        let origins: Vec<String> = f.get(
+            "allowed_origins",
+            LOCAL_ORIGINS.iter().map(|s| s.to_string()).collect(),
+        );
+        let cfg = Self {
+            bus,
+            listen: parsed_listen.unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            allowed_origins: origins,
+            max_body_bytes: f.get("max_body_bytes", 1024 * 1024),
+            json_response: f.get("json_response", false),
+            request_timeout: Duration::from_secs(f.get("request_timeout_secs", 600)),
+            keep_alive: Duration::from_secs(f.get("keep_alive_secs", 15)),
+            grace_period: Duration::from_secs(f.get("grace_period_secs", 20)),
+        };
+        if cfg.max_body_bytes == 0 {
+            f.problem("max_body_bytes: must be greater than 0");
+        }
+        if cfg.keep_alive.is_zero() {
+            f.problem("keep_alive_secs: must be at least 1");
+        }
+        if cfg.request_timeout.is_zero() {
+            f.problem("request_timeout_secs: must be at least 1");
+        }
+        f.finish(cfg)
+    }
+
+    /// True if a request with this `Origin` header may be served.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|allowed| {
+            if allowed == "*" || allowed == origin {
+                return true;
+            }
+            // A configured origin without a port allows every port of that host.
+            origin
+                .strip_prefix(allowed.as_str())
+                .is_some_and(|rest| rest.starts_with(':') && rest[1..].bytes().all(|b| b.is_ascii_digit()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_match_exactly_or_by_host_with_any_port() {
+        let cfg = Config::load(&Args::default()).expect("defaults are valid");
+        assert!(cfg.origin_allowed("http://localhost"));
+        assert!(cfg.origin_allowed("http://127.0.0.1:8080"));
+        assert!(cfg.origin_allowed("http://[::1]:3000"));
+        assert!(!cfg.origin_allowed("http://evil.example.com"));
+        assert!(!cfg.origin_allowed("http://localhost.evil.example.com"));
+        assert!(!cfg.origin_allowed("http://localhost:80@evil"));
+        assert!(!cfg.origin_allowed("https://localhost"));
+    }
+}

@@ -1,0 +1,91 @@
+//! `GatewayError`: every way a request can fail at the HTTP edge, mapped to
+//! the status and JSON-RPC error the MCP spec names. Internals never leak
+//! into responses; they are logged where the error is created.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use jetway_shared::jsonrpc;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("Parse error: {0}")]
+    Parse(String),
+    #[error("Invalid Request: {0}")]
+    InvalidRequest(String, Option<Value>),
+    #[error("Bad Request: Mcp-Session-Id header is required")]
+    MissingSession,
+    #[error("Bad Request: malformed Mcp-Session-Id")]
+    MalformedSession,
+    #[error("Session not found")]
+    SessionNotFound,
+    #[error("Bad Request: Unsupported protocol version: {0} (supported: {1})")]
+    UnsupportedVersion(String, String),
+    #[error("Bad Request: malformed Last-Event-ID")]
+    MalformedEventId,
+    #[error("Not Acceptable: {0}")]
+    NotAcceptable(&'static str),
+    #[error("Unsupported Media Type: Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("Forbidden: origin {0} is not allowed")]
+    ForbiddenOrigin(String),
+    #[error("Payload Too Large: body exceeds {0} bytes")]
+    TooLarge(usize),
+    #[error("Service Unavailable: the message bus is unreachable")]
+    Unavailable,
+    #[error("Service Unavailable: the gateway is shutting down")]
+    Draining,
+    #[error("Gateway Timeout: the request did not complete in time")]
+    Timeout,
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Parse(_)
+            | Self::InvalidRequest(..)
+            | Self::MissingSession
+            | Self::MalformedSession
+            | Self::UnsupportedVersion(..)
+            | Self::MalformedEventId => StatusCode::BAD_REQUEST,
+            Self::SessionNotFound => StatusCode::NOT_FOUND,
+            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::ForbiddenOrigin(_) => StatusCode::FORBIDDEN,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable | Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn code(&self) -> i64 {
+        match self {
+            Self::Parse(_) => jsonrpc::PARSE_ERROR,
+            Self::SessionNotFound => jsonrpc::SESSION_NOT_FOUND,
+            Self::Unavailable | Self::Draining => jsonrpc::SERVICE_UNAVAILABLE,
+            Self::Timeout => jsonrpc::REQUEST_FAILED,
+            _ => jsonrpc::INVALID_REQUEST,
+        }
+    }
+
+    fn id(&self) -> Option<&Value> {
+        match self {
+            Self::InvalidRequest(_, id) => id.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let body = jsonrpc::error(self.id(), self.code(), self.to_string());
+        let mut resp = (self.status(), axum::Json(body)).into_response();
+        if matches!(self, Self::Unavailable | Self::Draining) {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}

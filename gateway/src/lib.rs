@@ -1,0 +1,123 @@
+//! Jetway gateway: a stateless MCP Streamable HTTP endpoint on NATS JetStream.
+//!
+//! The gateway terminates MCP clients and keeps nothing in memory that
+//! another replica needs: every client message is published to the
+//! session's inbound subject (acknowledged before the client gets an
+//! answer), and every server message reaches the client by way of the
+//! stream. Any replica can therefore serve any request of any session and
+//! resume any SSE stream from `Last-Event-ID`.
+//!
+//! Layout:
+//! - [`config`] — `gateway::Config` and the `jetway-gateway` flags.
+//! - [`transport`] — the MCP transports on `/mcp` (Streamable HTTP today).
+//! - [`sse`] — reading one SSE stream of a session from the bus, live and
+//!   from any position (core subscription + direct-get gap fill).
+//! - [`sessions`] — session records in KV: create, look up, close.
+//! - [`health`] — `/healthz` and `/readyz`.
+//! - [`error`] — `GatewayError`, the HTTP edge's errors as values.
+
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod sessions;
+pub mod sse;
+pub mod transport;
+
+pub use config::Config;
+
+use axum::{
+    Router,
+    http::{HeaderName, HeaderValue},
+    routing::get,
+};
+use jetway_shared::setup::{self, SetupError};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Response header naming the gateway instance that served a request.
+pub const INSTANCE_HEADER: &str = "jetway-instance";
+
+/// What every handler shares. Nothing here is session state.
+pub struct Gateway {
+    pub config: Config,
+    pub nats: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+    pub stream: async_nats::jetstream::stream::Stream,
+    pub sessions: sessions::Sessions,
+    /// Cancelled when draining starts: readiness fails, new requests get 503.
+    pub draining: CancellationToken,
+    /// Cancelled to end every open SSE stream with a `retry` hint.
+    pub stream_cancel: CancellationToken,
+}
+
+/// The axum application for a gateway.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    let instance = HeaderValue::from_str(&gw.config.bus.instance_id)
+        .unwrap_or_else(|_| HeaderValue::from_static("jetway"));
+    Router::new()
+        .route(
+            "/mcp",
+            get(transport::streamable_http::get)
+                .post(transport::streamable_http::post)
+                .delete(transport::streamable_http::delete),
+        )
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .layer(axum::middleware::map_response(move |mut resp: axum::response::Response| {
+            let instance = instance.clone();
+            async move {
+                resp.headers_mut().insert(HeaderName::from_static(INSTANCE_HEADER), instance);
+                resp
+            }
+        }))
+        .with_state(gw)
+}
+
+/// Runs a gateway on `listener` until `shutdown`, then drains: readiness
+/// fails, new requests get 503, open SSE streams end with a `retry` hint,
+/// and the server exits within the grace period.
+pub async fn run(
+    config: Config,
+    nats: async_nats::Client,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), SetupError> {
+    let js = setup::context(nats.clone(), &config.bus);
+    let resources = setup::ensure_with_retry(&js, &config.bus, &shutdown).await?;
+    let grace = config.grace_period;
+    let gw = Arc::new(Gateway {
+        sessions: sessions::Sessions::new(resources.sessions, config.bus.retention()),
+        config,
+        nats,
+        js,
+        stream: resources.stream,
+        draining: CancellationToken::new(),
+        stream_cancel: CancellationToken::new(),
+    });
+    let app = router(gw.clone());
+    let drain = {
+        let gw = gw.clone();
+        async move {
+            shutdown.cancelled().await;
+            tracing::info!("draining: readiness off, ending SSE streams with a retry hint");
+            gw.draining.cancel();
+            gw.stream_cancel.cancel();
+        }
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(drain);
+    let deadline = async {
+        gw.draining.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = server => {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }
+        _ = deadline => tracing::warn!(?grace, "grace period over; closing remaining connections"),
+    }
+    tracing::info!("gateway stopped");
+    Ok(())
+}

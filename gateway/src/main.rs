@@ -1,0 +1,55 @@
+//! `jetway-gateway`: parses flags, loads config, runs the gateway until a
+//! signal, then drains.
+
+use clap::Parser;
+use jetway_gateway::{Config, config::Args};
+use jetway_shared::{setup, telemetry};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match Config::load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("jetway-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.bus.log_format);
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(addr = %config.listen, error = %e, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal(shutdown.clone()));
+    let nats = match setup::connect(&config.bus, "jetway-gateway").await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot connect to NATS");
+            return ExitCode::FAILURE;
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!("listening on {addr}"),
+        Err(e) => tracing::warn!(error = %e, "listening (address unknown)"),
+    }
+    match jetway_gateway::run(config, nats, listener, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "gateway failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+async fn signal(shutdown: CancellationToken) {
+    jetway_shared::signal::terminated().await;
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}

@@ -1,0 +1,113 @@
+//! Session records as the gateway sees them: create on `initialize`, look up
+//! on every request (so a DELETE on one replica is a 404 on all of them),
+//! close on DELETE. The lookup is a KV read, not a cache: correctness never
+//! depends on what this replica saw before.
+
+use crate::error::GatewayError;
+use async_nats::jetstream::kv;
+use jetway_shared::{
+    headers::now_ms,
+    session::{SessionRecord, State},
+    subjects::SessionId,
+};
+use serde_json::Value;
+use std::time::Duration;
+
+/// The `jetway_sessions` bucket.
+#[derive(Clone)]
+pub struct Sessions {
+    store: kv::Store,
+    /// Refresh a record this long after its last refresh, so an active
+    /// session does not age out of the bucket.
+    refresh_after: Duration,
+}
+
+impl Sessions {
+    pub fn new(store: kv::Store, retention: Duration) -> Self {
+        Self { store, refresh_after: retention / 10 }
+    }
+
+    /// Creates the record of a new session.
+    pub async fn create(
+        &self,
+        session: &SessionId,
+        protocol_version: &str,
+        client: Value,
+        instance: &str,
+    ) -> Result<(), GatewayError> {
+        let now = now_ms();
+        let record = SessionRecord {
+            state: State::Initializing,
+            protocol_version: protocol_version.to_owned(),
+            client,
+            log_level: None,
+            created_ms: now,
+            last_seen_ms: now,
+            created_by: instance.to_owned(),
+        };
+        self.store
+            .create(session.as_str(), record.to_bytes())
+            .await
+            .map_err(|e| unavailable("create session", e))?;
+        Ok(())
+    }
+
+    /// The live record of `session`, or 404 if it does not exist or was closed.
+    pub async fn find(&self, session: &SessionId) -> Result<SessionRecord, GatewayError> {
+        let entry = self
+            .store
+            .entry(session.as_str())
+            .await
+            .map_err(|e| unavailable("read session", e))?;
+        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+            return Err(GatewayError::SessionNotFound);
+        };
+        let record = SessionRecord::from_bytes(&entry.value).map_err(|e| {
+            tracing::error!(session = %session, error = %e, "unreadable session record");
+            GatewayError::SessionNotFound
+        })?;
+        if record.state == State::Closed {
+            return Err(GatewayError::SessionNotFound);
+        }
+        if Duration::from_millis(now_ms().saturating_sub(record.last_seen_ms)) > self.refresh_after {
+            let (store, session, mut fresh) = (self.store.clone(), session.clone(), record.clone());
+            tokio::spawn(async move {
+                fresh.last_seen_ms = now_ms();
+                // A lost race means someone else just wrote it: fresh enough.
+                let _ = store.update(session.as_str(), fresh.to_bytes(), entry.revision).await;
+            });
+        }
+        Ok(record)
+    }
+
+    /// Marks the session closed; 404 if it was not live.
+    pub async fn close(&self, session: &SessionId) -> Result<(), GatewayError> {
+        for _ in 0..16 {
+            let entry = self
+                .store
+                .entry(session.as_str())
+                .await
+                .map_err(|e| unavailable("read session", e))?;
+            let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+                return Err(GatewayError::SessionNotFound);
+            };
+            let mut record = SessionRecord::from_bytes(&entry.value).map_err(|_| GatewayError::SessionNotFound)?;
+            if record.state == State::Closed {
+                return Err(GatewayError::SessionNotFound);
+            }
+            record.state = State::Closed;
+            record.last_seen_ms = now_ms();
+            match self.store.update(session.as_str(), record.to_bytes(), entry.revision).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(unavailable("close session", e)),
+            }
+        }
+        Err(GatewayError::Unavailable)
+    }
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> GatewayError {
+    tracing::warn!(error = %e, "{what}: session store unavailable");
+    GatewayError::Unavailable
+}

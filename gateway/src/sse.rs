@@ -1,0 +1,213 @@
+//! SSE delivery: the server messages of one stream of a session, read from
+//! the bus, exactly once and in order, from any position.
+//!
+//! Per connection this costs one core subscription on the republished
+//! subject (`jetway-live.…`), not a JetStream consumer. Each republished
+//! message carries its stream sequence (`Nats-Sequence`) and the previous
+//! sequence on the same subject (`Nats-Last-Sequence`); when the latter is
+//! newer than the last event delivered, a message was missed (core delivery
+//! is at-most-once) and the gap is filled from the stream with direct gets.
+//! Resume uses the same path: subscribe, then read everything after the
+//! client's `Last-Event-ID` by direct get, then continue live.
+
+use async_nats::{
+    HeaderMap,
+    jetstream::stream::{DirectGetErrorKind, Stream as JsStream},
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use jetway_shared::{
+    headers,
+    subjects::{EventId, SessionId, StreamKey},
+};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// One message of an SSE stream, with its position.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub id: EventId,
+    /// The JSON-RPC message; empty for a closing marker.
+    pub payload: Bytes,
+    /// The request's final message: the stream ends after it.
+    pub is_final: bool,
+}
+
+/// What ends a reader besides a final message.
+#[derive(Debug, Clone)]
+pub enum Item {
+    Event(Delivered),
+    /// Nothing happened for a while: the HTTP side sends a keep-alive.
+    Idle,
+    /// The bus cannot be read; the connection should end so the client resumes.
+    Failed(String),
+}
+
+/// How to read one stream.
+pub struct ReadSpec {
+    pub session: SessionId,
+    pub key: StreamKey,
+    /// Deliver events after this stream sequence.
+    pub after: u64,
+    /// True if the stream was just created and nothing can precede the
+    /// subscription (skips the initial catch-up read).
+    pub fresh: bool,
+    /// How often to report [`Item::Idle`] and re-check the stream for a
+    /// missed tail.
+    pub idle: Duration,
+}
+
+/// Starts reading: subscribes first (so nothing published from now on is
+/// missed), then spawns the reader. The receiver ends after the final
+/// message, on failure, or on `cancel`; dropping it stops the reader.
+pub async fn open(
+    nats: &async_nats::Client,
+    stream: JsStream,
+    spec: ReadSpec,
+    cancel: CancellationToken,
+) -> Result<mpsc::Receiver<Item>, async_nats::SubscribeError> {
+    let sub = nats.subscribe(spec.session.live_out(&spec.key)).await?;
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(read(sub, stream, spec, tx, cancel));
+    Ok(rx)
+}
+
+async fn read(
+    mut sub: async_nats::Subscriber,
+    stream: JsStream,
+    spec: ReadSpec,
+    tx: mpsc::Sender<Item>,
+    cancel: CancellationToken,
+) {
+    let subject = spec.session.out(&spec.key);
+    let mut reader = Reader { stream, subject, key: spec.key.clone(), last: spec.after, tx };
+    if !spec.fresh && reader.catch_up(u64::MAX).await.is_break() {
+        return;
+    }
+    let mut tick = tokio::time::interval(spec.idle);
+    tick.reset();
+    loop {
+        tokio::select! {
+            msg = sub.next() => {
+                let Some(msg) = msg else {
+                    let _ = reader.tx.send(Item::Failed("subscription ended".into())).await;
+                    return;
+                };
+                let Some((seq, prev)) = positions(msg.headers.as_ref()) else { continue };
+                if seq <= reader.last {
+                    continue;
+                }
+                let flow = if prev > reader.last {
+                    // Missed at least one message: read the gap and this one from the stream.
+                    reader.catch_up(seq).await
+                } else {
+                    reader.deliver(seq, msg.headers.as_ref(), msg.payload).await
+                };
+                if flow.is_break() {
+                    return;
+                }
+                tick.reset();
+            }
+            _ = tick.tick() => {
+                // A republished message lost right before a quiet period
+                // would otherwise go unnoticed until the next message.
+                if reader.catch_up(u64::MAX).await.is_break() {
+                    return;
+                }
+                if reader.tx.send(Item::Idle).await.is_err() {
+                    return;
+                }
+            }
+            _ = cancel.cancelled() => return,
+            _ = reader.tx.closed() => return,
+        }
+    }
+}
+
+struct Reader {
+    stream: JsStream,
+    subject: String,
+    key: StreamKey,
+    last: u64,
+    tx: mpsc::Sender<Item>,
+}
+
+type Flow = std::ops::ControlFlow<()>;
+
+impl Reader {
+    /// Delivers stored messages after `last`, up to and including `until`.
+    async fn catch_up(&mut self, until: u64) -> Flow {
+        while self.last < until {
+            match self
+                .stream
+                .direct_get_next_for_subject(self.subject.as_str(), Some(self.last + 1))
+                .await
+            {
+                Ok(m) if m.sequence <= until => {
+                    if self.deliver(m.sequence, Some(&m.headers), m.payload).await.is_break() {
+                        return Flow::Break(());
+                    }
+                }
+                Ok(_) => break,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                Err(e) => {
+                    let _ = self.tx.send(Item::Failed(e.to_string())).await;
+                    return Flow::Break(());
+                }
+            }
+        }
+        Flow::Continue(())
+    }
+
+    async fn deliver(&mut self, seq: u64, headers: Option<&HeaderMap>, payload: Bytes) -> Flow {
+        self.last = seq;
+        let is_final = headers.and_then(|h| h.get(headers::FINAL)).is_some();
+        let item = Item::Event(Delivered {
+            id: EventId { stream: self.key.clone(), sequence: seq },
+            payload,
+            is_final,
+        });
+        if self.tx.send(item).await.is_err() || is_final {
+            return Flow::Break(());
+        }
+        Flow::Continue(())
+    }
+}
+
+/// `(Nats-Sequence, Nats-Last-Sequence)` of a republished message.
+fn positions(h: Option<&HeaderMap>) -> Option<(u64, u64)> {
+    let h = h?;
+    let seq = h.get(async_nats::header::NATS_SEQUENCE)?.as_str().parse().ok()?;
+    let prev = h
+        .get(async_nats::header::NATS_LAST_SEQUENCE)
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(0);
+    Some((seq, prev))
+}
+
+/// Frames one SSE event. Stored payloads are compact JSON (no newlines).
+pub fn frame(id: &EventId, payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() + 48);
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(b"\nevent: message\ndata: ");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\n\n");
+    out.into()
+}
+
+/// The priming event of a stream: an id and empty data (2025-11-25).
+pub fn priming(id: &EventId) -> Bytes {
+    format!("id: {id}\ndata: \n\n").into()
+}
+
+/// Tells the client when to reconnect (before the server closes a stream).
+pub fn retry(after: Duration) -> Bytes {
+    format!("retry: {}\n\n", after.as_millis()).into()
+}
+
+/// An SSE comment, to keep idle connections open through proxies.
+pub fn keep_alive() -> Bytes {
+    Bytes::from_static(b": keep-alive\n\n")
+}

@@ -1,0 +1,11 @@
+//! MCP transports served on the gateway's endpoint.
+//!
+//! - [`streamable_http`] — the legacy-era Streamable HTTP transport
+//!   (2025-03-26 … 2025-11-25): POST, GET and DELETE on `/mcp`.
+//! - [`checks`] — header checks shared by every method (origin, accept,
+//!   content type, protocol version, session id).
+//! - [`respond`] — turning bus readers into SSE or JSON responses.
+
+pub mod checks;
+pub mod respond;
+pub mod streamable_http;

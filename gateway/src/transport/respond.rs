@@ -1,0 +1,125 @@
+//! Turning bus readers into HTTP responses: an SSE body that carries every
+//! event of one or more streams, or (JSON response mode) the final
+//! responses alone.
+
+use crate::sse::{self, Item};
+use axum::{
+    body::Body,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use futures::{StreamExt, stream::SelectAll};
+use serde_json::Value;
+use std::{convert::Infallible, time::Duration};
+use tokio::{sync::mpsc, time::Instant};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+/// How long clients should wait before reconnecting after the gateway ends
+/// a stream on purpose (drain, timeout, bus trouble).
+pub const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+/// An SSE response over `readers`. It starts with `prelude` (priming
+/// events), ends once `finals` final messages went out, at `deadline`, or on
+/// `shutdown` (then with a `retry` hint so the client resumes elsewhere).
+pub fn sse(
+    prelude: Vec<Bytes>,
+    readers: Vec<mpsc::Receiver<Item>>,
+    finals: usize,
+    deadline: Option<Instant>,
+    shutdown: CancellationToken,
+) -> Response {
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let merged: SelectAll<ReceiverStream<Item>> =
+        futures::stream::select_all(readers.into_iter().map(ReceiverStream::new));
+    tokio::spawn(pump(prelude, merged, finals, deadline, shutdown, tx));
+    let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+async fn pump(
+    prelude: Vec<Bytes>,
+    mut readers: SelectAll<ReceiverStream<Item>>,
+    mut finals: usize,
+    deadline: Option<Instant>,
+    shutdown: CancellationToken,
+    out: mpsc::Sender<Bytes>,
+) {
+    for p in prelude {
+        if out.send(p).await.is_err() {
+            return;
+        }
+    }
+    let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let deadline = tokio::time::sleep_until(deadline.unwrap_or(far));
+    tokio::pin!(deadline);
+    loop {
+        let chunk = tokio::select! {
+            item = readers.next() => match item {
+                None => return,
+                Some(Item::Event(d)) => {
+                    if d.is_final {
+                        finals = finals.saturating_sub(1);
+                    }
+                    let last = d.is_final && finals == 0;
+                    if !d.payload.is_empty() && out.send(sse::frame(&d.id, &d.payload)).await.is_err() {
+                        return;
+                    }
+                    if last {
+                        return;
+                    }
+                    continue;
+                }
+                Some(Item::Idle) => sse::keep_alive(),
+                Some(Item::Failed(why)) => {
+                    tracing::warn!(%why, "ending SSE stream: bus read failed");
+                    let _ = out.send(sse::retry(RETRY_AFTER)).await;
+                    return;
+                }
+            },
+            _ = &mut deadline => {
+                tracing::info!("ending SSE stream: request timeout; the client may resume");
+                let _ = out.send(sse::retry(RETRY_AFTER)).await;
+                return;
+            }
+            _ = shutdown.cancelled() => {
+                let _ = out.send(sse::retry(RETRY_AFTER)).await;
+                return;
+            }
+            _ = out.closed() => return,
+        };
+        if out.send(chunk).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// JSON response mode: waits for each reader's final message and returns
+/// them (one object, or an array for a batch). `None` on timeout/failure.
+pub async fn collect_finals(
+    readers: Vec<mpsc::Receiver<Item>>,
+    deadline: Instant,
+) -> Option<Vec<Value>> {
+    let mut out = Vec::with_capacity(readers.len());
+    for mut rx in readers {
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await.ok()?? {
+                Item::Event(d) if d.is_final => {
+                    if !d.payload.is_empty() {
+                        out.push(serde_json::from_slice(&d.payload).ok()?);
+                    }
+                    break;
+                }
+                Item::Event(_) | Item::Idle => continue,
+                Item::Failed(_) => return None,
+            }
+        }
+    }
+    Some(out)
+}

@@ -1,0 +1,71 @@
+//! `worker::Config`: the worker's settings (see `jetway_shared::config` for
+//! the loading rules and the bus settings shared with gateways).
+
+use jetway_shared::config::{Bus, CommonArgs, ConfigError, Fields, figment};
+use serde::Serialize;
+use std::time::Duration;
+
+/// Flags of `jetway-worker`.
+#[derive(Debug, Clone, Default, clap::Parser, Serialize)]
+#[command(name = "jetway-worker", version, about = "Jetway worker: runs MCP tools for requests taken from NATS JetStream")]
+pub struct Args {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonArgs,
+    /// Requests executed at once by this worker. [default: 64]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<usize>,
+    /// Seconds a request may go without an in-progress ack before it is
+    /// redelivered to another worker. [default: 30]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_wait_secs: Option<u64>,
+    /// Executions of one request before it fails with a JSON-RPC error. [default: 5]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_deliver: Option<i64>,
+    /// Seconds to finish in-flight requests on SIGTERM before handing them back. [default: 20]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_period_secs: Option<u64>,
+}
+
+/// Name of the durable consumer all workers share.
+pub const CONSUMER: &str = "jetway-workers";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub bus: Bus,
+    pub max_concurrency: usize,
+    pub ack_wait: Duration,
+    pub max_deliver: i64,
+    pub grace_period: Duration,
+}
+
+const KEYS: &[&str] = &["max_concurrency", "ack_wait_secs", "max_deliver", "grace_period_secs"];
+
+impl Config {
+    /// Loads defaults < file < env < flags, reporting every problem at once.
+    pub fn load(args: &Args) -> Result<Self, ConfigError> {
+        let mut f = Fields::new(figment(args.common.config.as_ref(), args), &[Bus::KEYS, KEYS]);
+        let bus = Bus::from_fields(&mut f);
+        let cfg = Self {
+            bus,
+            max_concurrency: f.get("max_concurrency", 64),
+            ack_wait: Duration::from_secs(f.get("ack_wait_secs", 30)),
+            max_deliver: f.get("max_deliver", 5),
+            grace_period: Duration::from_secs(f.get("grace_period_secs", 20)),
+        };
+        if cfg.max_concurrency == 0 {
+            f.problem("max_concurrency: must be at least 1");
+        }
+        if cfg.ack_wait < Duration::from_secs(1) {
+            f.problem("ack_wait_secs: must be at least 1");
+        }
+        if cfg.max_deliver < 1 {
+            f.problem("max_deliver: must be at least 1");
+        }
+        f.finish(cfg)
+    }
+}

@@ -1,0 +1,268 @@
+//! [`Session`]: what a tool sees of its MCP session.
+//!
+//! Tools take it as an rmcp extractor argument, `Extension(session):
+//! Extension<Session>`, the same way rmcp's HTTP server hands out request
+//! parts. Nothing in it lives in worker memory: state is in the
+//! `jetway_state` KV bucket, updated with compare-and-set, so concurrent
+//! requests of one session on different workers never lose an update.
+
+use crate::publish::{OutMessage, Publisher};
+use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use futures::TryStreamExt;
+use jetway_shared::{
+    session::{SessionRecord, State},
+    subjects::{SessionId, StreamKey},
+};
+use serde::{Serialize, de::DeserializeOwned};
+use std::sync::Arc;
+
+/// Why session state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("session state store unavailable: {0}")]
+    Store(String),
+    #[error("stored value of {key} is not what the tool expects: {source}")]
+    Decode {
+        key: String,
+        source: serde_json::Error,
+    },
+    #[error("value could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("too many concurrent updates of {0}")]
+    Contended(String),
+}
+
+impl From<StateError> for rmcp::ErrorData {
+    fn from(e: StateError) -> Self {
+        rmcp::ErrorData::internal_error(e.to_string(), None)
+    }
+}
+
+/// A handle on one MCP session, for tools.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: SessionId,
+    instance: String,
+    state: kv::Store,
+    sessions: kv::Store,
+    publisher: Publisher,
+}
+
+const MAX_CAS_ATTEMPTS: usize = 64;
+
+impl Session {
+    pub(crate) fn new(
+        id: SessionId,
+        instance: String,
+        state: kv::Store,
+        sessions: kv::Store,
+        publisher: Publisher,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                id,
+                instance,
+                state,
+                sessions,
+                publisher,
+            }),
+        }
+    }
+
+    /// The session id the client holds.
+    pub fn id(&self) -> &SessionId {
+        &self.inner.id
+    }
+
+    /// The id of the worker instance running this request.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// Reads `key` of this session's state.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StateError> {
+        get_in(&self.inner.state, &self.inner.id, key).await
+    }
+
+    /// Reads `key` of another session's state (for tools that link sessions).
+    pub async fn get_of<T: DeserializeOwned>(
+        &self,
+        session: &SessionId,
+        key: &str,
+    ) -> Result<Option<T>, StateError> {
+        get_in(&self.inner.state, session, key).await
+    }
+
+    /// Writes `key` of this session's state, replacing what was there.
+    pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(value)?;
+        self.inner
+            .state
+            .put(self.inner.id.state_key(key), bytes.into())
+            .await
+            .map_err(store)?;
+        Ok(())
+    }
+
+    /// Atomically replaces `key` with `f(current)` and returns the new value.
+    ///
+    /// Compare-and-set: if another worker wrote `key` in between, `f` runs
+    /// again on the newer value. `f` must therefore be a pure function.
+    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<T, StateError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Option<T>) -> T,
+    {
+        let full = self.inner.id.state_key(key);
+        let store = &self.inner.state;
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let entry = store.entry(full.clone()).await.map_err(store_err)?;
+            let (current, revision) = match entry {
+                Some(e) if e.operation == kv::Operation::Put => {
+                    let v = serde_json::from_slice(&e.value).map_err(|source| {
+                        StateError::Decode { key: key.to_owned(), source }
+                    })?;
+                    (Some(v), Some(e.revision))
+                }
+                _ => (None, None),
+            };
+            let next = f(current);
+            let bytes: bytes::Bytes = serde_json::to_vec(&next)?.into();
+            let written = match revision {
+                Some(rev) => store
+                    .update(full.clone(), bytes, rev)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (e.kind() == UpdateErrorKind::WrongLastRevision, e.to_string())),
+                None => store
+                    .create(full.clone(), bytes)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string())),
+            };
+            match written {
+                Ok(()) => return Ok(next),
+                Err((true, _)) => continue,
+                Err((false, e)) => return Err(StateError::Store(e)),
+            }
+        }
+        Err(StateError::Contended(key.to_owned()))
+    }
+
+    /// The keys of this session's state, without the session prefix.
+    pub async fn keys(&self) -> Result<Vec<String>, StateError> {
+        keys_of(&self.inner.state, &self.inner.id).await
+    }
+
+    /// Copies every state key of `from` into this session; returns how many.
+    pub async fn copy_state_from(&self, from: &SessionId) -> Result<usize, StateError> {
+        let keys = keys_of(&self.inner.state, from).await?;
+        let mut copied = 0;
+        for key in keys {
+            if let Some(value) = self.inner.state.get(from.state_key(&key)).await.map_err(store)? {
+                self.inner
+                    .state
+                    .put(self.inner.id.state_key(&key), value)
+                    .await
+                    .map_err(store)?;
+                copied += 1;
+            }
+        }
+        Ok(copied)
+    }
+
+    /// True if `id` names a session that exists (active or closed, not expired).
+    pub async fn exists(&self, id: &SessionId) -> Result<bool, StateError> {
+        Ok(self.inner.sessions.get(id.as_str()).await.map_err(store)?.is_some())
+    }
+
+    /// Number of sessions that are currently active.
+    pub async fn active_sessions(&self) -> Result<usize, StateError> {
+        let keys: Vec<String> = match self.inner.sessions.keys().await {
+            Ok(k) => k.try_collect().await.map_err(store)?,
+            Err(e) => return Err(store(e)),
+        };
+        let mut active = 0;
+        for key in keys {
+            if let Some(raw) = self.inner.sessions.get(key).await.map_err(store)?
+                && let Ok(rec) = SessionRecord::from_bytes(&raw)
+                && rec.state != State::Closed
+            {
+                active += 1;
+            }
+        }
+        Ok(active)
+    }
+
+    /// Sends a notification on the session's standalone GET stream (for
+    /// changes not tied to a request, such as `notifications/resources/updated`).
+    pub async fn notify(&self, method: &str, params: serde_json::Value) -> Result<(), StateError> {
+        let msg = serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params});
+        let nonce: u64 = rand_nonce();
+        self.inner
+            .publisher
+            .publish(OutMessage {
+                session: &self.inner.id,
+                stream: &StreamKey::get(),
+                payload: serde_json::to_vec(&msg)?,
+                is_final: false,
+                dedup: Some(format!("get.{nonce:x}")),
+            })
+            .await
+            .map_err(|e| StateError::Store(e.to_string()))
+    }
+}
+
+fn rand_nonce() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+async fn get_in<T: DeserializeOwned>(
+    store: &kv::Store,
+    session: &SessionId,
+    key: &str,
+) -> Result<Option<T>, StateError> {
+    match store.get(session.state_key(key)).await.map_err(self::store)? {
+        None => Ok(None),
+        Some(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|source| StateError::Decode { key: key.to_owned(), source }),
+    }
+}
+
+async fn keys_of(store: &kv::Store, session: &SessionId) -> Result<Vec<String>, StateError> {
+    let prefix = format!("$KV.{}.", store.name);
+    let filter = format!("{prefix}{}", session.state_key(">"));
+    let mut info = store.stream.info_with_subjects(filter).await.map_err(self::store)?;
+    let mut keys = Vec::new();
+    while let Some((subject, _count)) = info.try_next().await.map_err(self::store)? {
+        if let Some(k) = subject
+            .strip_prefix(&prefix)
+            .and_then(|s| s.strip_prefix(&format!("{session}.")))
+        {
+            keys.push(k.to_owned());
+        }
+    }
+    // Deleted keys keep a tombstone subject; keep only live ones.
+    let mut live = Vec::new();
+    for k in keys {
+        if store.get(session.state_key(&k)).await.map_err(self::store)?.is_some() {
+            live.push(k);
+        }
+    }
+    live.sort();
+    Ok(live)
+}
+
+fn store(e: impl std::fmt::Display) -> StateError {
+    StateError::Store(e.to_string())
+}
+
+fn store_err(e: impl std::fmt::Display) -> StateError {
+    store(e)
+}
