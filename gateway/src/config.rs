@@ -7,7 +7,11 @@ use std::{net::SocketAddr, time::Duration};
 
 /// Flags of `jetway-gateway`.
 #[derive(Debug, Clone, Default, clap::Parser, Serialize)]
-#[command(name = "jetway-gateway", version, about = "Jetway gateway: a stateless MCP Streamable HTTP endpoint on NATS JetStream")]
+#[command(
+    name = "jetway-gateway",
+    version,
+    about = "Jetway gateway: a stateless MCP Streamable HTTP endpoint on NATS JetStream"
+)]
 pub struct Args {
     #[command(flatten)]
     #[serde(flatten)]
@@ -70,12 +74,17 @@ pub const LOCAL_ORIGINS: &[&str] = &["http://localhost", "http://127.0.0.1", "ht
 impl Config {
     /// Loads defaults < file < env < flags, reporting every problem at once.
     pub fn load(args: &Args) -> Result<Self, ConfigError> {
-        let mut f = Fields::new(figment(args.common.config.as_ref(), args), &[Bus::KEYS, KEYS]);
+        let mut f = Fields::new(
+            figment(args.common.config.as_ref(), args),
+            &[Bus::KEYS, KEYS],
+        );
         let bus = Bus::from_fields(&mut f);
         let listen: String = f.get("listen", "127.0.0.1:8080".to_owned());
         let parsed_listen = listen.parse::<SocketAddr>();
         if parsed_listen.is_err() {
-            f.problem(format!("listen: {listen:?} is not an address like 127.0.0.1:8080"));
+            f.problem(format!(
+                "listen: {listen:?} is not an address like 127.0.0.1:8080"
+            ));
         }
         let origins: Vec<String> = f.get(
             "allowed_origins",
@@ -110,9 +119,9 @@ impl Config {
                 return true;
             }
             // A configured origin without a port allows every port of that host.
-            origin
-                .strip_prefix(allowed.as_str())
-                .is_some_and(|rest| rest.starts_with(':') && rest[1..].bytes().all(|b| b.is_ascii_digit()))
+            origin.strip_prefix(allowed.as_str()).is_some_and(|rest| {
+                rest.starts_with(':') && rest[1..].bytes().all(|b| b.is_ascii_digit())
+            })
         })
     }
 }

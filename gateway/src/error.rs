@@ -83,8 +83,10 @@ impl IntoResponse for GatewayError {
         let body = jsonrpc::error(self.id(), self.code(), self.to_string());
         let mut resp = (self.status(), axum::Json(body)).into_response();
         if matches!(self, Self::Unavailable | Self::Draining) {
-            resp.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
         }
         resp
     }

@@ -23,7 +23,10 @@ pub async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
         }
     };
     match problem {
-        None => (StatusCode::OK, Json(json!({"status": "ok", "instance": instance}))),
+        None => (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "instance": instance})),
+        ),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "degraded", "instance": instance, "reason": reason})),

@@ -64,13 +64,16 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .layer(axum::middleware::map_response(move |mut resp: axum::response::Response| {
-            let instance = instance.clone();
-            async move {
-                resp.headers_mut().insert(HeaderName::from_static(INSTANCE_HEADER), instance);
-                resp
-            }
-        }))
+        .layer(axum::middleware::map_response(
+            move |mut resp: axum::response::Response| {
+                let instance = instance.clone();
+                async move {
+                    resp.headers_mut()
+                        .insert(HeaderName::from_static(INSTANCE_HEADER), instance);
+                    resp
+                }
+            },
+        ))
         .with_state(gw)
 }
 

@@ -24,7 +24,10 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(store: kv::Store, retention: Duration) -> Self {
-        Self { store, refresh_after: retention / 10 }
+        Self {
+            store,
+            refresh_after: retention / 10,
+        }
     }
 
     /// Creates the record of a new session.
@@ -69,12 +72,15 @@ impl Sessions {
         if record.state == State::Closed {
             return Err(GatewayError::SessionNotFound);
         }
-        if Duration::from_millis(now_ms().saturating_sub(record.last_seen_ms)) > self.refresh_after {
+        if Duration::from_millis(now_ms().saturating_sub(record.last_seen_ms)) > self.refresh_after
+        {
             let (store, session, mut fresh) = (self.store.clone(), session.clone(), record.clone());
             tokio::spawn(async move {
                 fresh.last_seen_ms = now_ms();
                 // A lost race means someone else just wrote it: fresh enough.
-                let _ = store.update(session.as_str(), fresh.to_bytes(), entry.revision).await;
+                let _ = store
+                    .update(session.as_str(), fresh.to_bytes(), entry.revision)
+                    .await;
             });
         }
         Ok(record)
@@ -91,13 +97,18 @@ impl Sessions {
             let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
                 return Err(GatewayError::SessionNotFound);
             };
-            let mut record = SessionRecord::from_bytes(&entry.value).map_err(|_| GatewayError::SessionNotFound)?;
+            let mut record = SessionRecord::from_bytes(&entry.value)
+                .map_err(|_| GatewayError::SessionNotFound)?;
             if record.state == State::Closed {
                 return Err(GatewayError::SessionNotFound);
             }
             record.state = State::Closed;
             record.last_seen_ms = now_ms();
-            match self.store.update(session.as_str(), record.to_bytes(), entry.revision).await {
+            match self
+                .store
+                .update(session.as_str(), record.to_bytes(), entry.revision)
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                 Err(e) => return Err(unavailable("close session", e)),

@@ -81,7 +81,13 @@ async fn read(
     cancel: CancellationToken,
 ) {
     let subject = spec.session.out(&spec.key);
-    let mut reader = Reader { stream, subject, key: spec.key.clone(), last: spec.after, tx };
+    let mut reader = Reader {
+        stream,
+        subject,
+        key: spec.key.clone(),
+        last: spec.after,
+        tx,
+    };
     if !spec.fresh && reader.catch_up(u64::MAX).await.is_break() {
         return;
     }
@@ -145,7 +151,11 @@ impl Reader {
                 .await
             {
                 Ok(m) if m.sequence <= until => {
-                    if self.deliver(m.sequence, Some(&m.headers), m.payload).await.is_break() {
+                    if self
+                        .deliver(m.sequence, Some(&m.headers), m.payload)
+                        .await
+                        .is_break()
+                    {
                         return Flow::Break(());
                     }
                 }
@@ -164,7 +174,10 @@ impl Reader {
         self.last = seq;
         let is_final = headers.and_then(|h| h.get(headers::FINAL)).is_some();
         let item = Item::Event(Delivered {
-            id: EventId { stream: self.key.clone(), sequence: seq },
+            id: EventId {
+                stream: self.key.clone(),
+                sequence: seq,
+            },
             payload,
             is_final,
         });
@@ -178,7 +191,11 @@ impl Reader {
 /// `(Nats-Sequence, Nats-Last-Sequence)` of a republished message.
 fn positions(h: Option<&HeaderMap>) -> Option<(u64, u64)> {
     let h = h?;
-    let seq = h.get(async_nats::header::NATS_SEQUENCE)?.as_str().parse().ok()?;
+    let seq = h
+        .get(async_nats::header::NATS_SEQUENCE)?
+        .as_str()
+        .parse()
+        .ok()?;
     let prev = h
         .get(async_nats::header::NATS_LAST_SEQUENCE)
         .and_then(|v| v.as_str().parse().ok())

@@ -141,9 +141,19 @@ pub fn default_instance_id() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let clean: String = host
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if clean.is_empty() { "jetway".into() } else { clean }
+    if clean.is_empty() {
+        "jetway".into()
+    } else {
+        clean
+    }
 }
 
 /// Builds the layered figment: file < environment < flags.
@@ -239,10 +249,15 @@ impl fmt::Display for ConfigError {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's own error type
 mod tests {
     use super::*;
 
-    fn load(file: Option<&str>, env: &[(&str, &str)], flags: CommonArgs) -> Result<Bus, ConfigError> {
+    fn load(
+        file: Option<&str>,
+        env: &[(&str, &str)],
+        flags: CommonArgs,
+    ) -> Result<Bus, ConfigError> {
         let mut result = None;
         figment::Jail::expect_with(|jail| {
             let path = file.map(|text| {
@@ -263,13 +278,20 @@ mod tests {
     #[test]
     fn later_layers_win() {
         let file = "nats_url = 'nats://file:1'\ninstance_id = 'from-file'\nreplicas = 3\n";
-        let bus = load(Some(file), &[("JETWAY_INSTANCE_ID", "from-env")], CommonArgs::default())
-            .expect("valid");
+        let bus = load(
+            Some(file),
+            &[("JETWAY_INSTANCE_ID", "from-env")],
+            CommonArgs::default(),
+        )
+        .expect("valid");
         assert_eq!(bus.nats_url, "nats://file:1");
         assert_eq!(bus.instance_id, "from-env");
         assert_eq!(bus.replicas, 3);
 
-        let flags = CommonArgs { instance_id: Some("from-flag".into()), ..Default::default() };
+        let flags = CommonArgs {
+            instance_id: Some("from-flag".into()),
+            ..Default::default()
+        };
         let bus = load(Some(file), &[("JETWAY_INSTANCE_ID", "from-env")], flags).expect("valid");
         assert_eq!(bus.instance_id, "from-flag");
     }
@@ -278,12 +300,20 @@ mod tests {
     fn every_problem_is_reported() {
         let err = load(
             Some("replicas = 'three'\nbogus = 1\n"),
-            &[("JETWAY_NATS_TIMEOUT_MS", "soon"), ("JETWAY_INSTANCE_ID", "a.b")],
+            &[
+                ("JETWAY_NATS_TIMEOUT_MS", "soon"),
+                ("JETWAY_INSTANCE_ID", "a.b"),
+            ],
             CommonArgs::default(),
         )
         .expect_err("invalid");
         let text = err.to_string();
-        for needle in ["replicas", "bogus: unknown setting", "nats_timeout_ms", "instance_id"] {
+        for needle in [
+            "replicas",
+            "bogus: unknown setting",
+            "nats_timeout_ms",
+            "instance_id",
+        ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
         assert_eq!(err.0.len(), 4, "{text}");

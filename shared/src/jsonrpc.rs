@@ -139,11 +139,16 @@ mod tests {
     fn classifies_the_three_shapes() {
         assert_eq!(
             classify(&json!({"jsonrpc":"2.0","id":1,"method":"ping"})),
-            Ok(Kind::Request { id: json!(1), method: "ping".into() })
+            Ok(Kind::Request {
+                id: json!(1),
+                method: "ping".into()
+            })
         );
         assert_eq!(
             classify(&json!({"jsonrpc":"2.0","method":"notifications/initialized"})),
-            Ok(Kind::Notification { method: "notifications/initialized".into() })
+            Ok(Kind::Notification {
+                method: "notifications/initialized".into()
+            })
         );
         assert_eq!(
             classify(&json!({"jsonrpc":"2.0","id":"a","result":{}})),
@@ -156,13 +161,22 @@ mod tests {
         let cases = [
             (json!([]), Invalid::NotAnObject),
             (json!({"id":1,"method":"x"}), Invalid::Version),
-            (json!({"jsonrpc":"1.0","id":1,"method":"x"}), Invalid::Version),
+            (
+                json!({"jsonrpc":"1.0","id":1,"method":"x"}),
+                Invalid::Version,
+            ),
             (json!({"jsonrpc":"2.0","id":null,"method":"x"}), Invalid::Id),
             (json!({"jsonrpc":"2.0","id":1.5,"method":"x"}), Invalid::Id),
             (json!({"jsonrpc":"2.0","id":1,"method":3}), Invalid::Method),
-            (json!({"jsonrpc":"2.0","id":1,"method":"x","params":3}), Invalid::Params),
+            (
+                json!({"jsonrpc":"2.0","id":1,"method":"x","params":3}),
+                Invalid::Params,
+            ),
             (json!({"jsonrpc":"2.0","id":1}), Invalid::Response),
-            (json!({"jsonrpc":"2.0","id":1,"result":1,"error":{}}), Invalid::Response),
+            (
+                json!({"jsonrpc":"2.0","id":1,"result":1,"error":{}}),
+                Invalid::Response,
+            ),
             (json!({"jsonrpc":"2.0"}), Invalid::Shape),
         ];
         for (v, want) in cases {

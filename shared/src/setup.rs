@@ -121,22 +121,40 @@ pub fn differences(want: &stream::Config, have: &stream::Config) -> (Vec<String>
     let mut fatal = Vec::new();
     let mut tunable = Vec::new();
     if want.subjects != have.subjects {
-        fatal.push(format!("subjects {:?}, expected {:?}", have.subjects, want.subjects));
+        fatal.push(format!(
+            "subjects {:?}, expected {:?}",
+            have.subjects, want.subjects
+        ));
     }
     if want.retention != have.retention {
-        fatal.push(format!("retention {:?}, expected {:?}", have.retention, want.retention));
+        fatal.push(format!(
+            "retention {:?}, expected {:?}",
+            have.retention, want.retention
+        ));
     }
     if want.republish != have.republish {
-        fatal.push(format!("republish {:?}, expected {:?}", have.republish, want.republish));
+        fatal.push(format!(
+            "republish {:?}, expected {:?}",
+            have.republish, want.republish
+        ));
     }
     if want.allow_direct != have.allow_direct {
-        fatal.push(format!("allow_direct {}, expected {}", have.allow_direct, want.allow_direct));
+        fatal.push(format!(
+            "allow_direct {}, expected {}",
+            have.allow_direct, want.allow_direct
+        ));
     }
     if want.max_age != have.max_age {
-        tunable.push(format!("max_age {:?}, configured {:?}", have.max_age, want.max_age));
+        tunable.push(format!(
+            "max_age {:?}, configured {:?}",
+            have.max_age, want.max_age
+        ));
     }
     if want.num_replicas != have.num_replicas {
-        tunable.push(format!("replicas {}, configured {}", have.num_replicas, want.num_replicas));
+        tunable.push(format!(
+            "replicas {}, configured {}",
+            have.num_replicas, want.num_replicas
+        ));
     }
     if want.duplicate_window != have.duplicate_window {
         tunable.push(format!(
@@ -168,10 +186,13 @@ async fn ensure_bucket(
     };
     match js.create_key_value(config).await {
         Ok(store) => Ok(store),
-        Err(create) => js.get_key_value(bucket).await.map_err(|_| SetupError::Create {
-            what: format!("KV bucket {bucket}"),
-            source: Box::new(create),
-        }),
+        Err(create) => js
+            .get_key_value(bucket)
+            .await
+            .map_err(|_| SetupError::Create {
+                what: format!("KV bucket {bucket}"),
+                source: Box::new(create),
+            }),
     }
 }
 

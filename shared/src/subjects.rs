@@ -290,7 +290,10 @@ mod tests {
         let key = StreamKey::parse("r00112233445566aa").expect("valid");
         assert_eq!(id.in_rpc(), format!("jetway.3.{id}.in.rpc"));
         assert_eq!(id.out(&key), format!("jetway.3.{id}.out.r00112233445566aa"));
-        assert_eq!(id.live_out(&StreamKey::get()), format!("jetway-live.3.{id}.out.get"));
+        assert_eq!(
+            id.live_out(&StreamKey::get()),
+            format!("jetway-live.3.{id}.out.get")
+        );
         assert_eq!(session_of_subject(&id.live_in_msg()), Some(id.clone()));
         assert_eq!(session_of_subject("other.3.x"), None);
     }
@@ -298,11 +301,17 @@ mod tests {
     #[test]
     fn event_ids_round_trip() {
         let key = StreamKey::new_request();
-        let id = EventId { stream: key.clone(), sequence: 42 };
+        let id = EventId {
+            stream: key.clone(),
+            sequence: 42,
+        };
         assert_eq!(EventId::parse(&id.to_string()), Some(id));
         assert_eq!(
             EventId::parse("get-7"),
-            Some(EventId { stream: StreamKey::get(), sequence: 7 })
+            Some(EventId {
+                stream: StreamKey::get(),
+                sequence: 7
+            })
         );
         for bad in ["", "get", "get-", "get-x", "zzz-1", "r12-1", "get--1"] {
             assert_eq!(EventId::parse(bad), None, "{bad}");

@@ -7,7 +7,11 @@ use std::time::Duration;
 
 /// Flags of `jetway-worker`.
 #[derive(Debug, Clone, Default, clap::Parser, Serialize)]
-#[command(name = "jetway-worker", version, about = "Jetway worker: runs MCP tools for requests taken from NATS JetStream")]
+#[command(
+    name = "jetway-worker",
+    version,
+    about = "Jetway worker: runs MCP tools for requests taken from NATS JetStream"
+)]
 pub struct Args {
     #[command(flatten)]
     #[serde(flatten)]
@@ -17,7 +21,7 @@ pub struct Args {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<usize>,
     /// Seconds a request may go without an in-progress ack before it is
-    /// redelivered to another worker. [default: 30]
+    /// redelivered to another worker; in-progress acks renew it every third of it. [default: 6]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ack_wait_secs: Option<u64>,
@@ -43,17 +47,25 @@ pub struct Config {
     pub grace_period: Duration,
 }
 
-const KEYS: &[&str] = &["max_concurrency", "ack_wait_secs", "max_deliver", "grace_period_secs"];
+const KEYS: &[&str] = &[
+    "max_concurrency",
+    "ack_wait_secs",
+    "max_deliver",
+    "grace_period_secs",
+];
 
 impl Config {
     /// Loads defaults < file < env < flags, reporting every problem at once.
     pub fn load(args: &Args) -> Result<Self, ConfigError> {
-        let mut f = Fields::new(figment(args.common.config.as_ref(), args), &[Bus::KEYS, KEYS]);
+        let mut f = Fields::new(
+            figment(args.common.config.as_ref(), args),
+            &[Bus::KEYS, KEYS],
+        );
         let bus = Bus::from_fields(&mut f);
         let cfg = Self {
             bus,
             max_concurrency: f.get("max_concurrency", 64),
-            ack_wait: Duration::from_secs(f.get("ack_wait_secs", 30)),
+            ack_wait: Duration::from_secs(f.get("ack_wait_secs", 6)),
             max_deliver: f.get("max_deliver", 5),
             grace_period: Duration::from_secs(f.get("grace_period_secs", 20)),
         };

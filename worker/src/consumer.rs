@@ -53,7 +53,11 @@ pub async fn run<S: ServerHandler + Clone>(
     let limit = Arc::new(Semaphore::new(runtime.config.max_concurrency));
     let tracker = TaskTracker::new();
     let hard_stop = CancellationToken::new();
-    tracing::info!(consumer = CONSUMER, concurrency = runtime.config.max_concurrency, "worker ready");
+    tracing::info!(
+        consumer = CONSUMER,
+        concurrency = runtime.config.max_concurrency,
+        "worker ready"
+    );
     'pull: while !shutdown.is_cancelled() {
         let messages = consumer
             .stream()
@@ -95,7 +99,10 @@ pub async fn run<S: ServerHandler + Clone>(
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer stream error");
-                    if matches!(e.kind(), async_nats::jetstream::consumer::pull::MessagesErrorKind::ConsumerDeleted) {
+                    if matches!(
+                        e.kind(),
+                        async_nats::jetstream::consumer::pull::MessagesErrorKind::ConsumerDeleted
+                    ) {
                         break;
                     }
                 }
@@ -107,7 +114,10 @@ pub async fn run<S: ServerHandler + Clone>(
     let grace = runtime.config.grace_period;
     tracing::info!(in_flight = tracker.len(), ?grace, "draining");
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!(in_flight = tracker.len(), "grace period over; handing requests back");
+        tracing::warn!(
+            in_flight = tracker.len(),
+            "grace period over; handing requests back"
+        );
         hard_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
     }

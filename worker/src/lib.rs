@@ -59,9 +59,10 @@ where
 {
     let js = setup::context(nats.clone(), &config.bus);
     let resources = setup::ensure_with_retry(&js, &config.bus, &shutdown).await?;
-    let consumer = consumer::ensure_consumer(&resources.stream, config.ack_wait, config.max_deliver)
-        .await
-        .map_err(|e| WorkerError::Consumer(e.to_string()))?;
+    let consumer =
+        consumer::ensure_consumer(&resources.stream, config.ack_wait, config.max_deliver)
+            .await
+            .map_err(|e| WorkerError::Consumer(e.to_string()))?;
     let runtime = Arc::new(request::Runtime {
         publisher: publish::Publisher::new(js, config.bus.instance_id.clone()),
         config,

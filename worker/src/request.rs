@@ -12,7 +12,7 @@ use crate::{
     consumer::{ack, nak},
     publish::{OutMessage, Publisher},
     session::Session,
-    transport::{Outcome, RequestRoute, RequestTransport, Shared},
+    transport::{FinalHook, Outcome, RequestRoute, RequestTransport, Shared},
 };
 use async_nats::jetstream::{AckKind, Message, kv};
 use futures::StreamExt;
@@ -88,7 +88,11 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             }
         };
         let id = request.get("id").cloned().unwrap_or(Value::Null);
-        let method_name = request.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let method_name = request
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let answer = |body: Value| self.publish_final(&session, &stream, body);
 
         if delivered as i64 > self.config.max_deliver {
@@ -96,7 +100,10 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             let body = jsonrpc::error(
                 Some(&id),
                 jsonrpc::REQUEST_FAILED,
-                format!("request abandoned after {} attempts (workers failed while running it)", delivered - 1),
+                format!(
+                    "request abandoned after {} attempts (workers failed while running it)",
+                    delivered - 1
+                ),
             );
             self.finish(&msg, answer(body).await).await;
             return;
@@ -142,7 +149,15 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             })
         };
         let outcome = self
-            .run_loop(&session, &stream, &record, request, id, delivered, hard_stop.clone())
+            .run_loop(
+                &session,
+                &stream,
+                &record,
+                request,
+                id,
+                delivered,
+                hard_stop.clone(),
+            )
             .await;
         progress.cancel();
         let _ = lease.await;
@@ -164,11 +179,16 @@ impl<S: ServerHandler + Clone> Runtime<S> {
         delivered: u64,
         hard_stop: CancellationToken,
     ) -> Outcome {
-        let is_initialize = request.get("method").and_then(Value::as_str) == Some(method::INITIALIZE);
+        let is_initialize =
+            request.get("method").and_then(Value::as_str) == Some(method::INITIALIZE);
         let rx: RxJsonRpcMessage<RoleServer> = match serde_json::from_value(request.clone()) {
             Ok(m) => m,
             Err(e) => {
-                let body = jsonrpc::error(Some(&id), jsonrpc::INVALID_PARAMS, format!("invalid params: {e}"));
+                let body = jsonrpc::error(
+                    Some(&id),
+                    jsonrpc::INVALID_PARAMS,
+                    format!("invalid params: {e}"),
+                );
                 return match self.publish_final(session, stream, body).await {
                     Ok(()) => Outcome::Answered,
                     Err(_) => Outcome::Unanswered,
@@ -176,7 +196,10 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             }
         };
         let peer_info: Option<InitializeRequestParams> = if is_initialize {
-            request.get("params").cloned().and_then(|p| serde_json::from_value(p).ok())
+            request
+                .get("params")
+                .cloned()
+                .and_then(|p| serde_json::from_value(p).ok())
         } else {
             serde_json::from_value(record.client.clone()).ok()
         };
@@ -201,24 +224,23 @@ impl<S: ServerHandler + Clone> Runtime<S> {
         let on_final = is_initialize.then(|| {
             let sessions = self.sessions.clone();
             let session = session.clone();
-            let hook: Box<dyn Fn(&Value) -> futures::future::BoxFuture<'static, ()> + Send + Sync> =
-                Box::new(move |final_msg: &Value| {
-                    let version = final_msg
-                        .pointer("/result/protocolVersion")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned);
-                    let sessions = sessions.clone();
-                    let session = session.clone();
-                    Box::pin(async move {
-                        if let Some(v) = version {
-                            let _ = update_record(&sessions, &session, |r| {
-                                r.state = State::Active;
-                                r.protocol_version = v.clone();
-                            })
-                            .await;
-                        }
-                    })
-                });
+            let hook: FinalHook = Box::new(move |final_msg: &Value| {
+                let version = final_msg
+                    .pointer("/result/protocolVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let sessions = sessions.clone();
+                let session = session.clone();
+                Box::pin(async move {
+                    if let Some(v) = version {
+                        let _ = update_record(&sessions, &session, |r| {
+                            r.state = State::Active;
+                            r.protocol_version = v.clone();
+                        })
+                        .await;
+                    }
+                })
+            });
             hook
         });
         let shared = Arc::new(Shared {
@@ -241,7 +263,8 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             shared.clone(),
         );
         let ct = hard_stop.child_token();
-        let running = serve_directly_with_ct(self.handler.clone(), transport, peer_info, ct.clone());
+        let running =
+            serve_directly_with_ct(self.handler.clone(), transport, peer_info, ct.clone());
         let waiting = running.waiting();
         tokio::pin!(waiting);
         tokio::select! {
@@ -253,8 +276,11 @@ impl<S: ServerHandler + Clone> Runtime<S> {
                 let _ = tokio::time::timeout(Duration::from_secs(2), &mut waiting).await;
             }
         }
-        let outcome = shared.outcome.lock().map(|o| *o).unwrap_or(Outcome::Unanswered);
-        outcome
+        shared
+            .outcome
+            .lock()
+            .map(|o| *o)
+            .unwrap_or(Outcome::Unanswered)
     }
 
     async fn set_level(&self, session: &SessionId, id: &Value, request: &Value) -> Value {
@@ -266,7 +292,11 @@ impl<S: ServerHandler + Clone> Runtime<S> {
                 "params.level must be one of debug, info, notice, warning, error, critical, alert, emergency",
             );
         };
-        match update_record(&self.sessions, session, |r| r.log_level = Some(level.to_owned())).await {
+        match update_record(&self.sessions, session, |r| {
+            r.log_level = Some(level.to_owned())
+        })
+        .await
+        {
             Ok(()) => jsonrpc::result(id, json!({})),
             Err(e) => jsonrpc::error(Some(id), jsonrpc::INTERNAL_ERROR, e),
         }
@@ -280,11 +310,21 @@ impl<S: ServerHandler + Clone> Runtime<S> {
     ) -> Result<(), jetway_shared::publish::PublishFailure> {
         let payload = serde_json::to_vec(&body).unwrap_or_default();
         self.publisher
-            .publish(OutMessage { session, stream, payload, is_final: true, dedup: None })
+            .publish(OutMessage {
+                session,
+                stream,
+                payload,
+                is_final: true,
+                dedup: None,
+            })
             .await
     }
 
-    async fn finish(&self, msg: &Message, published: Result<(), jetway_shared::publish::PublishFailure>) {
+    async fn finish(
+        &self,
+        msg: &Message,
+        published: Result<(), jetway_shared::publish::PublishFailure>,
+    ) {
         match published {
             Ok(()) => ack(msg).await,
             Err(e) => {
@@ -302,13 +342,19 @@ pub async fn update_record(
     mut f: impl FnMut(&mut SessionRecord),
 ) -> Result<(), String> {
     for _ in 0..32 {
-        let entry = sessions.entry(session.as_str()).await.map_err(|e| e.to_string())?;
+        let entry = sessions
+            .entry(session.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
             return Err("session not found".into());
         };
         let mut record = SessionRecord::from_bytes(&entry.value).map_err(|e| e.to_string())?;
         f(&mut record);
-        match sessions.update(session.as_str(), record.to_bytes(), entry.revision).await {
+        match sessions
+            .update(session.as_str(), record.to_bytes(), entry.revision)
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
             Err(e) => return Err(e.to_string()),

@@ -123,9 +123,11 @@ impl Session {
             let entry = store.entry(full.clone()).await.map_err(store_err)?;
             let (current, revision) = match entry {
                 Some(e) if e.operation == kv::Operation::Put => {
-                    let v = serde_json::from_slice(&e.value).map_err(|source| {
-                        StateError::Decode { key: key.to_owned(), source }
-                    })?;
+                    let v =
+                        serde_json::from_slice(&e.value).map_err(|source| StateError::Decode {
+                            key: key.to_owned(),
+                            source,
+                        })?;
                     (Some(v), Some(e.revision))
                 }
                 _ => (None, None),
@@ -137,7 +139,12 @@ impl Session {
                     .update(full.clone(), bytes, rev)
                     .await
                     .map(|_| ())
-                    .map_err(|e| (e.kind() == UpdateErrorKind::WrongLastRevision, e.to_string())),
+                    .map_err(|e| {
+                        (
+                            e.kind() == UpdateErrorKind::WrongLastRevision,
+                            e.to_string(),
+                        )
+                    }),
                 None => store
                     .create(full.clone(), bytes)
                     .await
@@ -163,7 +170,13 @@ impl Session {
         let keys = keys_of(&self.inner.state, from).await?;
         let mut copied = 0;
         for key in keys {
-            if let Some(value) = self.inner.state.get(from.state_key(&key)).await.map_err(store)? {
+            if let Some(value) = self
+                .inner
+                .state
+                .get(from.state_key(&key))
+                .await
+                .map_err(store)?
+            {
                 self.inner
                     .state
                     .put(self.inner.id.state_key(&key), value)
@@ -177,7 +190,13 @@ impl Session {
 
     /// True if `id` names a session that exists (active or closed, not expired).
     pub async fn exists(&self, id: &SessionId) -> Result<bool, StateError> {
-        Ok(self.inner.sessions.get(id.as_str()).await.map_err(store)?.is_some())
+        Ok(self
+            .inner
+            .sessions
+            .get(id.as_str())
+            .await
+            .map_err(store)?
+            .is_some())
     }
 
     /// Number of sessions that are currently active.
@@ -227,18 +246,29 @@ async fn get_in<T: DeserializeOwned>(
     session: &SessionId,
     key: &str,
 ) -> Result<Option<T>, StateError> {
-    match store.get(session.state_key(key)).await.map_err(self::store)? {
+    match store
+        .get(session.state_key(key))
+        .await
+        .map_err(self::store)?
+    {
         None => Ok(None),
         Some(b) => serde_json::from_slice(&b)
             .map(Some)
-            .map_err(|source| StateError::Decode { key: key.to_owned(), source }),
+            .map_err(|source| StateError::Decode {
+                key: key.to_owned(),
+                source,
+            }),
     }
 }
 
 async fn keys_of(store: &kv::Store, session: &SessionId) -> Result<Vec<String>, StateError> {
     let prefix = format!("$KV.{}.", store.name);
     let filter = format!("{prefix}{}", session.state_key(">"));
-    let mut info = store.stream.info_with_subjects(filter).await.map_err(self::store)?;
+    let mut info = store
+        .stream
+        .info_with_subjects(filter)
+        .await
+        .map_err(self::store)?;
     let mut keys = Vec::new();
     while let Some((subject, _count)) = info.try_next().await.map_err(self::store)? {
         if let Some(k) = subject
@@ -251,7 +281,12 @@ async fn keys_of(store: &kv::Store, session: &SessionId) -> Result<Vec<String>, 
     // Deleted keys keep a tombstone subject; keep only live ones.
     let mut live = Vec::new();
     for k in keys {
-        if store.get(session.state_key(&k)).await.map_err(self::store)?.is_some() {
+        if store
+            .get(session.state_key(&k))
+            .await
+            .map_err(self::store)?
+            .is_some()
+        {
             live.push(k);
         }
     }

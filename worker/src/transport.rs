@@ -62,12 +62,15 @@ pub struct RequestRoute {
     pub delivery: u64,
 }
 
+/// Runs with the final message just before it is published.
+pub type FinalHook = Box<dyn Fn(&Value) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
 /// Shared between the transport and the consumer task that owns the request.
 pub struct Shared {
     pub outcome: Mutex<Outcome>,
     /// Called with the final result just before it is published (used to
     /// record what `initialize` negotiated).
-    pub on_final: Option<Box<dyn Fn(&Value) -> futures::future::BoxFuture<'static, ()> + Send + Sync>>,
+    pub on_final: Option<FinalHook>,
 }
 
 /// The transport of one request. Build it with [`RequestTransport::new`].
@@ -141,15 +144,24 @@ impl RequestTransport {
     }
 
     /// Decides where an outbound message goes, synchronously and in call order.
-    fn plan(&mut self, item: TxJsonRpcMessage<RoleServer>) -> Result<Option<Planned>, TransportError> {
+    fn plan(
+        &mut self,
+        item: TxJsonRpcMessage<RoleServer>,
+    ) -> Result<Option<Planned>, TransportError> {
         let mut value = serde_json::to_value(&item)?;
         let route = &self.route;
-        let is_final = value.get("method").is_none()
-            && value.get("id") == Some(&route.request_id);
+        let is_final = value.get("method").is_none() && value.get("id") == Some(&route.request_id);
         if is_final {
-            return Ok(Some(Planned { value, stream: route.stream.clone(), kind: PlanKind::Final }));
+            return Ok(Some(Planned {
+                value,
+                stream: route.stream.clone(),
+                kind: PlanKind::Final,
+            }));
         }
-        let method_name = value.get("method").and_then(Value::as_str).map(str::to_owned);
+        let method_name = value
+            .get("method")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         match method_name.as_deref() {
             Some(m) if value.get("id").is_some() => {
                 // A server→client request: give it an id unique in the session.
@@ -160,7 +172,11 @@ impl RequestTransport {
                 }
                 value["id"] = Value::from(public);
                 tracing::debug!(method = m, "server request to client");
-                Ok(Some(Planned { value, stream: route.stream.clone(), kind: PlanKind::Message }))
+                Ok(Some(Planned {
+                    value,
+                    stream: route.stream.clone(),
+                    kind: PlanKind::Message,
+                }))
             }
             Some(method::MESSAGE) => {
                 let level = value
@@ -170,12 +186,22 @@ impl RequestTransport {
                 if !log_passes(level, route.log_level.as_deref()) {
                     return Ok(None);
                 }
-                Ok(Some(Planned { value, stream: route.stream.clone(), kind: PlanKind::Message }))
+                Ok(Some(Planned {
+                    value,
+                    stream: route.stream.clone(),
+                    kind: PlanKind::Message,
+                }))
             }
-            Some(method::PROGRESS) => {
-                Ok(Some(Planned { value, stream: route.stream.clone(), kind: PlanKind::Message }))
-            }
-            Some(_) => Ok(Some(Planned { value, stream: StreamKey::get(), kind: PlanKind::Message })),
+            Some(method::PROGRESS) => Ok(Some(Planned {
+                value,
+                stream: route.stream.clone(),
+                kind: PlanKind::Message,
+            })),
+            Some(_) => Ok(Some(Planned {
+                value,
+                stream: StreamKey::get(),
+                kind: PlanKind::Message,
+            })),
             // A response to something other than this request cannot happen
             // in a one-request loop; drop it rather than confuse the client.
             None => Ok(None),
@@ -234,7 +260,9 @@ impl Transport<RoleServer> for RequestTransport {
             let mut rx = turn.subscribe();
             let _ = rx.wait_for(|t| *t == ticket).await;
             let _guard = TurnGuard { turn, ticket };
-            let Some(planned) = planned? else { return Ok(()) };
+            let Some(planned) = planned? else {
+                return Ok(());
+            };
             let final_ = planned.kind == PlanKind::Final;
             if final_ && let Some(hook) = &shared.on_final {
                 hook(&planned.value).await;
@@ -264,12 +292,15 @@ impl Transport<RoleServer> for RequestTransport {
         }
     }
 
+    #[allow(clippy::manual_async_fn)] // the trait requires the future to be `Send`
     fn receive(&mut self) -> impl Future<Output = Option<RxJsonRpcMessage<RoleServer>>> + Send {
         async move {
             if let Some(mut first) = self.first.take() {
                 if let rmcp::model::JsonRpcMessage::Request(r) = &mut first {
                     use rmcp::model::GetExtensions;
-                    r.request.extensions_mut().extend(std::mem::take(&mut self.extensions));
+                    r.request
+                        .extensions_mut()
+                        .extend(std::mem::take(&mut self.extensions));
                 }
                 return Some(first);
             }

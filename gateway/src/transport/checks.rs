@@ -36,7 +36,13 @@ fn accepts(h: &HeaderMap, media: &str) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|part| part.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|part| {
+            part.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .any(|m| m == media || m == "*/*" || m == format!("{kind}/*"))
 }
 
@@ -56,16 +62,28 @@ pub fn accept_get(h: &HeaderMap) -> Result<(), GatewayError> {
     if accepts(h, "text/event-stream") {
         Ok(())
     } else {
-        Err(GatewayError::NotAcceptable("Accept must list text/event-stream"))
+        Err(GatewayError::NotAcceptable(
+            "Accept must list text/event-stream",
+        ))
     }
 }
 
 /// 415 unless the body is declared JSON.
 pub fn content_type(h: &HeaderMap) -> Result<(), GatewayError> {
     let ok = header_str(h, header::CONTENT_TYPE.as_str())
-        .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
         .unwrap_or(false);
-    if ok { Ok(()) } else { Err(GatewayError::UnsupportedMediaType) }
+    if ok {
+        Ok(())
+    } else {
+        Err(GatewayError::UnsupportedMediaType)
+    }
 }
 
 /// The request's protocol version: the header, or 2025-03-26 when absent;
@@ -119,7 +137,13 @@ mod tests {
     #[test]
     fn accept_needs_both_media_types_for_post() {
         assert!(accept_post(&with("accept", "application/json, text/event-stream")).is_ok());
-        assert!(accept_post(&with("accept", "text/event-stream;q=1, application/json;q=0.9")).is_ok());
+        assert!(
+            accept_post(&with(
+                "accept",
+                "text/event-stream;q=1, application/json;q=0.9"
+            ))
+            .is_ok()
+        );
         assert!(accept_post(&with("accept", "*/*")).is_ok());
         assert!(accept_post(&with("accept", "application/json")).is_err());
         assert!(accept_post(&HeaderMap::new()).is_err());
@@ -129,9 +153,14 @@ mod tests {
 
     #[test]
     fn protocol_version_defaults_and_refuses_unknown() {
-        assert_eq!(protocol_version(&HeaderMap::new()).ok().as_deref(), Some("2025-03-26"));
         assert_eq!(
-            protocol_version(&with("mcp-protocol-version", "2025-11-25")).ok().as_deref(),
+            protocol_version(&HeaderMap::new()).ok().as_deref(),
+            Some("2025-03-26")
+        );
+        assert_eq!(
+            protocol_version(&with("mcp-protocol-version", "2025-11-25"))
+                .ok()
+                .as_deref(),
             Some("2025-11-25")
         );
         assert!(protocol_version(&with("mcp-protocol-version", "2026-07-28")).is_err());

@@ -71,7 +71,9 @@ pub async fn post(
                 .unwrap_or(protocol::LATEST)
                 .to_owned();
             let session = SessionId::generate(0);
-            gw.sessions.create(&session, &requested, params, &gw.config.bus.instance_id).await?;
+            gw.sessions
+                .create(&session, &requested, params, &gw.config.bus.instance_id)
+                .await?;
             tracing::info!(session = %session, "session created");
             (session, requested, true)
         }
@@ -101,10 +103,20 @@ pub async fn post(
                     .await
                     .map_err(|_| GatewayError::Unavailable)?;
                 let ack = gw
-                    .publish_inbound(&session, session.in_rpc(), headers::kind::REQUEST, Some(&key), trace.as_deref(), payload)
+                    .publish_inbound(
+                        &session,
+                        session.in_rpc(),
+                        headers::kind::REQUEST,
+                        Some(&key),
+                        trace.as_deref(),
+                        payload,
+                    )
                     .await?;
                 if protocol::primes_streams(&stream_version) {
-                    prelude.push(sse::priming(&EventId { stream: key, sequence: ack }));
+                    prelude.push(sse::priming(&EventId {
+                        stream: key,
+                        sequence: ack,
+                    }));
                 }
                 readers.push(rx);
             }
@@ -114,8 +126,15 @@ pub async fn post(
                 } else {
                     headers::kind::NOTIFICATION
                 };
-                gw.publish_inbound(&session, session.in_msg(), kind, None, trace.as_deref(), payload)
-                    .await?;
+                gw.publish_inbound(
+                    &session,
+                    session.in_msg(),
+                    kind,
+                    None,
+                    trace.as_deref(),
+                    payload,
+                )
+                .await?;
             }
         }
     }
@@ -126,7 +145,9 @@ pub async fn post(
         let deadline = Instant::now() + gw.config.request_timeout;
         let batch = messages.len() > 1 || bytes.first() == Some(&b'[');
         match respond::collect_finals(readers, deadline).await {
-            Some(mut finals) if !batch && finals.len() == 1 => axum::Json(finals.remove(0)).into_response(),
+            Some(mut finals) if !batch && finals.len() == 1 => {
+                axum::Json(finals.remove(0)).into_response()
+            }
             Some(finals) => axum::Json(Value::Array(finals)).into_response(),
             None => return Err(GatewayError::Timeout),
         }
@@ -147,7 +168,8 @@ pub async fn post(
 /// Parses the body into checked JSON-RPC messages (a batch only where the
 /// request's protocol version allows one).
 fn parse(bytes: &[u8], version: &str) -> Result<Vec<Inbound>, GatewayError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| GatewayError::Parse(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| GatewayError::Parse(e.to_string()))?;
     let values = match value {
         Value::Array(items) => {
             if !protocol::allows_batches(version) {
@@ -168,7 +190,10 @@ fn parse(bytes: &[u8], version: &str) -> Result<Vec<Inbound>, GatewayError> {
         .map(|value| match jsonrpc::classify(&value) {
             Ok(kind) => Ok(Inbound { value, kind }),
             Err(e) => {
-                let id = value.get("id").filter(|id| id.is_string() || id.is_number()).cloned();
+                let id = value
+                    .get("id")
+                    .filter(|id| id.is_string() || id.is_number())
+                    .cloned();
                 Err(GatewayError::InvalidRequest(e.to_string(), id))
             }
         })
@@ -190,9 +215,17 @@ pub async fn get(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Result<Respons
         None => {
             let key = StreamKey::get();
             // A new standalone stream starts from now.
-            let after = match gw.stream.direct_get_last_for_subject(session.out(&key)).await {
+            let after = match gw
+                .stream
+                .direct_get_last_for_subject(session.out(&key))
+                .await
+            {
                 Ok(m) => m.sequence,
-                Err(e) if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound => 0,
+                Err(e)
+                    if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound =>
+                {
+                    0
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the stream");
                     return Err(GatewayError::Unavailable);
@@ -201,21 +234,39 @@ pub async fn get(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Result<Respons
             (key, after, false)
         }
     };
-    let spec = sse::ReadSpec { session: session.clone(), key: key.clone(), after, fresh, idle: gw.config.keep_alive };
+    let spec = sse::ReadSpec {
+        session: session.clone(),
+        key: key.clone(),
+        after,
+        fresh,
+        idle: gw.config.keep_alive,
+    };
     let rx = sse::open(&gw.nats, gw.stream.clone(), spec, gw.stream_cancel.clone())
         .await
         .map_err(|_| GatewayError::Unavailable)?;
     let prelude = if protocol::primes_streams(&version) {
-        vec![sse::priming(&EventId { stream: key.clone(), sequence: after })]
+        vec![sse::priming(&EventId {
+            stream: key.clone(),
+            sequence: after,
+        })]
     } else {
         Vec::new()
     };
     // A request stream ends with its final message; the GET stream only
     // when the session ends.
-    Ok(respond::sse(prelude, vec![rx], 1, None, gw.stream_cancel.clone()))
+    Ok(respond::sse(
+        prelude,
+        vec![rx],
+        1,
+        None,
+        gw.stream_cancel.clone(),
+    ))
 }
 
-pub async fn delete(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Result<Response, GatewayError> {
+pub async fn delete(
+    State(gw): State<Arc<Gateway>>,
+    h: HeaderMap,
+) -> Result<Response, GatewayError> {
     checks::origin(&gw.config, &h)?;
     checks::protocol_version(&h)?;
     let session = checks::session(&h)?;
@@ -254,10 +305,15 @@ impl Gateway {
             h.insert(headers::TRACEPARENT, t);
         }
         let nonce = StreamKey::new_request();
-        h.insert(async_nats::header::NATS_MESSAGE_ID, inbound_msg_id(session, nonce.as_str()).as_str());
+        h.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            inbound_msg_id(session, nonce.as_str()).as_str(),
+        );
         match publish_acked(&self.js, subject, h, payload).await {
             Ok(ack) => Ok(ack.sequence),
-            Err(PublishFailure::TooLarge) => Err(GatewayError::TooLarge(self.config.max_body_bytes)),
+            Err(PublishFailure::TooLarge) => {
+                Err(GatewayError::TooLarge(self.config.max_body_bytes))
+            }
             Err(e) => {
                 tracing::warn!(error = %e, session = %session, "inbound publish failed");
                 Err(GatewayError::Unavailable)

@@ -43,7 +43,8 @@ fn content(blocks: Value) -> Result<CallToolResult, McpError> {
 }
 
 async fn elicit(ctx: &RequestContext<RoleServer>, params: Value) -> Result<Value, McpError> {
-    let request = ServerRequest::CustomRequest(CustomRequest::new("elicitation/create", Some(params)));
+    let request =
+        ServerRequest::CustomRequest(CustomRequest::new("elicitation/create", Some(params)));
     let result = ctx
         .peer
         .send_request(request)
@@ -91,10 +92,17 @@ impl Builtin {
     }
 
     #[tool(description = "Sends log messages while it runs")]
-    async fn test_tool_with_logging(&self, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, McpError> {
-        for (i, text) in ["Tool execution started", "Tool processing data", "Tool execution completed"]
-            .into_iter()
-            .enumerate()
+    async fn test_tool_with_logging(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        for (i, text) in [
+            "Tool execution started",
+            "Tool processing data",
+            "Tool execution completed",
+        ]
+        .into_iter()
+        .enumerate()
         {
             if i > 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -107,7 +115,10 @@ impl Builtin {
     }
 
     #[tool(description = "Reports progress while it runs")]
-    async fn test_tool_with_progress(&self, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, McpError> {
+    async fn test_tool_with_progress(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
         let token = ctx.meta.get_progress_token();
         if let Some(token) = &token {
             for (i, step) in [0.0, 50.0, 100.0].into_iter().enumerate() {
@@ -145,14 +156,20 @@ impl Builtin {
             "messages": [{"role": "user", "content": {"type": "text", "text": prompt}}],
             "maxTokens": 100,
         });
-        let request = ServerRequest::CustomRequest(CustomRequest::new("sampling/createMessage", Some(params)));
+        let request = ServerRequest::CustomRequest(CustomRequest::new(
+            "sampling/createMessage",
+            Some(params),
+        ));
         let result = ctx
             .peer
             .send_request(request)
             .await
             .map_err(|e| McpError::internal_error(format!("sampling failed: {e}"), None))?;
         let result = client_result_json(result);
-        let text = result.pointer("/content/text").and_then(Value::as_str).unwrap_or("");
+        let text = result
+            .pointer("/content/text")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         content(json!([{"type": "text", "text": format!("LLM response: {text}")}]))
     }
 
@@ -162,17 +179,20 @@ impl Builtin {
         Parameters(ElicitationArgs { message }): Parameters<ElicitationArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let result = elicit(&ctx, json!({
-            "message": message,
-            "requestedSchema": {
-                "type": "object",
-                "properties": {
-                    "username": {"type": "string", "description": "User's response"},
-                    "email": {"type": "string", "description": "User's email address"},
+        let result = elicit(
+            &ctx,
+            json!({
+                "message": message,
+                "requestedSchema": {
+                    "type": "object",
+                    "properties": {
+                        "username": {"type": "string", "description": "User's response"},
+                        "email": {"type": "string", "description": "User's email address"},
+                    },
+                    "required": ["username", "email"],
                 },
-                "required": ["username", "email"],
-            },
-        }))
+            }),
+        )
         .await?;
         content(json!([{"type": "text", "text": format!(
             "User response: action={}, content={}",
@@ -182,7 +202,10 @@ impl Builtin {
     }
 
     #[tool(description = "Elicitation whose fields carry defaults (SEP-1034)")]
-    async fn test_elicitation_sep1034_defaults(&self, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, McpError> {
+    async fn test_elicitation_sep1034_defaults(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
         let result = elicit(&ctx, json!({
             "message": "Please review and update the form fields with defaults",
             "requestedSchema": {
@@ -203,7 +226,10 @@ impl Builtin {
     }
 
     #[tool(description = "Elicitation with every enum form (SEP-1330)")]
-    async fn test_elicitation_sep1330_enums(&self, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, McpError> {
+    async fn test_elicitation_sep1330_enums(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
         let result = elicit(&ctx, json!({
             "message": "Please select options from the enum fields",
             "requestedSchema": {
@@ -257,9 +283,11 @@ pub fn resources() -> Vec<Value> {
 
 /// Templates listed by `resources/templates/list`.
 pub fn resource_templates() -> Vec<Value> {
-    vec![json!({"uriTemplate": "test://template/{id}/data", "name": "template",
+    vec![
+        json!({"uriTemplate": "test://template/{id}/data", "name": "template",
                 "title": "Template Resource", "description": "A templated resource for testing",
-                "mimeType": "application/json"})]
+                "mimeType": "application/json"}),
+    ]
 }
 
 /// Contents of a conformance resource, or `None` if `uri` is not one.
@@ -268,13 +296,18 @@ pub fn read_resource(uri: &str) -> Option<Vec<Value>> {
         "test://static-text" => json!({"uri": uri, "mimeType": "text/plain",
             "text": "This is the content of the static text resource."}),
         "test://static-binary" => json!({"uri": uri, "mimeType": "image/png", "blob": PNG_1X1_RED}),
-        "test://watched-resource" => json!({"uri": uri, "mimeType": "text/plain", "text": "Watched resource content"}),
+        "test://watched-resource" => {
+            json!({"uri": uri, "mimeType": "text/plain", "text": "Watched resource content"})
+        }
         _ => {
-            let id = uri.strip_prefix("test://template/")?.strip_suffix("/data")?;
+            let id = uri
+                .strip_prefix("test://template/")?
+                .strip_suffix("/data")?;
             if id.is_empty() || id.contains('/') {
                 return None;
             }
-            let text = json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")});
+            let text =
+                json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")});
             json!({"uri": uri, "mimeType": "application/json", "text": text.to_string()})
         }
     };
@@ -306,24 +339,37 @@ pub fn get_prompt(name: &str, args: &Value) -> Result<Value, McpError> {
     };
     let user = |content: Value| json!({"role": "user", "content": content});
     let messages = match name {
-        "test_simple_prompt" => vec![user(json!({"type": "text", "text": "This is a simple prompt for testing."}))],
+        "test_simple_prompt" => vec![user(
+            json!({"type": "text", "text": "This is a simple prompt for testing."}),
+        )],
         "test_prompt_with_arguments" => {
             let (a1, a2) = (arg("arg1")?, arg("arg2")?);
-            vec![user(json!({"type": "text", "text": format!("Prompt with arguments: arg1='{a1}', arg2='{a2}'")}))]
+            vec![user(
+                json!({"type": "text", "text": format!("Prompt with arguments: arg1='{a1}', arg2='{a2}'")}),
+            )]
         }
         "test_prompt_with_embedded_resource" => {
             let uri = arg("resourceUri")?;
             vec![
-                user(json!({"type": "resource", "resource": {"uri": uri, "mimeType": "text/plain",
-                    "text": "Embedded resource content for testing."}})),
-                user(json!({"type": "text", "text": "Please process the embedded resource above."})),
+                user(
+                    json!({"type": "resource", "resource": {"uri": uri, "mimeType": "text/plain",
+                    "text": "Embedded resource content for testing."}}),
+                ),
+                user(
+                    json!({"type": "text", "text": "Please process the embedded resource above."}),
+                ),
             ]
         }
         "test_prompt_with_image" => vec![
             user(json!({"type": "image", "data": PNG_1X1_RED, "mimeType": "image/png"})),
             user(json!({"type": "text", "text": "Please analyze the image above."})),
         ],
-        other => return Err(McpError::invalid_params(format!("unknown prompt {other}"), None)),
+        other => {
+            return Err(McpError::invalid_params(
+                format!("unknown prompt {other}"),
+                None,
+            ));
+        }
     };
     Ok(json!({ "messages": messages }))
 }
@@ -331,13 +377,26 @@ pub fn get_prompt(name: &str, args: &Value) -> Result<Value, McpError> {
 /// The `completion` of `completion/complete`: prompt argument values that
 /// start with what the user typed.
 pub fn complete(request: &Value) -> Value {
-    let name = request.pointer("/ref/name").and_then(Value::as_str).unwrap_or("");
-    let arg = request.pointer("/argument/name").and_then(Value::as_str).unwrap_or("");
-    let typed = request.pointer("/argument/value").and_then(Value::as_str).unwrap_or("");
+    let name = request
+        .pointer("/ref/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let arg = request
+        .pointer("/argument/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let typed = request
+        .pointer("/argument/value")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let candidates: &[&str] = match (name, arg) {
         ("test_prompt_with_arguments", "arg1" | "arg2") => &["test", "testValue1", "testValue2"],
         _ => &[],
     };
-    let values: Vec<&str> = candidates.iter().copied().filter(|c| c.starts_with(typed)).collect();
+    let values: Vec<&str> = candidates
+        .iter()
+        .copied()
+        .filter(|c| c.starts_with(typed))
+        .collect();
     json!({"values": values, "total": values.len(), "hasMore": false})
 }

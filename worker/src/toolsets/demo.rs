@@ -10,7 +10,9 @@ use crate::Session;
 use rmcp::{
     ErrorData as McpError, Peer, RoleServer,
     handler::server::{common::Extension, wrapper::Parameters},
-    model::{CallToolResult, LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam},
+    model::{
+        CallToolResult, LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam,
+    },
     service::RequestContext,
     tool, tool_router,
 };
@@ -67,9 +69,13 @@ impl Builtin {
         &self,
         Extension(session): Extension<Session>,
     ) -> Result<CallToolResult, McpError> {
-        let counter = session.update("counter", |c: Option<i64>| c.unwrap_or(0) + 1).await?;
+        let counter = session
+            .update("counter", |c: Option<i64>| c.unwrap_or(0) + 1)
+            .await?;
         self.changed(&session).await;
-        Ok(structured(json!({"counter": counter, "instance": session.instance_id()})))
+        Ok(structured(
+            json!({"counter": counter, "instance": session.instance_id()}),
+        ))
     }
 
     #[tool(description = "Return this session's counter.")]
@@ -78,7 +84,9 @@ impl Builtin {
         Extension(session): Extension<Session>,
     ) -> Result<CallToolResult, McpError> {
         let counter: i64 = session.get("counter").await?.unwrap_or(0);
-        Ok(structured(json!({"counter": counter, "instance": session.instance_id()})))
+        Ok(structured(
+            json!({"counter": counter, "instance": session.instance_id()}),
+        ))
     }
 
     #[tool(description = "Append a note to this session's notes.")]
@@ -95,7 +103,9 @@ impl Builtin {
             })
             .await?;
         self.changed(&session).await;
-        Ok(structured(json!({"notes_count": notes.len(), "instance": session.instance_id()})))
+        Ok(structured(
+            json!({"notes_count": notes.len(), "instance": session.instance_id()}),
+        ))
     }
 
     #[tool(description = "List this session's notes in insertion order.")]
@@ -104,7 +114,9 @@ impl Builtin {
         Extension(session): Extension<Session>,
     ) -> Result<CallToolResult, McpError> {
         let notes: Vec<String> = session.get("notes").await?.unwrap_or_default();
-        Ok(structured(json!({"notes": notes, "instance": session.instance_id()})))
+        Ok(structured(
+            json!({"notes": notes, "instance": session.instance_id()}),
+        ))
     }
 
     #[tool(description = "Name the worker serving this call and count active sessions.")]
@@ -113,7 +125,9 @@ impl Builtin {
         Extension(session): Extension<Session>,
     ) -> Result<CallToolResult, McpError> {
         let sessions = session.active_sessions().await?;
-        Ok(structured(json!({"instance": session.instance_id(), "sessions": sessions})))
+        Ok(structured(
+            json!({"instance": session.instance_id(), "sessions": sessions}),
+        ))
     }
 
     #[tool(description = "Worker status: instance, uptime, active sessions, time.")]
@@ -130,7 +144,9 @@ impl Builtin {
         })))
     }
 
-    #[tool(description = "Analyze num_items items, reporting progress and logs; stores the result in session state.")]
+    #[tool(
+        description = "Analyze num_items items, reporting progress and logs; stores the result in session state."
+    )]
     async fn analyze_data(
         &self,
         Extension(session): Extension<Session>,
@@ -150,12 +166,18 @@ impl Builtin {
             let token = token.clone();
             async move {
                 if let Some(t) = token {
-                    let p = ProgressNotificationParam::new(t, i as f64).with_total(num_items as f64);
+                    let p =
+                        ProgressNotificationParam::new(t, i as f64).with_total(num_items as f64);
                     let _ = peer.notify_progress(p).await;
                 }
             }
         };
-        log(peer, LoggingLevel::Info, format!("Starting analysis of {num_items} items on {instance}")).await;
+        log(
+            peer,
+            LoggingLevel::Info,
+            format!("Starting analysis of {num_items} items on {instance}"),
+        )
+        .await;
         log(peer, LoggingLevel::Debug, "Phase 1: loading items".into()).await;
         pause(&ctx, 500).await?;
         let mut total_score = 0.0;
@@ -165,12 +187,20 @@ impl Builtin {
             pause(&ctx, 300).await?;
             let score = 1.5 * i as f64;
             total_score += score;
-            log(peer, LoggingLevel::Debug, format!("Processed item {i}: score={score}")).await;
+            log(
+                peer,
+                LoggingLevel::Debug,
+                format!("Processed item {i}: score={score}"),
+            )
+            .await;
         }
         progress(num_items).await;
         log(peer, LoggingLevel::Info, "Aggregating results".into()).await;
         pause(&ctx, 300).await?;
-        let result = AnalysisResult { total_score, items_processed: num_items };
+        let result = AnalysisResult {
+            total_score,
+            items_processed: num_items,
+        };
         session.put("analysis_result", &result).await?;
         self.changed(&session).await;
         log(
@@ -186,7 +216,9 @@ impl Builtin {
         })))
     }
 
-    #[tool(description = "Watch this session's counter for duration_seconds (max 30), logging each change.")]
+    #[tool(
+        description = "Watch this session's counter for duration_seconds (max 30), logging each change."
+    )]
     async fn watch_counter(
         &self,
         Extension(session): Extension<Session>,
@@ -207,12 +239,22 @@ impl Builtin {
             pause(&ctx, 500).await?;
             let now_value: i64 = session.get("counter").await?.unwrap_or(0);
             if now_value != last {
-                log(&ctx.peer, LoggingLevel::Info, format!("Counter changed: {last} -> {now_value}")).await;
-                changes.push(Change { from: last, to: now_value, at: now() });
+                log(
+                    &ctx.peer,
+                    LoggingLevel::Info,
+                    format!("Counter changed: {last} -> {now_value}"),
+                )
+                .await;
+                changes.push(Change {
+                    from: last,
+                    to: now_value,
+                    at: now(),
+                });
                 last = now_value;
             }
             if let Some(t) = &token {
-                let p = ProgressNotificationParam::new(t.clone(), poll as f64).with_total(polls as f64);
+                let p =
+                    ProgressNotificationParam::new(t.clone(), poll as f64).with_total(polls as f64);
                 let _ = ctx.peer.notify_progress(p).await;
             }
         }
@@ -233,14 +275,20 @@ impl Builtin {
             return Ok(structured(json!({"status": "same_session"})));
         }
         let Ok(old) = jetway_shared::subjects::SessionId::parse(&old_session_id) else {
-            return Ok(tool_error(format!("'{old_session_id}' is not a Jetway session id")));
+            return Ok(tool_error(format!(
+                "'{old_session_id}' is not a Jetway session id"
+            )));
         };
         if !session.exists(&old).await? {
-            return Ok(tool_error(format!("session {old_session_id} not found (never existed or expired)")));
+            return Ok(tool_error(format!(
+                "session {old_session_id} not found (never existed or expired)"
+            )));
         }
         let keys_copied = session.copy_state_from(&old).await?;
         self.changed(&session).await;
-        Ok(structured(json!({"status": "resumed", "keys_copied": keys_copied})))
+        Ok(structured(
+            json!({"status": "resumed", "keys_copied": keys_copied}),
+        ))
     }
 }
 
@@ -269,7 +317,10 @@ pub async fn summary(session: &Session, session_id: &str) -> Result<Value, McpEr
     let id = jetway_shared::subjects::SessionId::parse(session_id)
         .map_err(|_| McpError::resource_not_found(format!("no session {session_id}"), None))?;
     if !session.exists(&id).await? {
-        return Err(McpError::resource_not_found(format!("no session {session_id}"), None));
+        return Err(McpError::resource_not_found(
+            format!("no session {session_id}"),
+            None,
+        ));
     }
     let counter: i64 = session.get_of(&id, "counter").await?.unwrap_or(0);
     let notes: Vec<String> = session.get_of(&id, "notes").await?.unwrap_or_default();
@@ -293,7 +344,8 @@ fn tool_error(message: String) -> CallToolResult {
 
 #[allow(deprecated)]
 async fn log(peer: &Peer<RoleServer>, level: LoggingLevel, msg: String) {
-    let param = LoggingMessageNotificationParam::new(level, json!({"msg": msg})).with_logger("jetway-demo");
+    let param =
+        LoggingMessageNotificationParam::new(level, json!({"msg": msg})).with_logger("jetway-demo");
     let _ = peer.notify_logging_message(param).await;
 }
 

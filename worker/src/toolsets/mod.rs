@@ -11,11 +11,8 @@ pub mod demo;
 
 use crate::Session;
 use rmcp::{
-    ErrorData as McpError, RoleServer, ServerHandler,
-    handler::server::router::tool::ToolRouter,
-    model::*,
-    service::RequestContext,
-    tool_handler,
+    ErrorData as McpError, RoleServer, ServerHandler, handler::server::router::tool::ToolRouter,
+    model::*, service::RequestContext, tool_handler,
 };
 use serde_json::{Value, json};
 use std::{borrow::Cow, time::Instant};
@@ -53,7 +50,8 @@ pub(crate) fn session_of(ctx: &RequestContext<RoleServer>) -> Result<Session, Mc
 }
 
 pub(crate) fn from_wire<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, McpError> {
-    serde_json::from_value(v).map_err(|e| McpError::internal_error(format!("building a result: {e}"), None))
+    serde_json::from_value(v)
+        .map_err(|e| McpError::internal_error(format!("building a result: {e}"), None))
 }
 
 #[tool_handler(router = self.tool_router)]
@@ -71,7 +69,10 @@ impl ServerHandler for Builtin {
             .enable_completions()
             .build();
         ServerConfig::new(capabilities)
-            .with_server_info(Implementation::new("jetway-worker", env!("CARGO_PKG_VERSION")))
+            .with_server_info(Implementation::new(
+                "jetway-worker",
+                env!("CARGO_PKG_VERSION"),
+            ))
             .with_instructions(
                 "Jetway demo server. Tools: increment_counter, get_counter, add_note, list_notes, \
                  get_server_info, get_status, analyze_data, watch_counter, resume_session.",
@@ -136,7 +137,10 @@ impl ServerHandler for Builtin {
         } else if let Some(c) = conformance::read_resource(uri) {
             c
         } else {
-            return Err(McpError::resource_not_found(format!("unknown resource {uri}"), Some(json!({"uri": uri}))));
+            return Err(McpError::resource_not_found(
+                format!("unknown resource {uri}"),
+                Some(json!({"uri": uri})),
+            ));
         };
         let result: ReadResourceResult = from_wire(json!({ "contents": contents }))?;
         Ok(ReadResourceResponse::Complete(result))
@@ -190,7 +194,11 @@ impl ServerHandler for Builtin {
         request: GetPromptRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        let args = request.arguments.clone().map(Value::Object).unwrap_or_else(|| json!({}));
+        let args = request
+            .arguments
+            .clone()
+            .map(Value::Object)
+            .unwrap_or_else(|| json!({}));
         let result = conformance::get_prompt(&request.name, &args)?;
         Ok(GetPromptResponse::Complete(from_wire(result)?))
     }

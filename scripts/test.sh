@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, integration tests against a real nats-server
+# with real gateway and worker processes, and the official MCP conformance
+# suite. Installs what it needs (pinned) into .local/ if missing.
+#
+# Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/install-nats.sh
+export NATS_SERVER_BIN="$PWD/.local/bin/nats-server"
+
+# Build the binaries the integration tests start, once, before the tests run.
+cargo build --workspace --bins
+export JETWAY_BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/debug"
+
+cargo test --workspace "$@"
