@@ -73,7 +73,7 @@ pub enum Invalid {
     NotAnObject,
     #[error("\"jsonrpc\" must be \"2.0\"")]
     Version,
-    #[error("\"id\" must be a string or an integer")]
+    #[error("\"id\" must be a string or a 64-bit signed integer")]
     Id,
     #[error("\"method\" must be a string")]
     Method,
@@ -95,7 +95,7 @@ pub fn classify(v: &Value) -> Result<Kind, Invalid> {
     let id = match obj.get("id") {
         None => None,
         Some(id @ Value::String(_)) => Some(id.clone()),
-        Some(id @ Value::Number(n)) if n.is_i64() || n.is_u64() => Some(id.clone()),
+        Some(id @ Value::Number(n)) if n.is_i64() => Some(id.clone()),
         Some(_) => return Err(Invalid::Id),
     };
     match (obj.get("method"), id) {
@@ -167,6 +167,10 @@ mod tests {
             ),
             (json!({"jsonrpc":"2.0","id":null,"method":"x"}), Invalid::Id),
             (json!({"jsonrpc":"2.0","id":1.5,"method":"x"}), Invalid::Id),
+            (
+                json!({"jsonrpc":"2.0","id":u64::MAX,"method":"x"}),
+                Invalid::Id,
+            ),
             (json!({"jsonrpc":"2.0","id":1,"method":3}), Invalid::Method),
             (
                 json!({"jsonrpc":"2.0","id":1,"method":"x","params":3}),

@@ -50,14 +50,14 @@ pub async fn post(
     let bytes = axum::body::to_bytes(body, gw.config.max_body_bytes)
         .await
         .map_err(|_| GatewayError::TooLarge(gw.config.max_body_bytes))?;
-    let messages = parse(&bytes, &version)?;
+    let (messages, batch) = parse(&bytes, &version)?;
 
     let init = messages
         .iter()
         .find(|m| matches!(&m.kind, Kind::Request { method: m, .. } if m == method::INITIALIZE));
     let (session, stream_version, created) = match init {
         Some(init_msg) => {
-            if messages.len() > 1 {
+            if batch {
                 return Err(GatewayError::InvalidRequest(
                     "initialize must not be part of a batch".into(),
                     None,
@@ -143,7 +143,6 @@ pub async fn post(
         StatusCode::ACCEPTED.into_response()
     } else if gw.config.json_response {
         let deadline = Instant::now() + gw.config.request_timeout;
-        let batch = messages.len() > 1 || bytes.first() == Some(&b'[');
         match respond::collect_finals(readers, deadline).await {
             Some(mut finals) if !batch && finals.len() == 1 => {
                 axum::Json(finals.remove(0)).into_response()
@@ -166,10 +165,11 @@ pub async fn post(
 }
 
 /// Parses the body into checked JSON-RPC messages (a batch only where the
-/// request's protocol version allows one).
-fn parse(bytes: &[u8], version: &str) -> Result<Vec<Inbound>, GatewayError> {
+/// request's protocol version allows one); the flag tells a batch.
+fn parse(bytes: &[u8], version: &str) -> Result<(Vec<Inbound>, bool), GatewayError> {
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| GatewayError::Parse(e.to_string()))?;
+    let batch = value.is_array();
     let values = match value {
         Value::Array(items) => {
             if !protocol::allows_batches(version) {
@@ -185,7 +185,7 @@ fn parse(bytes: &[u8], version: &str) -> Result<Vec<Inbound>, GatewayError> {
         }
         other => vec![other],
     };
-    values
+    let messages = values
         .into_iter()
         .map(|value| match jsonrpc::classify(&value) {
             Ok(kind) => Ok(Inbound { value, kind }),
@@ -197,7 +197,8 @@ fn parse(bytes: &[u8], version: &str) -> Result<Vec<Inbound>, GatewayError> {
                 Err(GatewayError::InvalidRequest(e.to_string(), id))
             }
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((messages, batch))
 }
 
 pub async fn get(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Result<Response, GatewayError> {
