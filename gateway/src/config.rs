@@ -74,10 +74,8 @@ pub const LOCAL_ORIGINS: &[&str] = &["http://localhost", "http://127.0.0.1", "ht
 impl Config {
     /// Loads defaults < file < env < flags, reporting every problem at once.
     pub fn load(args: &Args) -> Result<Self, ConfigError> {
-        let mut f = Fields::new(
-            figment(args.common.config.as_ref(), args),
-            &[Bus::KEYS, KEYS],
-        );
+        let file = args.common.config.as_ref();
+        let mut f = Fields::new(figment(file, args), file, &[Bus::KEYS, KEYS]);
         let bus = Bus::from_fields(&mut f);
         let listen: String = f.get("listen", "127.0.0.1:8080".to_owned());
         let parsed_listen = listen.parse::<SocketAddr>();

@@ -173,18 +173,24 @@ pub struct Fields {
 }
 
 impl Fields {
-    /// Starts reading `figment`; keys outside `known` are reported as problems.
-    pub fn new(figment: Figment, known: &[&[&str]]) -> Self {
+    /// Starts reading `figment`. Keys of the TOML `file` outside `known` are
+    /// reported as problems (a typo there should not pass silently); unknown
+    /// `JETWAY_*` environment variables are not, because platforms set their
+    /// own (Kubernetes adds `JETWAY_SERVICE_HOST` for a Service named jetway).
+    pub fn new(figment: Figment, file: Option<&PathBuf>, known: &[&[&str]]) -> Self {
         let mut problems = Vec::new();
-        match figment.extract::<Dict>() {
-            Ok(dict) => {
-                for key in dict.keys() {
-                    if !known.iter().any(|set| set.contains(&key.as_str())) {
-                        problems.push(format!("{key}: unknown setting"));
+        if let Some(path) = file {
+            match Figment::from(Toml::file_exact(path)).extract::<Dict>() {
+                Ok(dict) => {
+                    for key in dict.keys() {
+                        if !known.iter().any(|set| set.contains(&key.as_str())) {
+                            problems
+                                .push(format!("{key}: unknown setting (in {})", path.display()));
+                        }
                     }
                 }
+                Err(e) => problems.extend(e.into_iter().map(|e| e.to_string())),
             }
-            Err(e) => problems.extend(e.into_iter().map(|e| e.to_string())),
         }
         Self { figment, problems }
     }
@@ -267,7 +273,7 @@ mod tests {
             for (k, v) in env {
                 jail.set_env(k, v);
             }
-            let mut f = Fields::new(figment(path.as_ref(), &flags), &[Bus::KEYS]);
+            let mut f = Fields::new(figment(path.as_ref(), &flags), path.as_ref(), &[Bus::KEYS]);
             let bus = Bus::from_fields(&mut f);
             result = Some(f.finish(bus));
             Ok(())

@@ -57,10 +57,8 @@ const KEYS: &[&str] = &[
 impl Config {
     /// Loads defaults < file < env < flags, reporting every problem at once.
     pub fn load(args: &Args) -> Result<Self, ConfigError> {
-        let mut f = Fields::new(
-            figment(args.common.config.as_ref(), args),
-            &[Bus::KEYS, KEYS],
-        );
+        let file = args.common.config.as_ref();
+        let mut f = Fields::new(figment(file, args), file, &[Bus::KEYS, KEYS]);
         let bus = Bus::from_fields(&mut f);
         let cfg = Self {
             bus,
