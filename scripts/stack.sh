@@ -4,11 +4,11 @@
 # worker. Clients connect to http://127.0.0.1:8080/mcp. Ctrl-C stops all.
 #
 # Usage: scripts/stack.sh
-# Environment: JETWAY_PORT (8080), NATS_PORT (4222), PROFILE (release|debug).
+# Environment: GATEWAY_PORT (8080), NATS_PORT (4222), PROFILE (release|debug).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-JETWAY_PORT="${JETWAY_PORT:-8080}"
+GATEWAY_PORT="${GATEWAY_PORT:-8080}"
 NATS_PORT="${NATS_PORT:-4222}"
 PROFILE="${PROFILE:-release}"
 DIR=".local/stack"
@@ -40,14 +40,14 @@ for _ in $(seq 100); do
 done
 
 NATS_URL="nats://127.0.0.1:$NATS_PORT"
-"$BIN/jetway-gateway" --nats-url "$NATS_URL" --instance-id gateway-1 --listen "127.0.0.1:$JETWAY_PORT" >"$DIR/gateway.log" 2>&1 &
+"$BIN/jetway-gateway" --nats-url "$NATS_URL" --instance-id gateway-1 --listen "127.0.0.1:$GATEWAY_PORT" >"$DIR/gateway.log" 2>&1 &
 pids+=($!)
 "$BIN/jetway-worker" --nats-url "$NATS_URL" --instance-id worker-1 >"$DIR/worker.log" 2>&1 &
 pids+=($!)
 
 for _ in $(seq 300); do
-  if curl -sf "http://127.0.0.1:$JETWAY_PORT/readyz" >/dev/null 2>&1 && grep -q "worker ready" "$DIR/worker.log"; then
-    echo "Jetway is ready: MCP endpoint http://127.0.0.1:$JETWAY_PORT/mcp"
+  if curl -sf "http://127.0.0.1:$GATEWAY_PORT/readyz" >/dev/null 2>&1 && grep -q "worker ready" "$DIR/worker.log"; then
+    echo "Jetway is ready: MCP endpoint http://127.0.0.1:$GATEWAY_PORT/mcp"
     echo "  NATS $NATS_URL (JetStream data in $DIR/nats); logs in $DIR/*.log"
     echo "  Ctrl-C stops the stack."
     wait -n "${pids[@]}" || true
