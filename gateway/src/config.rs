@@ -40,6 +40,11 @@ pub struct Args {
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_alive_secs: Option<u64>,
+    /// Polling: end SSE streams after this many seconds with a `retry` hint;
+    /// clients come back with `Last-Event-ID` (2025-11-25). 0 is off. [default: 0]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sse_poll_secs: Option<u64>,
     /// Seconds to drain connections on SIGTERM before exiting. [default: 20]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,6 +60,7 @@ pub struct Config {
     pub json_response: bool,
     pub request_timeout: Duration,
     pub keep_alive: Duration,
+    pub sse_poll: Option<Duration>,
     pub grace_period: Duration,
 }
 
@@ -65,6 +71,7 @@ const KEYS: &[&str] = &[
     "json_response",
     "request_timeout_secs",
     "keep_alive_secs",
+    "sse_poll_secs",
     "grace_period_secs",
 ];
 
@@ -96,6 +103,7 @@ impl Config {
             json_response: f.get("json_response", false),
             request_timeout: Duration::from_secs(f.get("request_timeout_secs", 600)),
             keep_alive: Duration::from_secs(f.get("keep_alive_secs", 15)),
+            sse_poll: Some(Duration::from_secs(f.get("sse_poll_secs", 0))).filter(|d| !d.is_zero()),
             grace_period: Duration::from_secs(f.get("grace_period_secs", 20)),
         };
         if cfg.max_body_bytes == 0 {

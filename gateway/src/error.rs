@@ -25,6 +25,10 @@ pub enum GatewayError {
     UnsupportedVersion(String, String),
     #[error("Bad Request: malformed Last-Event-ID")]
     MalformedEventId,
+    #[error(
+        "Bad Request: Last-Event-ID names no stored event of this session (unknown, or aged out of retention)"
+    )]
+    UnknownEventId,
     #[error("Not Acceptable: {0}")]
     NotAcceptable(&'static str),
     #[error("Unsupported Media Type: Content-Type must be application/json")]
@@ -49,7 +53,8 @@ impl GatewayError {
             | Self::MissingSession
             | Self::MalformedSession
             | Self::UnsupportedVersion(..)
-            | Self::MalformedEventId => StatusCode::BAD_REQUEST,
+            | Self::MalformedEventId
+            | Self::UnknownEventId => StatusCode::BAD_REQUEST,
             Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

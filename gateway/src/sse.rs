@@ -56,6 +56,10 @@ pub struct ReadSpec {
     /// How often to report [`Item::Idle`] and re-check the stream for a
     /// missed tail.
     pub idle: Duration,
+    /// For a GET stream: the sequence of this connection's own takeover
+    /// marker. Takeover markers after it end the reader (a newer connection
+    /// took over); those up to it are history and skipped.
+    pub takeover: Option<u64>,
 }
 
 /// Starts reading: subscribes first (so nothing published from now on is
@@ -86,6 +90,7 @@ async fn read(
         subject,
         key: spec.key.clone(),
         last: spec.after,
+        takeover: spec.takeover.unwrap_or(0),
         tx,
     };
     if !spec.fresh && reader.catch_up(u64::MAX).await.is_break() {
@@ -136,6 +141,7 @@ struct Reader {
     subject: String,
     key: StreamKey,
     last: u64,
+    takeover: u64,
     tx: mpsc::Sender<Item>,
 }
 
@@ -172,7 +178,15 @@ impl Reader {
 
     async fn deliver(&mut self, seq: u64, headers: Option<&HeaderMap>, payload: Bytes) -> Flow {
         self.last = seq;
-        let is_final = headers.and_then(|h| h.get(headers::FINAL)).is_some();
+        let control = headers
+            .and_then(|h| h.get(headers::CONTROL))
+            .map(|v| v.as_str());
+        let is_final = match control {
+            // An older connection's takeover is history for this one.
+            Some(headers::control::TAKEOVER) if seq <= self.takeover => return Flow::Continue(()),
+            Some(_) => true,
+            None => headers.and_then(|h| h.get(headers::FINAL)).is_some(),
+        };
         let item = Item::Event(Delivered {
             id: EventId {
                 stream: self.key.clone(),

@@ -12,12 +12,21 @@ pub const GATEWAY: &str = "Jetway-Gateway";
 pub const WORKER: &str = "Jetway-Worker";
 /// Present (value `1`) on the final JSON-RPC response or error of a request.
 pub const FINAL: &str = "Jetway-Final";
+/// Control marker on a GET stream (empty payload): `takeover` (a newer GET
+/// connection of the session replaces older ones) or `closed` (the session ended).
+pub const CONTROL: &str = "Jetway-Control";
 /// Kind of client message: `request`, `notification` or `response`.
 pub const KIND: &str = "Jetway-Kind";
 /// W3C trace context forwarded from the client's HTTP request.
 pub const TRACEPARENT: &str = "traceparent";
 /// Unix time in milliseconds when the message was published.
 pub const TIME_MS: &str = "Jetway-Time-Ms";
+
+/// Header values of [`CONTROL`].
+pub mod control {
+    pub const TAKEOVER: &str = "takeover";
+    pub const CLOSED: &str = "closed";
+}
 
 /// Header values of [`KIND`].
 pub mod kind {

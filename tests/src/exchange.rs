@@ -232,6 +232,14 @@ impl ResponseStream {
         }
     }
 
+    /// The last `retry` value (ms) the server sent on this stream, if any.
+    pub fn reconnection_time(&self) -> Option<u64> {
+        match &self.body {
+            Body::Sse(s) => s.reconnection_time(),
+            Body::Whole(_) => None,
+        }
+    }
+
     /// The next SSE event; `Ok(None)` at end of stream (always for non-SSE
     /// bodies); an error if none arrives within `timeout`.
     pub async fn next_event(&mut self, timeout: Duration) -> Result<Option<SseEvent>> {

@@ -20,20 +20,25 @@ use tokio_util::sync::CancellationToken;
 /// a stream on purpose (drain, timeout, bus trouble).
 pub const RETRY_AFTER: Duration = Duration::from_millis(500);
 
-/// An SSE response over `readers`. It starts with `prelude` (priming
-/// events), ends once `finals` final messages went out, at `deadline`, or on
-/// `shutdown` (then with a `retry` hint so the client resumes elsewhere).
-pub fn sse(
-    prelude: Vec<Bytes>,
-    readers: Vec<mpsc::Receiver<Item>>,
-    finals: usize,
-    deadline: Option<Instant>,
-    shutdown: CancellationToken,
-) -> Response {
+/// When an SSE response ends besides its readers finishing.
+pub struct Ending {
+    /// Final messages after which the response is complete.
+    pub finals: usize,
+    /// End (with a `retry` hint) at this instant: the request timeout.
+    pub deadline: Option<Instant>,
+    /// Polling: end (with a `retry` hint) after this long. Only for streams
+    /// whose events carry ids, so the client can come back with `Last-Event-ID`.
+    pub poll: Option<Duration>,
+    /// End (with a `retry` hint) when cancelled: the gateway is draining.
+    pub shutdown: CancellationToken,
+}
+
+/// An SSE response over `readers`, starting with `prelude` (priming events).
+pub fn sse(prelude: Vec<Bytes>, readers: Vec<mpsc::Receiver<Item>>, ending: Ending) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let merged: SelectAll<ReceiverStream<Item>> =
         futures::stream::select_all(readers.into_iter().map(ReceiverStream::new));
-    tokio::spawn(pump(prelude, merged, finals, deadline, shutdown, tx));
+    tokio::spawn(pump(prelude, merged, ending, tx));
     let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
@@ -52,11 +57,15 @@ pub fn sse(
 async fn pump(
     prelude: Vec<Bytes>,
     mut readers: SelectAll<ReceiverStream<Item>>,
-    mut finals: usize,
-    deadline: Option<Instant>,
-    shutdown: CancellationToken,
+    ending: Ending,
     out: mpsc::Sender<Bytes>,
 ) {
+    let Ending {
+        mut finals,
+        deadline,
+        poll,
+        shutdown,
+    } = ending;
     for p in prelude {
         if out.send(p).await.is_err() {
             return;
@@ -64,7 +73,8 @@ async fn pump(
     }
     let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
     let deadline = tokio::time::sleep_until(deadline.unwrap_or(far));
-    tokio::pin!(deadline);
+    let poll = tokio::time::sleep_until(poll.map(|p| Instant::now() + p).unwrap_or(far));
+    tokio::pin!(deadline, poll);
     loop {
         let chunk = tokio::select! {
             item = readers.next() => match item {
@@ -91,6 +101,10 @@ async fn pump(
             },
             _ = &mut deadline => {
                 tracing::info!("ending SSE stream: request timeout; the client may resume");
+                let _ = out.send(sse::retry(RETRY_AFTER)).await;
+                return;
+            }
+            _ = &mut poll => {
                 let _ = out.send(sse::retry(RETRY_AFTER)).await;
                 return;
             }

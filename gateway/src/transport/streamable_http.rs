@@ -11,6 +11,7 @@
 use super::{checks, respond};
 use crate::{Gateway, error::GatewayError, sse};
 use async_nats::HeaderMap as NatsHeaders;
+use async_nats::jetstream::stream::DirectGetErrorKind;
 use axum::{
     body::Body,
     extract::State,
@@ -98,6 +99,7 @@ pub async fn post(
                     after: 0,
                     fresh: true,
                     idle: gw.config.keep_alive,
+                    takeover: None,
                 };
                 let rx = sse::open(&gw.nats, gw.stream.clone(), spec, gw.stream_cancel.clone())
                     .await
@@ -151,9 +153,13 @@ pub async fn post(
             None => return Err(GatewayError::Timeout),
         }
     } else {
-        let finals = readers.len();
-        let deadline = Some(Instant::now() + gw.config.request_timeout);
-        respond::sse(prelude, readers, finals, deadline, gw.stream_cancel.clone())
+        let ending = respond::Ending {
+            finals: readers.len(),
+            deadline: Some(Instant::now() + gw.config.request_timeout),
+            poll: gw.poll_for(&stream_version),
+            shutdown: gw.stream_cancel.clone(),
+        };
+        respond::sse(prelude, readers, ending)
     };
     if created {
         resp.headers_mut().insert(
@@ -211,57 +217,115 @@ pub async fn get(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Result<Respons
     let session = checks::session(&h)?;
     let resume = checks::last_event_id(&h)?;
     gw.sessions.find(&session).await?;
-    let (key, after, fresh) = match resume {
-        Some(EventId { stream, sequence }) => (stream, sequence, false),
-        None => {
-            let key = StreamKey::get();
-            // A new standalone stream starts from now.
-            let after = match gw
-                .stream
-                .direct_get_last_for_subject(session.out(&key))
-                .await
-            {
-                Ok(m) => m.sequence,
-                Err(e)
-                    if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound =>
-                {
-                    0
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the stream");
-                    return Err(GatewayError::Unavailable);
-                }
-            };
-            (key, after, false)
+    let (key, after) = match &resume {
+        Some(id) => {
+            if check_resume(&gw, &session, id).await? == Position::AtEnd {
+                // The client saw the final response already: nothing follows.
+                let ending = respond::Ending {
+                    finals: 0,
+                    deadline: None,
+                    poll: None,
+                    shutdown: gw.stream_cancel.clone(),
+                };
+                return Ok(respond::sse(Vec::new(), Vec::new(), ending));
+            }
+            (id.stream.clone(), id.sequence)
         }
+        None => (StreamKey::get(), 0),
+    };
+    // At most one standalone GET stream per session is live, across all
+    // replicas: a new one (or a resumed one) takes over, and the marker ends
+    // the older connection wherever it is. A new stream starts after it.
+    let takeover = if key.is_get() {
+        let seq = gw
+            .publish_control(&session, headers::control::TAKEOVER)
+            .await?;
+        Some(seq)
+    } else {
+        None
+    };
+    let after = match (&resume, takeover) {
+        (None, Some(marker)) => marker,
+        _ => after,
     };
     let spec = sse::ReadSpec {
         session: session.clone(),
         key: key.clone(),
         after,
-        fresh,
+        fresh: false,
         idle: gw.config.keep_alive,
+        takeover,
     };
     let rx = sse::open(&gw.nats, gw.stream.clone(), spec, gw.stream_cancel.clone())
         .await
         .map_err(|_| GatewayError::Unavailable)?;
-    let prelude = if protocol::primes_streams(&version) {
+    let prelude = if resume.is_none() && protocol::primes_streams(&version) {
         vec![sse::priming(&EventId {
-            stream: key.clone(),
+            stream: key,
             sequence: after,
         })]
     } else {
         Vec::new()
     };
-    // A request stream ends with its final message; the GET stream only
-    // when the session ends.
-    Ok(respond::sse(
-        prelude,
-        vec![rx],
-        1,
-        None,
-        gw.stream_cancel.clone(),
-    ))
+    // A request stream ends with its final message; the GET stream when the
+    // session ends or a newer GET connection takes over.
+    let ending = respond::Ending {
+        finals: 1,
+        deadline: None,
+        poll: gw.poll_for(&version),
+        shutdown: gw.stream_cancel.clone(),
+    };
+    Ok(respond::sse(prelude, vec![rx], ending))
+}
+
+/// A `Last-Event-ID` is honoured only if it names an event of this session's
+/// stream that is still stored: the message at that sequence must be on the
+/// stream's subject (or be the request that opened it). Anything else — an
+/// id of another session, one that never existed, one that aged out — is
+/// refused, so a resume can never read another session's messages.
+async fn check_resume(
+    gw: &Gateway,
+    session: &SessionId,
+    id: &EventId,
+) -> Result<Position, GatewayError> {
+    if id.sequence == 0 && id.stream.is_get() {
+        return Ok(Position::Within);
+    }
+    let msg = match gw.stream.direct_get(id.sequence).await {
+        Ok(m) => m,
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
+            return Err(GatewayError::UnknownEventId);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the stream");
+            return Err(GatewayError::Unavailable);
+        }
+    };
+    let opened_it = msg.subject.as_str() == session.in_rpc()
+        && msg.headers.get(headers::STREAM).map(|v| v.as_str()) == Some(id.stream.as_str());
+    if opened_it {
+        Ok(Position::Within)
+    } else if msg.subject.as_str() == session.out(&id.stream) {
+        let last = msg.headers.get(headers::FINAL).is_some()
+            || msg.headers.get(headers::CONTROL).map(|v| v.as_str())
+                == Some(headers::control::CLOSED);
+        Ok(if last {
+            Position::AtEnd
+        } else {
+            Position::Within
+        })
+    } else {
+        Err(GatewayError::UnknownEventId)
+    }
+}
+
+/// Where a valid `Last-Event-ID` points.
+#[derive(Debug, PartialEq, Eq)]
+enum Position {
+    /// Events may follow it.
+    Within,
+    /// It is the stream's last event: the stream is complete.
+    AtEnd,
 }
 
 pub async fn delete(
@@ -273,10 +337,7 @@ pub async fn delete(
     let session = checks::session(&h)?;
     gw.sessions.close(&session).await?;
     // End the session's GET streams on every replica.
-    let mut nh = NatsHeaders::new();
-    nh.insert(headers::FINAL, "1");
-    nh.insert(headers::GATEWAY, gw.config.bus.instance_id.as_str());
-    if let Err(e) = publish_acked(&gw.js, session.out(&StreamKey::get()), nh, Bytes::new()).await {
+    if let Err(e) = gw.publish_control(&session, headers::control::CLOSED).await {
         tracing::warn!(error = %e, session = %session, "could not end the session's GET streams");
     }
     tracing::info!(session = %session, "session deleted");
@@ -284,6 +345,33 @@ pub async fn delete(
 }
 
 impl Gateway {
+    /// How long a stream of this protocol version stays open in polling
+    /// mode: only versions whose events carry ids a client resumes from.
+    fn poll_for(&self, version: &str) -> Option<std::time::Duration> {
+        self.config
+            .sse_poll
+            .filter(|_| protocol::primes_streams(version))
+    }
+
+    /// Publishes a control marker on the session's GET stream; returns its sequence.
+    async fn publish_control(
+        &self,
+        session: &SessionId,
+        control: &str,
+    ) -> Result<u64, GatewayError> {
+        let mut h = NatsHeaders::new();
+        h.insert(headers::CONTROL, control);
+        h.insert(headers::GATEWAY, self.config.bus.instance_id.as_str());
+        h.insert(headers::TIME_MS, headers::now_ms().to_string().as_str());
+        match publish_acked(&self.js, session.out(&StreamKey::get()), h, Bytes::new()).await {
+            Ok(ack) => Ok(ack.sequence),
+            Err(e) => {
+                tracing::warn!(error = %e, session = %session, "control publish failed");
+                Err(GatewayError::Unavailable)
+            }
+        }
+    }
+
     /// Publishes one client message and waits for JetStream's acknowledgement;
     /// returns its stream sequence.
     async fn publish_inbound(
