@@ -242,3 +242,24 @@ pub async fn ensure_with_retry(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structural_differences_are_fatal_and_tunables_are_not() {
+        let bus = Bus::default();
+        let want = stream_config(&bus, 0);
+        assert_eq!(differences(&want, &want), (vec![], vec![]));
+
+        let mut have = want.clone();
+        have.republish = None;
+        have.max_age = Duration::from_secs(60);
+        let (fatal, tunable) = differences(&want, &have);
+        assert_eq!(fatal.len(), 1, "{fatal:?}");
+        assert!(fatal[0].starts_with("republish"));
+        assert_eq!(tunable.len(), 1, "{tunable:?}");
+        assert!(tunable[0].starts_with("max_age"));
+    }
+}
