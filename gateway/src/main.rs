@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
         }
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(signal(shutdown.clone()));
+    tokio::spawn(jetway_shared::signal::cancel_on_signal(shutdown.clone()));
     let nats = match setup::connect(&config.bus, "jetway-gateway").await {
         Ok(n) => n,
         Err(e) => {
@@ -45,11 +45,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Cancels `shutdown` on SIGTERM or Ctrl-C.
-async fn signal(shutdown: CancellationToken) {
-    jetway_shared::signal::terminated().await;
-    tracing::info!("shutdown requested");
-    shutdown.cancel();
 }

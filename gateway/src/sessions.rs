@@ -7,7 +7,7 @@ use crate::error::GatewayError;
 use async_nats::jetstream::kv;
 use jetway_shared::{
     headers::now_ms,
-    session::{SessionRecord, State},
+    session::{SessionRecord, State, UpdateError, update_record},
     subjects::SessionId,
 };
 use serde_json::Value;
@@ -88,33 +88,20 @@ impl Sessions {
 
     /// Marks the session closed; 404 if it was not live.
     pub async fn close(&self, session: &SessionId) -> Result<(), GatewayError> {
-        for _ in 0..16 {
-            let entry = self
-                .store
-                .entry(session.as_str())
-                .await
-                .map_err(|e| unavailable("read session", e))?;
-            let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
-                return Err(GatewayError::SessionNotFound);
-            };
-            let mut record = SessionRecord::from_bytes(&entry.value)
-                .map_err(|_| GatewayError::SessionNotFound)?;
-            if record.state == State::Closed {
-                return Err(GatewayError::SessionNotFound);
+        let closed = update_record(&self.store, session.as_str(), |r| {
+            let live = r.state != State::Closed;
+            r.state = State::Closed;
+            r.last_seen_ms = now_ms();
+            live
+        })
+        .await;
+        match closed {
+            Ok(_) => Ok(()),
+            Err(UpdateError::NotFound | UpdateError::Corrupt(_)) => {
+                Err(GatewayError::SessionNotFound)
             }
-            record.state = State::Closed;
-            record.last_seen_ms = now_ms();
-            match self
-                .store
-                .update(session.as_str(), record.to_bytes(), entry.revision)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
-                Err(e) => return Err(unavailable("close session", e)),
-            }
+            Err(e) => Err(unavailable("close session", e)),
         }
-        Err(GatewayError::Unavailable)
     }
 }
 

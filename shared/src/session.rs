@@ -2,6 +2,7 @@
 //! session id. Gateways create and close it; workers fill in what the
 //! `initialize` handshake negotiated and the log level.
 
+use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -53,6 +54,53 @@ impl SessionRecord {
     pub fn from_bytes(b: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(b)
     }
+}
+
+/// Why a session record could not be updated.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// No record, or the session is closed (when closed sessions are refused).
+    #[error("session not found")]
+    NotFound,
+    #[error("session store unavailable: {0}")]
+    Store(String),
+    #[error("session record is unreadable: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("session record kept changing; gave up")]
+    Contended,
+}
+
+/// Compare-and-set update of a session's record: reads it, applies `f`, and
+/// writes it back only if nobody wrote in between (else tries again), so
+/// concurrent updates from gateways and workers never lose each other.
+/// `f` returns `false` to refuse the update (the record is not live).
+pub async fn update_record(
+    sessions: &kv::Store,
+    session: &str,
+    mut f: impl FnMut(&mut SessionRecord) -> bool,
+) -> Result<SessionRecord, UpdateError> {
+    for _ in 0..32 {
+        let entry = sessions
+            .entry(session)
+            .await
+            .map_err(|e| UpdateError::Store(e.to_string()))?;
+        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+            return Err(UpdateError::NotFound);
+        };
+        let mut record = SessionRecord::from_bytes(&entry.value)?;
+        if !f(&mut record) {
+            return Err(UpdateError::NotFound);
+        }
+        match sessions
+            .update(session, record.to_bytes(), entry.revision)
+            .await
+        {
+            Ok(_) => return Ok(record),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+            Err(e) => return Err(UpdateError::Store(e.to_string())),
+        }
+    }
+    Err(UpdateError::Contended)
 }
 
 /// MCP logging levels, least to most severe (RFC 5424 order).

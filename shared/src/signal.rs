@@ -22,3 +22,10 @@ pub async fn terminated() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// Cancels `shutdown` when the process is asked to stop; spawn it first thing.
+pub async fn cancel_on_signal(shutdown: tokio_util::sync::CancellationToken) {
+    terminated().await;
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}

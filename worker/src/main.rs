@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
     };
     telemetry::init(config.bus.log_format);
     let shutdown = CancellationToken::new();
-    tokio::spawn(signal(shutdown.clone()));
+    tokio::spawn(jetway_shared::signal::cancel_on_signal(shutdown.clone()));
     let nats = match setup::connect(&config.bus, "jetway-worker").await {
         Ok(n) => n,
         Err(e) => {
@@ -34,11 +34,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Cancels `shutdown` on SIGTERM or Ctrl-C.
-async fn signal(shutdown: CancellationToken) {
-    jetway_shared::signal::terminated().await;
-    tracing::info!("shutdown requested");
-    shutdown.cancel();
 }

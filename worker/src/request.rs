@@ -19,7 +19,7 @@ use futures::StreamExt;
 use jetway_shared::{
     headers,
     jsonrpc::{self, method},
-    session::{SessionRecord, State, log_rank},
+    session::{SessionRecord, State, log_rank, update_record},
     subjects::{SessionId, StreamKey, session_of_subject},
 };
 use rmcp::{
@@ -233,9 +233,10 @@ impl<S: ServerHandler + Clone> Runtime<S> {
                 let session = session.clone();
                 Box::pin(async move {
                     if let Some(v) = version {
-                        let _ = update_record(&sessions, &session, |r| {
+                        let _ = update_record(&sessions, session.as_str(), |r| {
                             r.state = State::Active;
                             r.protocol_version = v.clone();
+                            true
                         })
                         .await;
                     }
@@ -292,13 +293,13 @@ impl<S: ServerHandler + Clone> Runtime<S> {
                 "params.level must be one of debug, info, notice, warning, error, critical, alert, emergency",
             );
         };
-        match update_record(&self.sessions, session, |r| {
-            r.log_level = Some(level.to_owned())
-        })
-        .await
-        {
-            Ok(()) => jsonrpc::result(id, json!({})),
-            Err(e) => jsonrpc::error(Some(id), jsonrpc::INTERNAL_ERROR, e),
+        let set = update_record(&self.sessions, session.as_str(), |r| {
+            r.log_level = Some(level.to_owned());
+            r.state != State::Closed
+        });
+        match set.await {
+            Ok(_) => jsonrpc::result(id, json!({})),
+            Err(e) => jsonrpc::error(Some(id), jsonrpc::INTERNAL_ERROR, e.to_string()),
         }
     }
 
@@ -333,32 +334,4 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             }
         }
     }
-}
-
-/// Compare-and-set update of a session record.
-pub async fn update_record(
-    sessions: &kv::Store,
-    session: &SessionId,
-    mut f: impl FnMut(&mut SessionRecord),
-) -> Result<(), String> {
-    for _ in 0..32 {
-        let entry = sessions
-            .entry(session.as_str())
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
-            return Err("session not found".into());
-        };
-        let mut record = SessionRecord::from_bytes(&entry.value).map_err(|e| e.to_string())?;
-        f(&mut record);
-        match sessions
-            .update(session.as_str(), record.to_bytes(), entry.revision)
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    Err("session record contended".into())
 }
