@@ -77,8 +77,20 @@ async fn pump(
     tokio::pin!(deadline, poll);
     loop {
         let chunk = tokio::select! {
+            // Draining first: a reader that stops because of the same
+            // shutdown must not win the race and skip the retry hint.
+            biased;
+            _ = shutdown.cancelled() => {
+                let _ = out.send(sse::retry(RETRY_AFTER)).await;
+                return;
+            }
             item = readers.next() => match item {
-                None => return,
+                None => {
+                    if shutdown.is_cancelled() {
+                        let _ = out.send(sse::retry(RETRY_AFTER)).await;
+                    }
+                    return;
+                }
                 Some(Item::Event(d)) => {
                     if d.is_final {
                         finals = finals.saturating_sub(1);
@@ -105,10 +117,6 @@ async fn pump(
                 return;
             }
             _ = &mut poll => {
-                let _ = out.send(sse::retry(RETRY_AFTER)).await;
-                return;
-            }
-            _ = shutdown.cancelled() => {
                 let _ = out.send(sse::retry(RETRY_AFTER)).await;
                 return;
             }
