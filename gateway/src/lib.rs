@@ -27,6 +27,7 @@ pub use config::Config;
 
 use axum::{
     Router,
+    serve::ListenerExt,
     http::{HeaderName, HeaderValue},
     routing::get,
 };
@@ -108,6 +109,13 @@ pub async fn run(
             gw.stream_cancel.cancel();
         }
     };
+    // SSE writes are small and latency-bound: without TCP_NODELAY, Nagle's
+    // algorithm holds an event until the client's delayed ACK (up to 40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(drain);
     let deadline = async {
         gw.draining.cancelled().await;
