@@ -1,0 +1,251 @@
+//! A small MCP Streamable HTTP client for redrive: POST JSON-RPC messages
+//! with the session headers, read SSE responses event by event, resume a
+//! stream with `GET` + `Last-Event-ID` if it ends early, DELETE the session.
+
+use crate::error::CliError;
+use bytes::{Buf, BytesMut};
+use futures::{StreamExt, stream::BoxStream};
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const PROTOCOL_HEADER: &str = "mcp-protocol-version";
+
+/// One client session at one gateway endpoint. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    url: String,
+    session: Arc<Mutex<SessionHeaders>>,
+}
+
+#[derive(Default)]
+struct SessionHeaders {
+    id: Option<String>,
+    protocol: Option<String>,
+}
+
+/// What the gateway answered to a POST.
+pub enum Reply {
+    /// 202: a notification or response was accepted.
+    Accepted,
+    /// A single JSON body.
+    Json(Value),
+    /// An SSE stream.
+    Events(Events),
+}
+
+impl Client {
+    /// A client for `url`; a bare `http://host:port` gets the `/mcp` path.
+    pub fn new(url: &str) -> Result<Self, CliError> {
+        let mut url = url.trim_end_matches('/').to_owned();
+        let has_path = url
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.contains('/'));
+        if !has_path {
+            url.push_str("/mcp");
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| gateway_error(&url, e))?;
+        Ok(Self {
+            http,
+            url,
+            session: Arc::default(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The session id the gateway assigned, once initialized.
+    pub fn session_id(&self) -> Option<String> {
+        self.session.lock().ok().and_then(|s| s.id.clone())
+    }
+
+    /// Sends the negotiated version from now on.
+    pub fn set_protocol(&self, version: &str) {
+        if let Ok(mut s) = self.session.lock() {
+            s.protocol = Some(version.to_owned());
+        }
+    }
+
+    fn with_session(&self, mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Ok(s) = self.session.lock() {
+            if let Some(id) = &s.id {
+                req = req.header(SESSION_HEADER, id);
+            }
+            if let Some(v) = &s.protocol {
+                req = req.header(PROTOCOL_HEADER, v);
+            }
+        }
+        req
+    }
+
+    /// POSTs one JSON-RPC message.
+    pub async fn post(&self, message: &Value) -> Result<Reply, CliError> {
+        let req = self
+            .http
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(message).unwrap_or_default());
+        let resp = self
+            .with_session(req)
+            .send()
+            .await
+            .map_err(|e| gateway_error(&self.url, e))?;
+        if let Some(id) = resp.headers().get(SESSION_HEADER)
+            && let (Ok(id), Ok(mut s)) = (id.to_str(), self.session.lock())
+            && s.id.is_none()
+        {
+            s.id = Some(id.to_owned());
+        }
+        self.reply(resp).await
+    }
+
+    /// Resumes a stream after `last_event_id` (GET + `Last-Event-ID`).
+    pub async fn resume(&self, last_event_id: &str) -> Result<Reply, CliError> {
+        let req = self
+            .http
+            .get(&self.url)
+            .header("accept", "text/event-stream")
+            .header("last-event-id", last_event_id);
+        let resp = self
+            .with_session(req)
+            .send()
+            .await
+            .map_err(|e| gateway_error(&self.url, e))?;
+        self.reply(resp).await
+    }
+
+    /// Ends the session (DELETE).
+    pub async fn delete(&self) -> Result<(), CliError> {
+        let req = self.with_session(self.http.delete(&self.url));
+        let resp = req.send().await.map_err(|e| gateway_error(&self.url, e))?;
+        if !resp.status().is_success() {
+            return Err(gateway_error(
+                &self.url,
+                format!("DELETE answered {}", resp.status()),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn reply(&self, resp: reqwest::Response) -> Result<Reply, CliError> {
+        let status = resp.status();
+        let is_sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if status == reqwest::StatusCode::ACCEPTED {
+            return Ok(Reply::Accepted);
+        }
+        if status.is_success() && is_sse {
+            return Ok(Reply::Events(Events::new(resp)));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| gateway_error(&self.url, e))?;
+        match serde_json::from_slice::<Value>(&body) {
+            // Error statuses carry a JSON-RPC error: that is the answer.
+            Ok(v) => Ok(Reply::Json(v)),
+            Err(_) => Err(gateway_error(
+                &self.url,
+                format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                ),
+            )),
+        }
+    }
+}
+
+fn gateway_error(url: &str, e: impl std::fmt::Display) -> CliError {
+    CliError::Gateway {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// An SSE response, read one JSON message at a time.
+pub struct Events {
+    body: BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: BytesMut,
+    data: String,
+    id: Option<String>,
+    /// The last event id received (what to resume from).
+    pub last_event_id: Option<String>,
+}
+
+impl Events {
+    fn new(resp: reqwest::Response) -> Self {
+        Self {
+            body: resp.bytes_stream().boxed(),
+            buf: BytesMut::new(),
+            data: String::new(),
+            id: None,
+            last_event_id: None,
+        }
+    }
+
+    /// The next event carrying JSON data; `None` when the stream ends.
+    /// Priming events (an id, empty data) only move `last_event_id`.
+    pub async fn next_message(&mut self) -> Result<Option<Value>, String> {
+        loop {
+            while let Some(line) = self.next_line() {
+                if let Some(v) = self.field(&line) {
+                    return Ok(Some(v));
+                }
+            }
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Takes one complete line (LF or CRLF) off the buffer.
+    fn next_line(&mut self) -> Option<String> {
+        let end = self.buf.iter().position(|&b| b == b'\n')?;
+        let mut line = self.buf.split_to(end + 1);
+        line.truncate(end);
+        if line.last() == Some(&b'\r') {
+            line.truncate(end - 1);
+        }
+        Some(String::from_utf8_lossy(line.chunk()).into_owned())
+    }
+
+    /// Applies one line; returns a message when a blank line ends an event.
+    fn field(&mut self, line: &str) -> Option<Value> {
+        if line.is_empty() {
+            if let Some(id) = self.id.take() {
+                self.last_event_id = Some(id);
+            }
+            let data = std::mem::take(&mut self.data);
+            return serde_json::from_str(&data).ok();
+        }
+        let (name, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match name {
+            "data" => {
+                if !self.data.is_empty() {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+            }
+            "id" => self.id = Some(value.to_owned()),
+            _ => {}
+        }
+        None
+    }
+}
