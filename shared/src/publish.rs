@@ -22,7 +22,16 @@ pub enum PublishFailure {
     Refused(String),
 }
 
+/// How long an idempotent publish keeps trying: longer than a stream
+/// leader election in a cluster (a few seconds), short enough that a caller
+/// hears about a real outage.
+pub const RETRY_FOR: Duration = Duration::from_secs(10);
+
 /// Publishes and waits for the stream's acknowledgement.
+///
+/// With a `Nats-Msg-Id` the publish is retried, with backoff, for up to
+/// [`RETRY_FOR`] on a timeout, a broken connection or "no responders" (no
+/// stream leader while one is elected); without one it is tried once.
 pub async fn publish_acked(
     js: &Context,
     subject: String,
@@ -30,12 +39,9 @@ pub async fn publish_acked(
     payload: Bytes,
 ) -> Result<PublishAck, PublishFailure> {
     let retriable = headers.get(async_nats::header::NATS_MESSAGE_ID).is_some();
-    let attempts = if retriable { 3 } else { 1 };
-    let mut last = String::new();
-    for attempt in 0..attempts {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-        }
+    let deadline = tokio::time::Instant::now() + RETRY_FOR;
+    let mut delay = Duration::from_millis(50);
+    loop {
         let sent = js
             .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
             .await;
@@ -43,17 +49,23 @@ pub async fn publish_acked(
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
-        match result {
+        let e = match result {
             Ok(ack) => return Ok(ack),
-            Err(e) => match e.kind() {
-                PublishErrorKind::MaxPayloadExceeded => return Err(PublishFailure::TooLarge),
-                PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => last = e.to_string(),
-                PublishErrorKind::StreamNotFound => {
+            Err(e) => e,
+        };
+        match e.kind() {
+            PublishErrorKind::MaxPayloadExceeded => return Err(PublishFailure::TooLarge),
+            PublishErrorKind::TimedOut
+            | PublishErrorKind::BrokenPipe
+            | PublishErrorKind::StreamNotFound => {
+                if !retriable || tokio::time::Instant::now() + delay > deadline {
                     return Err(PublishFailure::Unavailable(e.to_string()));
                 }
-                _ => return Err(PublishFailure::Refused(e.to_string())),
-            },
+                tracing::debug!(error = %e, ?delay, "publish not acknowledged; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            _ => return Err(PublishFailure::Refused(e.to_string())),
         }
     }
-    Err(PublishFailure::Unavailable(last))
 }

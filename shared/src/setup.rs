@@ -214,9 +214,17 @@ pub async fn connect(bus: &Bus, name: &str) -> Result<async_nats::Client, SetupE
                 other => tracing::info!(event = %other, "NATS event"),
             }
         })
-        .connect(bus.nats_url.as_str())
+        .connect(server_list(&bus.nats_url))
         .await
         .map_err(|e| SetupError::Unavailable(e.to_string()))
+}
+
+/// The servers of a `nats_url` setting: one URL, or several separated by commas.
+pub fn server_list(urls: &str) -> Vec<&str> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
 }
 
 /// Polls until the JetStream resources can be prepared, for processes that
@@ -246,6 +254,15 @@ pub async fn ensure_with_retry(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nats_url_may_list_several_servers() {
+        assert_eq!(server_list("nats://a:1"), vec!["nats://a:1"]);
+        assert_eq!(
+            server_list("nats://a:1, nats://b:2,,nats://c:3"),
+            vec!["nats://a:1", "nats://b:2", "nats://c:3"]
+        );
+    }
 
     #[test]
     fn structural_differences_are_fatal_and_tunables_are_not() {

@@ -70,6 +70,7 @@ where
         nats,
         sessions: resources.sessions,
         state: resources.state,
+        stream: resources.stream.clone(),
     });
     consumer::run(runtime, consumer, shutdown).await;
     Ok(())

@@ -43,6 +43,8 @@ pub struct Runtime<S> {
     pub publisher: Publisher,
     pub sessions: kv::Store,
     pub state: kv::Store,
+    /// The session stream, to see whether a redelivered request was answered.
+    pub stream: async_nats::jetstream::stream::Stream,
 }
 
 impl<S: ServerHandler + Clone> Runtime<S> {
@@ -106,6 +108,14 @@ impl<S: ServerHandler + Clone> Runtime<S> {
                 ),
             );
             self.finish(&msg, answer(body).await).await;
+            return;
+        }
+
+        if delivered > 1 && self.already_answered(&session, &stream).await {
+            // The worker before us published the answer and died before
+            // acknowledging: the result is on the stream, don't run it again.
+            tracing::info!(method = %method_name, "redelivered request was already answered");
+            ack(&msg).await;
             return;
         }
 
@@ -282,6 +292,18 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             .lock()
             .map(|o| *o)
             .unwrap_or(Outcome::Unanswered)
+    }
+
+    /// True if the request's POST stream already holds its final message.
+    async fn already_answered(&self, session: &SessionId, stream: &StreamKey) -> bool {
+        match self
+            .stream
+            .direct_get_last_for_subject(session.out(stream))
+            .await
+        {
+            Ok(m) => m.headers.get(headers::FINAL).is_some(),
+            Err(_) => false,
+        }
     }
 
     async fn set_level(&self, session: &SessionId, id: &Value, request: &Value) -> Value {

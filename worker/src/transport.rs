@@ -278,17 +278,21 @@ impl Transport<RoleServer> for RequestTransport {
                     Some(format!("{}.{}.{}", route.stream, route.delivery, ticket))
                 },
             };
-            publisher
+            let published = publisher
                 .publish(msg)
                 .await
-                .map_err(|e| TransportError::Publish(e.to_string()))?;
+                .map_err(|e| TransportError::Publish(e.to_string()));
             if final_ {
-                if let Ok(mut o) = shared.outcome.lock() {
+                if published.is_ok()
+                    && let Ok(mut o) = shared.outcome.lock()
+                {
                     *o = Outcome::Answered;
                 }
+                // Published or not, this loop is over: an unanswered request
+                // is handed back for redelivery rather than held forever.
                 done.send_replace(true);
             }
-            Ok(())
+            published
         }
     }
 
@@ -359,6 +363,9 @@ async fn mark_cancelled(
             }
             done.send_replace(true);
         }
-        Err(e) => tracing::warn!(error = %e, "could not mark a cancelled request"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not mark a cancelled request");
+            done.send_replace(true);
+        }
     }
 }
