@@ -27,9 +27,9 @@ pub use config::Config;
 
 use axum::{
     Router,
-    serve::ListenerExt,
     http::{HeaderName, HeaderValue},
     routing::get,
+    serve::ListenerExt,
 };
 use jetway_shared::setup::{self, SetupError};
 use std::sync::Arc;
