@@ -1,6 +1,7 @@
 //! The demo tool set: counters, notes, a long analysis with progress and
 //! logs, and session resumption — all state in the session's KV state, so
-//! every call may land on a different worker.
+//! every call may land on a different worker. `echo` and `sleep_ms` are the
+//! benchmark's tools: the smallest round trip, and a tool that only waits.
 
 // MCP logging is deprecated in the modern era (SEP-2577) but part of the legacy one.
 #![allow(deprecated)]
@@ -41,6 +42,18 @@ pub struct AnalyzeData {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+pub struct Echo {
+    /// Text to send back.
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SleepMs {
+    /// How long to sleep, in milliseconds (at most 10000).
+    pub ms: u64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct WatchCounter {
     /// How long to watch, in seconds (at most 30).
     pub duration_seconds: u64,
@@ -61,6 +74,7 @@ struct Change {
 
 const MAX_ANALYZE_ITEMS: u64 = 1000;
 const MAX_WATCH_SECS: u64 = 30;
+const MAX_SLEEP_MS: u64 = 10_000;
 
 #[tool_router(router = demo_router, vis = "pub(crate)")]
 impl Builtin {
@@ -116,6 +130,36 @@ impl Builtin {
         let notes: Vec<String> = session.get("notes").await?.unwrap_or_default();
         Ok(structured(
             json!({"notes": notes, "instance": session.instance_id()}),
+        ))
+    }
+
+    #[tool(description = "Send the text back, naming the worker: the smallest round trip.")]
+    async fn echo(
+        &self,
+        Extension(session): Extension<Session>,
+        Parameters(Echo { text }): Parameters<Echo>,
+    ) -> Result<CallToolResult, McpError> {
+        Ok(structured(
+            json!({"text": text, "instance": session.instance_id()}),
+        ))
+    }
+
+    #[tool(description = "Sleep ms milliseconds (max 10000): a tool that waits, not computes.")]
+    async fn sleep_ms(
+        &self,
+        Extension(session): Extension<Session>,
+        Parameters(SleepMs { ms }): Parameters<SleepMs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        if ms > MAX_SLEEP_MS {
+            return Err(McpError::invalid_params(
+                format!("ms must be at most {MAX_SLEEP_MS}"),
+                None,
+            ));
+        }
+        pause(&ctx, ms).await?;
+        Ok(structured(
+            json!({"slept_ms": ms, "instance": session.instance_id()}),
         ))
     }
 
