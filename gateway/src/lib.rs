@@ -91,7 +91,7 @@ pub async fn run(
     let resources = setup::ensure_with_retry(&js, &config.bus, &shutdown).await?;
     let grace = config.grace_period;
     let gw = Arc::new(Gateway {
-        sessions: sessions::Sessions::new(resources.sessions, config.bus.retention()),
+        sessions: sessions::Sessions::new(resources.sessions, js.clone(), config.bus.retention()),
         config,
         nats,
         js,

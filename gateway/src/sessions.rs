@@ -17,15 +17,17 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Sessions {
     store: kv::Store,
+    js: async_nats::jetstream::Context,
     /// Refresh a record this long after its last refresh, so an active
     /// session does not age out of the bucket.
     refresh_after: Duration,
 }
 
 impl Sessions {
-    pub fn new(store: kv::Store, retention: Duration) -> Self {
+    pub fn new(store: kv::Store, js: async_nats::jetstream::Context, retention: Duration) -> Self {
         Self {
             store,
+            js,
             refresh_after: retention / 10,
         }
     }
@@ -88,7 +90,7 @@ impl Sessions {
 
     /// Marks the session closed; 404 if it was not live.
     pub async fn close(&self, session: &SessionId) -> Result<(), GatewayError> {
-        let closed = update_record(&self.store, session.as_str(), |r| {
+        let closed = update_record(&self.js, &self.store, session.as_str(), |r| {
             let live = r.state != State::Closed;
             r.state = State::Closed;
             r.last_seen_ms = now_ms();

@@ -8,6 +8,7 @@
 //! - [`jsonrpc`] — JSON-RPC error codes, constructors and message classification.
 //! - [`protocol`] — the MCP protocol versions Jetway speaks.
 //! - [`publish`] — acknowledged publishing with deduplicated retries.
+//! - [`kv_write`] — KV compare-and-set writes and reads that survive a leader election.
 //! - [`session`] — the session record kept in the `jetway_sessions` KV bucket.
 //! - [`setup`] — idempotent creation of streams, KV buckets and the worker consumer.
 //! - [`signal`] — waiting for SIGTERM or Ctrl-C.
@@ -17,6 +18,7 @@
 pub mod config;
 pub mod headers;
 pub mod jsonrpc;
+pub mod kv_write;
 pub mod protocol;
 pub mod publish;
 pub mod session;

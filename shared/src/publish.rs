@@ -18,6 +18,9 @@ pub enum PublishFailure {
     Unavailable(String),
     #[error("message exceeds the server's max_payload")]
     TooLarge,
+    /// A compare-and-set publish found another last sequence on its subject.
+    #[error("the subject's last sequence is not the expected one")]
+    Conflict,
     #[error("JetStream refused the message: {0}")]
     Refused(String),
 }
@@ -39,33 +42,72 @@ pub async fn publish_acked(
     payload: Bytes,
 ) -> Result<PublishAck, PublishFailure> {
     let retriable = headers.get(async_nats::header::NATS_MESSAGE_ID).is_some();
-    let deadline = tokio::time::Instant::now() + RETRY_FOR;
-    let mut delay = Duration::from_millis(50);
+    let mut backoff = Backoff::new();
     loop {
-        let sent = js
-            .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
-            .await;
-        let result = match sent {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
-        };
-        let e = match result {
-            Ok(ack) => return Ok(ack),
-            Err(e) => e,
-        };
-        match e.kind() {
-            PublishErrorKind::MaxPayloadExceeded => return Err(PublishFailure::TooLarge),
-            PublishErrorKind::TimedOut
-            | PublishErrorKind::BrokenPipe
-            | PublishErrorKind::StreamNotFound => {
-                if !retriable || tokio::time::Instant::now() + delay > deadline {
-                    return Err(PublishFailure::Unavailable(e.to_string()));
+        match publish_once(js, subject.clone(), headers.clone(), payload.clone()).await {
+            Err(PublishFailure::Unavailable(e)) => {
+                if !retriable || !backoff.wait().await {
+                    return Err(PublishFailure::Unavailable(e));
                 }
-                tracing::debug!(error = %e, ?delay, "publish not acknowledged; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(1));
+                tracing::debug!(error = %e, "publish not acknowledged; retrying");
             }
-            _ => return Err(PublishFailure::Refused(e.to_string())),
+            done => return done,
         }
+    }
+}
+
+/// One publish and its acknowledgement; a timeout, a broken connection or
+/// "no responders" is [`PublishFailure::Unavailable`] (the message may or
+/// may not be on the stream).
+pub async fn publish_once(
+    js: &Context,
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+) -> Result<PublishAck, PublishFailure> {
+    let result = match js.publish_with_headers(subject, headers, payload).await {
+        Ok(ack) => ack.await,
+        Err(e) => Err(e),
+    };
+    result.map_err(|e| match e.kind() {
+        PublishErrorKind::MaxPayloadExceeded => PublishFailure::TooLarge,
+        PublishErrorKind::WrongLastSequence => PublishFailure::Conflict,
+        PublishErrorKind::TimedOut
+        | PublishErrorKind::BrokenPipe
+        | PublishErrorKind::StreamNotFound => PublishFailure::Unavailable(e.to_string()),
+        _ => PublishFailure::Refused(e.to_string()),
+    })
+}
+
+/// Exponential backoff (50 ms doubling to 1 s) within [`RETRY_FOR`].
+#[derive(Debug)]
+pub struct Backoff {
+    deadline: tokio::time::Instant,
+    delay: Duration,
+}
+
+impl Backoff {
+    pub fn new() -> Self {
+        Self {
+            deadline: tokio::time::Instant::now() + RETRY_FOR,
+            delay: Duration::from_millis(50),
+        }
+    }
+
+    /// Sleeps before the next try; `false` (at once) if that try would
+    /// start after the deadline.
+    pub async fn wait(&mut self) -> bool {
+        if tokio::time::Instant::now() + self.delay > self.deadline {
+            return false;
+        }
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(1));
+        true
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
     }
 }

@@ -2,7 +2,8 @@
 //! session id. Gateways create and close it; workers fill in what the
 //! `initialize` handshake negotiated and the log level.
 
-use async_nats::jetstream::kv;
+use crate::kv_write::{self, Expect, WriteError};
+use async_nats::jetstream::{Context, kv};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -74,14 +75,19 @@ pub enum UpdateError {
 /// writes it back only if nobody wrote in between (else tries again), so
 /// concurrent updates from gateways and workers never lose each other.
 /// `f` returns `false` to refuse the update (the record is not live).
+///
+/// Reads and writes are retried through a leader election (see
+/// [`kv_write`](crate::kv_write)); a write whose acknowledgement was lost is
+/// not applied twice.
 pub async fn update_record(
+    js: &Context,
     sessions: &kv::Store,
     session: &str,
     mut f: impl FnMut(&mut SessionRecord) -> bool,
 ) -> Result<SessionRecord, UpdateError> {
+    let call: u64 = rand::random();
     for _ in 0..32 {
-        let entry = sessions
-            .entry(session)
+        let entry = kv_write::read(sessions, session)
             .await
             .map_err(|e| UpdateError::Store(e.to_string()))?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
@@ -91,12 +97,11 @@ pub async fn update_record(
         if !f(&mut record) {
             return Err(UpdateError::NotFound);
         }
-        match sessions
-            .update(session, record.to_bytes(), entry.revision)
-            .await
-        {
+        let write_id = format!("rec.{session}.{call:x}.{}", entry.revision);
+        let expect = Expect::Revision(entry.revision);
+        match kv_write::write(js, sessions, session, record.to_bytes(), expect, &write_id).await {
             Ok(_) => return Ok(record),
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+            Err(WriteError::Conflict) => continue,
             Err(e) => return Err(UpdateError::Store(e.to_string())),
         }
     }

@@ -7,7 +7,7 @@
 //! because Jetway would misbehave on it; a tunable one (max age, replicas,
 //! duplicate window) is a warning, because an operator may have changed it.
 
-use crate::{config::Bus, session, subjects};
+use crate::{config::Bus, kv_write, session, subjects};
 use async_nats::jetstream::{
     self, Context,
     context::{CreateStreamErrorKind, GetStreamErrorKind, KeyValueErrorKind},
@@ -70,8 +70,8 @@ pub fn context(client: async_nats::Client, bus: &Bus) -> Context {
 /// Creates (or finds and checks) the stream of partition 0 and the KV buckets.
 pub async fn ensure(js: &Context, bus: &Bus) -> Result<Resources, SetupError> {
     let stream = ensure_stream(js, stream_config(bus, 0)).await?;
-    let sessions = ensure_bucket(js, bus, session::SESSIONS_BUCKET, 1).await?;
-    let state = ensure_bucket(js, bus, session::STATE_BUCKET, 1).await?;
+    let sessions = ensure_bucket(js, bus, session::SESSIONS_BUCKET, kv_write::HISTORY).await?;
+    let state = ensure_bucket(js, bus, session::STATE_BUCKET, kv_write::HISTORY).await?;
     Ok(Resources {
         js: js.clone(),
         stream,

@@ -221,10 +221,6 @@ async fn initialize_refused_during_outage_leaves_no_session() -> Result<()> {
 }
 
 #[tokio::test]
-#[ignore = "product bug: after nats-server is killed within ~100 ms of answering a request, it \
-            delivers the answered request again on restart (its consumer state reaches the disk \
-            asynchronously) and the worker runs it again without checking that its final \
-            response is already on the stream: increment_counter is applied twice"]
 async fn answered_request_is_not_run_again_after_a_nats_crash() -> Result<()> {
     const ROUNDS: i64 = 10;
     let monitor = free_port()?;
@@ -584,19 +580,18 @@ async fn cluster_survives_losing_one_node() -> Result<()> {
 }
 
 #[tokio::test]
-#[ignore = "known limit: while a killed node's stream and KV leaders are re-elected (~5 s), a tool's KV write whose reply was lost cannot be retried safely (a CAS write has no message id), so the request fails or runs again and increment_counter may be applied twice; results stay exactly-once"]
 async fn cluster_survives_losing_a_node_its_clients_use() -> Result<()> {
     cluster_scenario(Seeds::OneNodeEach, Victim::BusyFollower).await
 }
 
 #[tokio::test]
-#[ignore = "known limit: while a killed node's stream and KV leaders are re-elected (~5 s), a tool's KV write whose reply was lost cannot be retried safely (a CAS write has no message id), so the request fails or runs again and increment_counter may be applied twice; results stay exactly-once"]
+#[ignore = "known limit: when the killed node leads the workers' consumer, the new consumer leader may not know that a request was delivered and delivers it again (delivery count 1) while the first worker still runs it; the client still gets one final response, but increment_counter, which is not idempotent, can be applied twice"]
 async fn cluster_survives_losing_the_stream_leader_node() -> Result<()> {
     cluster_scenario(Seeds::OneNodeEach, Victim::StreamLeader).await
 }
 
 #[tokio::test]
-#[ignore = "known limit: while a killed node's stream and KV leaders are re-elected (~5 s), a tool's KV write whose reply was lost cannot be retried safely (a CAS write has no message id), so the request fails or runs again and increment_counter may be applied twice; results stay exactly-once"]
+#[ignore = "known limit: when the killed node leads the workers' consumer, the new consumer leader may not know that a request was delivered and delivers it again (delivery count 1) while the first worker still runs it; the client still gets one final response, but increment_counter, which is not idempotent, can be applied twice"]
 async fn cluster_survives_losing_one_node_with_url_list() -> Result<()> {
     cluster_scenario(Seeds::AllNodes, Victim::StreamLeader).await
 }

@@ -31,6 +31,11 @@ impl Publisher {
         Self { js, instance }
     }
 
+    /// The JetStream context it publishes with.
+    pub fn jetstream(&self) -> &Context {
+        &self.js
+    }
+
     pub async fn publish(&self, msg: OutMessage<'_>) -> Result<(), PublishFailure> {
         let mut h = HeaderMap::new();
         h.insert(headers::WORKER, self.instance.as_str());

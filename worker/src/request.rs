@@ -14,11 +14,12 @@ use crate::{
     session::Session,
     transport::{FinalHook, Outcome, RequestRoute, RequestTransport, Shared},
 };
-use async_nats::jetstream::{AckKind, Message, kv};
+use async_nats::jetstream::{AckKind, Message, kv, stream::DirectGetErrorKind};
 use futures::StreamExt;
 use jetway_shared::{
     headers,
     jsonrpc::{self, method},
+    kv_write,
     session::{SessionRecord, State, log_rank, update_record},
     subjects::{SessionId, StreamKey, session_of_subject},
 };
@@ -96,6 +97,7 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             .unwrap_or_default()
             .to_owned();
         let answer = |body: Value| self.publish_final(&session, &stream, body);
+        tracing::debug!(method = %method_name, "request received");
 
         if delivered as i64 > self.config.max_deliver {
             tracing::error!(method = %method_name, "request failed on every attempt; answering with an error");
@@ -111,15 +113,31 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             return;
         }
 
-        if delivered > 1 && self.already_answered(&session, &stream).await {
-            // The worker before us published the answer and died before
-            // acknowledging: the result is on the stream, don't run it again.
-            tracing::info!(method = %method_name, "redelivered request was already answered");
-            ack(&msg).await;
-            return;
+        // Whether it was answered already is checked on every delivery, not
+        // only on redeliveries: after a consumer leader change or a NATS
+        // restart, a request answered and acknowledged just before can come
+        // back with a delivery count of 1. The check runs beside the
+        // session read, so it adds no round trip.
+        let (answered, record) = tokio::join!(
+            self.already_answered(&session, &stream),
+            kv_write::get(&self.sessions, session.as_str())
+        );
+        match answered {
+            Ok(true) => {
+                // A worker before us published the answer and then died, or
+                // its acknowledgement was lost: don't run it again.
+                tracing::info!(method = %method_name, "redelivered request was already answered");
+                ack(&msg).await;
+                return;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether the request was answered already; handing it back");
+                nak(&msg, Some(Duration::from_secs(1))).await;
+                return;
+            }
         }
-
-        let record = match self.sessions.get(session.as_str()).await {
+        let record = match record {
             Ok(Some(raw)) => SessionRecord::from_bytes(&raw).ok(),
             Ok(None) => None,
             Err(e) => {
@@ -224,6 +242,7 @@ impl<S: ServerHandler + Clone> Runtime<S> {
         };
         let handle = Session::new(
             session.clone(),
+            stream.clone(),
             self.config.bus.instance_id.clone(),
             self.state.clone(),
             self.sessions.clone(),
@@ -233,6 +252,7 @@ impl<S: ServerHandler + Clone> Runtime<S> {
         extensions.insert(handle);
         let on_final = is_initialize.then(|| {
             let sessions = self.sessions.clone();
+            let js = self.publisher.jetstream().clone();
             let session = session.clone();
             let hook: FinalHook = Box::new(move |final_msg: &Value| {
                 let version = final_msg
@@ -240,10 +260,11 @@ impl<S: ServerHandler + Clone> Runtime<S> {
                     .and_then(Value::as_str)
                     .map(str::to_owned);
                 let sessions = sessions.clone();
+                let js = js.clone();
                 let session = session.clone();
                 Box::pin(async move {
                     if let Some(v) = version {
-                        let _ = update_record(&sessions, session.as_str(), |r| {
+                        let _ = update_record(&js, &sessions, session.as_str(), |r| {
                             r.state = State::Active;
                             r.protocol_version = v.clone();
                             true
@@ -294,15 +315,21 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             .unwrap_or(Outcome::Unanswered)
     }
 
-    /// True if the request's POST stream already holds its final message.
-    async fn already_answered(&self, session: &SessionId, stream: &StreamKey) -> bool {
+    /// True if the request's POST stream already holds its final message;
+    /// an error if the stream cannot be read (then nobody can tell).
+    async fn already_answered(
+        &self,
+        session: &SessionId,
+        stream: &StreamKey,
+    ) -> Result<bool, async_nats::jetstream::stream::DirectGetError> {
         match self
             .stream
             .direct_get_last_for_subject(session.out(stream))
             .await
         {
-            Ok(m) => m.headers.get(headers::FINAL).is_some(),
-            Err(_) => false,
+            Ok(m) => Ok(m.headers.get(headers::FINAL).is_some()),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -315,7 +342,8 @@ impl<S: ServerHandler + Clone> Runtime<S> {
                 "params.level must be one of debug, info, notice, warning, error, critical, alert, emergency",
             );
         };
-        let set = update_record(&self.sessions, session.as_str(), |r| {
+        let js = self.publisher.jetstream();
+        let set = update_record(js, &self.sessions, session.as_str(), |r| {
             r.log_level = Some(level.to_owned());
             r.state != State::Closed
         });

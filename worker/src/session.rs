@@ -5,16 +5,26 @@
 //! parts. Nothing in it lives in worker memory: state is in the
 //! `jetway_state` KV bucket, updated with compare-and-set, so concurrent
 //! requests of one session on different workers never lose an update.
+//!
+//! Every write carries a message id naming it (this request, the write's
+//! number within the request, the key, and the revision it expects), so a
+//! write retried after a lost acknowledgement, during a NATS leader
+//! election, is applied once; reads are retried the same way.
 
 use crate::publish::{OutMessage, Publisher};
-use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::{Context, kv};
 use futures::TryStreamExt;
 use jetway_shared::{
+    kv_write::{self, Expect, WriteError},
     session::{SessionRecord, State},
     subjects::{SessionId, StreamKey},
 };
 use serde::{Serialize, de::DeserializeOwned};
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 /// Why session state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +60,12 @@ struct Inner {
     state: kv::Store,
     sessions: kv::Store,
     publisher: Publisher,
+    js: Context,
+    /// The request this handle belongs to (its stream key): the scope of
+    /// write ids, the same on every delivery of the request.
+    request: StreamKey,
+    /// Writes started by this request so far.
+    writes: AtomicU64,
 }
 
 const MAX_CAS_ATTEMPTS: usize = 64;
@@ -57,6 +73,7 @@ const MAX_CAS_ATTEMPTS: usize = 64;
 impl Session {
     pub(crate) fn new(
         id: SessionId,
+        request: StreamKey,
         instance: String,
         state: kv::Store,
         sessions: kv::Store,
@@ -68,9 +85,46 @@ impl Session {
                 instance,
                 state,
                 sessions,
+                js: publisher.jetstream().clone(),
                 publisher,
+                request,
+                writes: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Numbers this request's writes, telling apart even concurrent ones.
+    fn next_write(&self) -> u64 {
+        self.inner.writes.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The message id of write `n` of this request to `key`; `attempt`
+    /// tells what the write expected, so only a retry of the very same
+    /// write shares it.
+    fn write_id(&self, n: u64, key: &str, attempt: impl std::fmt::Display) -> String {
+        format!(
+            "st.{}.{}.{n}.{key}.{attempt}",
+            self.inner.id, self.inner.request
+        )
+    }
+
+    async fn write(
+        &self,
+        key: &str,
+        bytes: bytes::Bytes,
+        expect: Expect,
+        write_id: &str,
+    ) -> Result<u64, WriteError> {
+        let full = self.inner.id.state_key(key);
+        kv_write::write(
+            &self.inner.js,
+            &self.inner.state,
+            &full,
+            bytes,
+            expect,
+            write_id,
+        )
+        .await
     }
 
     /// The session id the client holds.
@@ -98,11 +152,15 @@ impl Session {
     }
 
     /// Writes `key` of this session's state, replacing what was there.
+    ///
+    /// If the request runs again after a worker died, the same write (same
+    /// position in the request, same key and value) is not applied again.
     pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StateError> {
         let bytes = serde_json::to_vec(value)?;
-        self.inner
-            .state
-            .put(self.inner.id.state_key(key), bytes.into())
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        let write_id = self.write_id(self.next_write(), key, format_args!("p{:x}", h.finish()));
+        self.write(key, bytes.into(), Expect::Any, &write_id)
             .await
             .map_err(store)?;
         Ok(())
@@ -119,42 +177,27 @@ impl Session {
     {
         let full = self.inner.id.state_key(key);
         let store = &self.inner.state;
+        let n = self.next_write();
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let entry = store.entry(full.clone()).await.map_err(store_err)?;
-            let (current, revision) = match entry {
-                Some(e) if e.operation == kv::Operation::Put => {
-                    let v =
-                        serde_json::from_slice(&e.value).map_err(|source| StateError::Decode {
-                            key: key.to_owned(),
-                            source,
-                        })?;
-                    (Some(v), Some(e.revision))
-                }
-                _ => (None, None),
+            let entry = kv_write::read(store, &full).await.map_err(store_err)?;
+            let current = match &entry {
+                Some(e) if e.operation == kv::Operation::Put => Some(
+                    serde_json::from_slice(&e.value).map_err(|source| StateError::Decode {
+                        key: key.to_owned(),
+                        source,
+                    })?,
+                ),
+                _ => None,
             };
+            let expect = kv_write::expect_after(entry.as_ref());
+            let rev = entry.as_ref().map_or(0, |e| e.revision);
             let next = f(current);
             let bytes: bytes::Bytes = serde_json::to_vec(&next)?.into();
-            let written = match revision {
-                Some(rev) => store
-                    .update(full.clone(), bytes, rev)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        (
-                            e.kind() == UpdateErrorKind::WrongLastRevision,
-                            e.to_string(),
-                        )
-                    }),
-                None => store
-                    .create(full.clone(), bytes)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string())),
-            };
-            match written {
-                Ok(()) => return Ok(next),
-                Err((true, _)) => continue,
-                Err((false, e)) => return Err(StateError::Store(e)),
+            let write_id = self.write_id(n, key, format_args!("r{rev}"));
+            match self.write(key, bytes, expect, &write_id).await {
+                Ok(_) => return Ok(next),
+                Err(WriteError::Conflict) => continue,
+                Err(e) => return Err(StateError::Store(e.to_string())),
             }
         }
         Err(StateError::Contended(key.to_owned()))
@@ -170,16 +213,12 @@ impl Session {
         let keys = keys_of(&self.inner.state, from).await?;
         let mut copied = 0;
         for key in keys {
-            if let Some(value) = self
-                .inner
-                .state
-                .get(from.state_key(&key))
+            if let Some(value) = kv_write::get(&self.inner.state, &from.state_key(&key))
                 .await
                 .map_err(store)?
             {
-                self.inner
-                    .state
-                    .put(self.inner.id.state_key(&key), value)
+                let write_id = self.write_id(self.next_write(), &key, format_args!("c.{from}"));
+                self.write(&key, value, Expect::Any, &write_id)
                     .await
                     .map_err(store)?;
                 copied += 1;
@@ -246,8 +285,7 @@ async fn get_in<T: DeserializeOwned>(
     session: &SessionId,
     key: &str,
 ) -> Result<Option<T>, StateError> {
-    match store
-        .get(session.state_key(key))
+    match kv_write::get(store, &session.state_key(key))
         .await
         .map_err(self::store)?
     {

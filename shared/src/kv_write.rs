@@ -1,0 +1,193 @@
+//! KV reads and writes that survive a leader election.
+//!
+//! `kv::Store::update` cannot be retried after a lost acknowledgement: the
+//! retry fails with "wrong last revision" although the first write may have
+//! landed, and a caller that re-reads and re-applies its change may apply
+//! it twice. [`write`] publishes the KV message itself, with the
+//! compare-and-set header and a `Nats-Msg-Id` naming the write, and retries
+//! through timeouts:
+//! - a plain put retried after its first attempt landed is deduplicated by
+//!   JetStream (same message id), so it is stored once;
+//! - a compare-and-set retried after its first attempt landed fails the
+//!   revision check (JetStream checks it before the message id), so [`write`]
+//!   looks for its message id among the key's messages after the expected
+//!   revision: a compare-and-set that landed is the first of them. Found:
+//!   the write is done. Not there: it never landed, and the caller re-reads.
+//!   If the key was written more often since than the bucket keeps history
+//!   for, the outcome cannot be told and the write fails with
+//!   [`WriteError::Unknown`] rather than guessing.
+//!
+//! [`read`] retries reads, which are idempotent, for the same bounded time.
+
+use crate::publish::{Backoff, PublishFailure, publish_once};
+use async_nats::{
+    HeaderMap,
+    jetstream::{Context, kv, stream::DirectGetErrorKind},
+};
+use bytes::Bytes;
+
+/// History the Jetway buckets keep per key: how many later writes an
+/// uncertain write can be told apart from (see the module docs).
+pub const HISTORY: i64 = 8;
+
+/// What a write expects of the key's current revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Write whatever is there.
+    Any,
+    /// The key has never been written (revision 0).
+    Absent,
+    /// The key's last message (value or delete marker) has this revision.
+    Revision(u64),
+}
+
+/// Why a write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The key changed since it was read: read again and retry.
+    #[error("the key was written by someone else since it was read")]
+    Conflict,
+    /// An attempt timed out, and so many writes followed that its outcome
+    /// can no longer be told.
+    #[error("could not tell whether the write was stored")]
+    Unknown,
+    #[error(transparent)]
+    Publish(#[from] PublishFailure),
+}
+
+/// Writes `value` under `key` once, however often it has to be retried;
+/// returns the new revision.
+///
+/// `write_id` must differ for every distinct intended write: a write with
+/// the id of an earlier one that landed is taken for its retry.
+pub async fn write(
+    js: &Context,
+    store: &kv::Store,
+    key: &str,
+    value: Bytes,
+    expect: Expect,
+    write_id: &str,
+) -> Result<u64, WriteError> {
+    let subject = subject_of(store, key);
+    let mut h = HeaderMap::new();
+    h.insert(async_nats::header::NATS_MESSAGE_ID, write_id);
+    let after = match expect {
+        Expect::Any => None,
+        Expect::Absent => Some(0),
+        Expect::Revision(r) => Some(r),
+    };
+    if let Some(r) = after {
+        h.insert(
+            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            r.to_string().as_str(),
+        );
+    }
+    let mut backoff = Backoff::new();
+    let mut uncertain = false;
+    loop {
+        match publish_once(js, subject.clone(), h.clone(), value.clone()).await {
+            Ok(ack) => return Ok(ack.sequence),
+            Err(PublishFailure::Conflict) => {
+                return match after {
+                    Some(after) if uncertain => landed(store, key, after, write_id).await,
+                    _ => Err(WriteError::Conflict),
+                };
+            }
+            Err(PublishFailure::Unavailable(e)) => {
+                uncertain = true;
+                if !backoff.wait().await {
+                    return Err(PublishFailure::Unavailable(e).into());
+                }
+                tracing::debug!(error = %e, key, "KV write not acknowledged; retrying");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The subject `kv::Store::put` uses for `key` (Jetway uses no JetStream domain).
+fn subject_of(store: &kv::Store, key: &str) -> String {
+    format!(
+        "{}{key}",
+        store.put_prefix.as_deref().unwrap_or(&store.prefix)
+    )
+}
+
+/// Whether the compare-and-set `write_id`, which expected revision `after`
+/// of `key`, was stored: its revision if so, else [`WriteError::Conflict`]
+/// ([`WriteError::Unknown`] if history no longer tells).
+pub async fn landed(
+    store: &kv::Store,
+    key: &str,
+    after: u64,
+    write_id: &str,
+) -> Result<u64, WriteError> {
+    let subject = subject_of(store, key);
+    let history = store
+        .stream
+        .cached_info()
+        .config
+        .max_messages_per_subject
+        .max(1);
+    let mut next = after + 1;
+    let mut seen = 0;
+    let mut backoff = Backoff::new();
+    loop {
+        match store
+            .stream
+            .direct_get_next_for_subject(subject.as_str(), Some(next))
+            .await
+        {
+            Ok(m) => {
+                let id = m.headers.get(async_nats::header::NATS_MESSAGE_ID);
+                if id.map(|v| v.as_str()) == Some(write_id) {
+                    return Ok(m.sequence);
+                }
+                // A landed compare-and-set is the first message after `after`;
+                // it can only be missing if history pushed it out.
+                seen += 1;
+                if seen >= history {
+                    return Err(WriteError::Unknown);
+                }
+                next = m.sequence + 1;
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Err(WriteError::Conflict),
+            Err(e) => {
+                if !backoff.wait().await {
+                    return Err(PublishFailure::Unavailable(e.to_string()).into());
+                }
+            }
+        }
+    }
+}
+
+/// The entry of `key` (value, delete marker or nothing), retrying failed
+/// reads with backoff for up to [`RETRY_FOR`](crate::publish::RETRY_FOR).
+pub async fn read(store: &kv::Store, key: &str) -> Result<Option<kv::Entry>, kv::EntryError> {
+    let mut backoff = Backoff::new();
+    loop {
+        match store.entry(key).await {
+            Ok(e) => return Ok(e),
+            Err(e) if e.kind() == kv::EntryErrorKind::InvalidKey => return Err(e),
+            Err(e) => {
+                if !backoff.wait().await {
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, key, "KV read failed; retrying");
+            }
+        }
+    }
+}
+
+/// The value of `key`, or `None` if it is absent or deleted (see [`read`]).
+pub async fn get(store: &kv::Store, key: &str) -> Result<Option<Bytes>, kv::EntryError> {
+    Ok(read(store, key)
+        .await?
+        .filter(|e| e.operation == kv::Operation::Put)
+        .map(|e| e.value))
+}
+
+/// What a compare-and-set write expects, given what was read.
+pub fn expect_after(entry: Option<&kv::Entry>) -> Expect {
+    entry.map_or(Expect::Absent, |e| Expect::Revision(e.revision))
+}
