@@ -44,7 +44,9 @@ pub struct Gateway {
     pub config: Config,
     pub nats: async_nats::Client,
     pub js: async_nats::jetstream::Context,
-    pub stream: async_nats::jetstream::stream::Stream,
+    /// The session stream, without its info: cloned for every SSE
+    /// connection, which only needs direct gets.
+    pub stream: async_nats::jetstream::stream::Stream<()>,
     pub sessions: sessions::Sessions,
     /// Cancelled when draining starts: readiness fails, new requests get 503.
     pub draining: CancellationToken,
@@ -90,12 +92,16 @@ pub async fn run(
     let js = setup::context(nats.clone(), &config.bus);
     let resources = setup::ensure_with_retry(&js, &config.bus, &shutdown).await?;
     let grace = config.grace_period;
+    let stream = js
+        .get_stream_no_info(resources.stream.cached_info().config.name.as_str())
+        .await
+        .map_err(|e| SetupError::Unavailable(e.to_string()))?;
     let gw = Arc::new(Gateway {
         sessions: sessions::Sessions::new(resources.sessions, js.clone(), config.bus.retention()),
         config,
         nats,
         js,
-        stream: resources.stream,
+        stream,
         draining: CancellationToken::new(),
         stream_cancel: CancellationToken::new(),
     });

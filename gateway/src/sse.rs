@@ -12,7 +12,7 @@
 
 use async_nats::{
     HeaderMap,
-    jetstream::stream::{DirectGetErrorKind, Stream as JsStream},
+    jetstream::stream::{DirectGetErrorKind, Stream},
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -67,7 +67,7 @@ pub struct ReadSpec {
 /// message, on failure, or on `cancel`; dropping it stops the reader.
 pub async fn open(
     nats: &async_nats::Client,
-    stream: JsStream,
+    stream: Stream<()>,
     spec: ReadSpec,
     cancel: CancellationToken,
 ) -> Result<mpsc::Receiver<Item>, async_nats::SubscribeError> {
@@ -79,7 +79,7 @@ pub async fn open(
 
 async fn read(
     mut sub: async_nats::Subscriber,
-    stream: JsStream,
+    stream: Stream<()>,
     spec: ReadSpec,
     tx: mpsc::Sender<Item>,
     cancel: CancellationToken,
@@ -137,7 +137,7 @@ async fn read(
 }
 
 struct Reader {
-    stream: JsStream,
+    stream: Stream<()>,
     subject: String,
     key: StreamKey,
     last: u64,
