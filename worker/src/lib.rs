@@ -63,6 +63,10 @@ where
         consumer::ensure_consumer(&resources.stream, config.ack_wait, config.max_deliver)
             .await
             .map_err(|e| WorkerError::Consumer(e.to_string()))?;
+    let answers = js
+        .get_stream_no_info(resources.stream.cached_info().config.name.as_str())
+        .await
+        .map_err(|e| WorkerError::Consumer(e.to_string()))?;
     let runtime = Arc::new(request::Runtime {
         publisher: publish::Publisher::new(js, config.bus.instance_id.clone()),
         config,
@@ -70,7 +74,7 @@ where
         nats,
         sessions: resources.sessions,
         state: resources.state,
-        stream: resources.stream.clone(),
+        stream: answers,
     });
     consumer::run(runtime, consumer, shutdown).await;
     Ok(())

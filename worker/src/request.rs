@@ -11,7 +11,7 @@ use crate::{
     config::Config,
     consumer::{ack, nak},
     publish::{OutMessage, Publisher},
-    session::Session,
+    session::{Fence, Session},
     transport::{FinalHook, Outcome, RequestRoute, RequestTransport, Shared},
 };
 use async_nats::jetstream::{AckKind, Message, kv, stream::DirectGetErrorKind};
@@ -45,7 +45,7 @@ pub struct Runtime<S> {
     pub sessions: kv::Store,
     pub state: kv::Store,
     /// The session stream, to see whether a redelivered request was answered.
-    pub stream: async_nats::jetstream::stream::Stream,
+    pub stream: async_nats::jetstream::stream::Stream<()>,
 }
 
 impl<S: ServerHandler + Clone> Runtime<S> {
@@ -113,13 +113,20 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             return;
         }
 
-        // Whether it was answered already is checked on every delivery, not
-        // only on redeliveries: after a consumer leader change or a NATS
-        // restart, a request answered and acknowledged just before can come
-        // back with a delivery count of 1. The check runs beside the
-        // session read, so it adds no round trip.
+        // A request may have been answered already even on a first
+        // delivery: after a consumer leader change or a NATS restart, a
+        // request answered and acknowledged just before can come back with a
+        // delivery count of 1. A redelivery is checked before it runs; a
+        // first delivery just before its first state write (the fence in
+        // its Session), so read-only requests pay nothing for it.
         let (answered, record) = tokio::join!(
-            self.already_answered(&session, &stream),
+            async {
+                if delivered > 1 {
+                    already_answered(&self.stream, &session, &stream).await
+                } else {
+                    Ok(false)
+                }
+            },
             kv_write::get(&self.sessions, session.as_str())
         );
         match answered {
@@ -240,9 +247,13 @@ impl<S: ServerHandler + Clone> Runtime<S> {
                 return Outcome::Unanswered;
             }
         };
+        // A redelivery was checked before it ran; a first delivery is
+        // checked before its first state write.
+        let fence = (delivered == 1).then(|| Fence::new(self.stream.clone(), session, stream));
         let handle = Session::new(
             session.clone(),
             stream.clone(),
+            fence,
             self.config.bus.instance_id.clone(),
             self.state.clone(),
             self.sessions.clone(),
@@ -315,24 +326,6 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             .unwrap_or(Outcome::Unanswered)
     }
 
-    /// True if the request's POST stream already holds its final message;
-    /// an error if the stream cannot be read (then nobody can tell).
-    async fn already_answered(
-        &self,
-        session: &SessionId,
-        stream: &StreamKey,
-    ) -> Result<bool, async_nats::jetstream::stream::DirectGetError> {
-        match self
-            .stream
-            .direct_get_last_for_subject(session.out(stream))
-            .await
-        {
-            Ok(m) => Ok(m.headers.get(headers::FINAL).is_some()),
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     async fn set_level(&self, session: &SessionId, id: &Value, request: &Value) -> Value {
         let level = request.pointer("/params/level").and_then(Value::as_str);
         let Some(level) = level.filter(|l| log_rank(l).is_some()) else {
@@ -383,5 +376,22 @@ impl<S: ServerHandler + Clone> Runtime<S> {
                 nak(msg, Some(Duration::from_secs(1))).await;
             }
         }
+    }
+}
+
+/// True if the request's POST stream already holds its final message; an
+/// error if the stream cannot be read (then nobody can tell).
+pub(crate) async fn already_answered(
+    answers: &async_nats::jetstream::stream::Stream<()>,
+    session: &SessionId,
+    stream: &StreamKey,
+) -> Result<bool, async_nats::jetstream::stream::DirectGetError> {
+    match answers
+        .direct_get_last_for_subject(session.out(stream))
+        .await
+    {
+        Ok(m) => Ok(m.headers.get(headers::FINAL).is_some()),
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
 }

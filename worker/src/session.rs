@@ -38,8 +38,15 @@ pub enum StateError {
     },
     #[error("value could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A compare-and-set lost to another writer (retried internally).
+    #[error("the key changed while it was being updated")]
+    Conflict,
     #[error("too many concurrent updates of {0}")]
     Contended(String),
+    /// The request was answered before (by a worker whose delivery NATS
+    /// lost track of); it must not change state a second time.
+    #[error("this request was already answered; not running it again")]
+    AlreadyAnswered,
 }
 
 impl From<StateError> for rmcp::ErrorData {
@@ -66,6 +73,50 @@ struct Inner {
     request: StreamKey,
     /// Writes started by this request so far.
     writes: AtomicU64,
+    /// Checked before the first write of a first delivery.
+    fence: Option<Fence>,
+}
+
+/// Before a request's first state write: is its answer on the stream
+/// already? Asked once per request, only by requests that write.
+pub(crate) struct Fence {
+    answers: async_nats::jetstream::stream::Stream<()>,
+    session: SessionId,
+    request: StreamKey,
+    checked: tokio::sync::OnceCell<()>,
+}
+
+impl Fence {
+    pub(crate) fn new(
+        answers: async_nats::jetstream::stream::Stream<()>,
+        session: &SessionId,
+        request: &StreamKey,
+    ) -> Self {
+        Self {
+            answers,
+            session: session.clone(),
+            request: request.clone(),
+            checked: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn pass(&self) -> Result<(), StateError> {
+        self.checked
+            .get_or_try_init(|| async {
+                match crate::request::already_answered(&self.answers, &self.session, &self.request)
+                    .await
+                {
+                    Ok(false) => Ok(()),
+                    Ok(true) => {
+                        tracing::info!("request was already answered; refusing its state writes");
+                        Err(StateError::AlreadyAnswered)
+                    }
+                    Err(e) => Err(StateError::Store(e.to_string())),
+                }
+            })
+            .await
+            .map(|_| ())
+    }
 }
 
 const MAX_CAS_ATTEMPTS: usize = 64;
@@ -74,6 +125,7 @@ impl Session {
     pub(crate) fn new(
         id: SessionId,
         request: StreamKey,
+        fence: Option<Fence>,
         instance: String,
         state: kv::Store,
         sessions: kv::Store,
@@ -89,6 +141,7 @@ impl Session {
                 publisher,
                 request,
                 writes: AtomicU64::new(0),
+                fence,
             }),
         }
     }
@@ -114,7 +167,10 @@ impl Session {
         bytes: bytes::Bytes,
         expect: Expect,
         write_id: &str,
-    ) -> Result<u64, WriteError> {
+    ) -> Result<u64, StateError> {
+        if let Some(fence) = &self.inner.fence {
+            fence.pass().await?;
+        }
         let full = self.inner.id.state_key(key);
         kv_write::write(
             &self.inner.js,
@@ -125,6 +181,10 @@ impl Session {
             write_id,
         )
         .await
+        .map_err(|e| match e {
+            WriteError::Conflict => StateError::Conflict,
+            e => store(e),
+        })
     }
 
     /// The session id the client holds.
@@ -161,8 +221,7 @@ impl Session {
         bytes.hash(&mut h);
         let write_id = self.write_id(self.next_write(), key, format_args!("p{:x}", h.finish()));
         self.write(key, bytes.into(), Expect::Any, &write_id)
-            .await
-            .map_err(store)?;
+            .await?;
         Ok(())
     }
 
@@ -196,8 +255,8 @@ impl Session {
             let write_id = self.write_id(n, key, format_args!("r{rev}"));
             match self.write(key, bytes, expect, &write_id).await {
                 Ok(_) => return Ok(next),
-                Err(WriteError::Conflict) => continue,
-                Err(e) => return Err(StateError::Store(e.to_string())),
+                Err(StateError::Conflict) => continue,
+                Err(e) => return Err(e),
             }
         }
         Err(StateError::Contended(key.to_owned()))
@@ -218,9 +277,7 @@ impl Session {
                 .map_err(store)?
             {
                 let write_id = self.write_id(self.next_write(), &key, format_args!("c.{from}"));
-                self.write(&key, value, Expect::Any, &write_id)
-                    .await
-                    .map_err(store)?;
+                self.write(&key, value, Expect::Any, &write_id).await?;
                 copied += 1;
             }
         }
