@@ -32,4 +32,5 @@ fi
 
 cargo build --release --workspace --bins
 echo "cores: $(nproc); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-exec "${CARGO_TARGET_DIR:-target}/release/jetway-bench" all --nats-server "${NATS_SERVER_BIN}" "$@"
+# A relative path: it is printed in the report (BENCHMARKS.md).
+exec "${CARGO_TARGET_DIR:-target}/release/jetway-bench" all --nats-server .local/bin/nats-server "$@"
