@@ -50,10 +50,13 @@ impl Sessions {
             last_seen_ms: now,
             created_by: instance.to_owned(),
         };
-        self.store
-            .create(session.as_str(), record.to_bytes())
-            .await
-            .map_err(|e| unavailable("create session", e))?;
+        if let Err(e) = self.store.create(session.as_str(), record.to_bytes()).await {
+            // The create may still be queued in the client or have landed
+            // unacknowledged; nobody will ever use this session id, so remove
+            // whatever it wrote once NATS answers again.
+            tokio::spawn(remove_orphan(self.store.clone(), session.clone()));
+            return Err(unavailable("create session", e));
+        }
         Ok(())
     }
 
@@ -104,6 +107,36 @@ impl Sessions {
             }
             Err(e) => Err(unavailable("close session", e)),
         }
+    }
+}
+
+/// How long the gateway keeps trying to remove the record of a session
+/// whose creation it reported as failed.
+const ORPHAN_CLEANUP_FOR: Duration = Duration::from_secs(300);
+
+/// Purges every message of a session record whose `initialize` was answered
+/// 503, and checks a moment later that none came back: a create the client
+/// sent before the purge can still be in the stream's queue when the purge
+/// runs.
+async fn remove_orphan(store: kv::Store, session: SessionId) {
+    let subject = format!("{}{}", store.prefix, session.as_str());
+    let deadline = tokio::time::Instant::now() + ORPHAN_CLEANUP_FOR;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let purged = store.stream.purge().filter(subject.as_str()).await.is_ok();
+        if purged {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Ok(None) = store.entry(session.as_str()).await {
+                tracing::info!(session = %session, "removed the record of a session refused with 503");
+                return;
+            }
+        }
+        if tokio::time::Instant::now() + delay > deadline {
+            tracing::warn!(session = %session, "could not remove the record of a session refused with 503; it expires with the retention");
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

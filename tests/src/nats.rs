@@ -239,6 +239,15 @@ impl NatsServer {
         Ok(())
     }
 
+    /// Sends `sig` to the server (e.g. SIGSTOP/SIGCONT to freeze it with
+    /// its connections open).
+    pub fn signal(&mut self, sig: rustix::process::Signal) -> Result<()> {
+        match self.process.as_mut() {
+            Some(p) => p.signal(sig),
+            None => anyhow::bail!("nats-server is not running"),
+        }
+    }
+
     /// SIGTERM the server (clean shutdown) and wait for it to exit.
     pub async fn terminate(&mut self, timeout: Duration) -> Result<()> {
         if let Some(p) = self.process.as_mut() {

@@ -173,9 +173,59 @@ async fn nats_outage_gives_503_and_recovers_without_restarts() -> Result<()> {
     Ok(())
 }
 
+/// NATS frozen (SIGSTOP: connections stay open, nothing answers): the
+/// gateway does not know it is gone, so its KV create is sent and times
+/// out; the client gets 503. When NATS thaws, the create lands, and the
+/// gateway removes that record, which no client has the id of.
 #[tokio::test]
-#[ignore = "product bug: a 503 to initialize during a NATS outage still creates the session \
-            record once NATS is back (the KV create queued in the client is sent on reconnect)"]
+async fn initialize_timed_out_on_a_frozen_nats_leaves_no_session() -> Result<()> {
+    let monitor = free_port()?;
+    let mut nats = NatsServer::builder()
+        .arg("-m")
+        .arg(monitor.to_string())
+        .start()
+        .await?;
+    let _worker = Worker::start(&nats.url()).await?;
+    let gw = Gateway::start(&nats.url()).await?;
+    let url = gw.mcp_url();
+    let http = http_client();
+    let _kept = McpClient::initialize(&url).await?;
+    assert_eq!(session_records(&http, monitor).await?, 1);
+
+    nats.signal(rustix::process::Signal::STOP)?;
+    let refused = McpClient::new()
+        .with_timeout(Duration::from_secs(60))
+        .request(&url, "initialize", default_initialize_params())
+        .await;
+    nats.signal(rustix::process::Signal::CONT)?;
+    let ex = refused?;
+    assert_eq!(ex.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", ex.body);
+    assert_eq!(
+        ex.error_code(),
+        Some(SERVICE_UNAVAILABLE),
+        "{:?}",
+        ex.response
+    );
+    assert_eq!(ex.header("mcp-session-id"), None);
+
+    let _after = McpClient::initialize(&url).await?;
+    gw.log()
+        .wait_for_text(
+            0,
+            RECOVERY_TIMEOUT,
+            "removed the record of a session refused with 503",
+        )
+        .await?;
+    eventually_msg(
+        "only the two sessions the clients hold have records",
+        RECOVERY_TIMEOUT,
+        || async { Ok(session_records(&http, monitor).await? == 2) },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn initialize_refused_during_outage_leaves_no_session() -> Result<()> {
     let monitor = free_port()?;
     let mut nats = NatsServer::builder()

@@ -52,6 +52,7 @@ pub async fn post(
         .await
         .map_err(|_| GatewayError::TooLarge(gw.config.max_body_bytes))?;
     let (messages, batch) = parse(&bytes, &version)?;
+    gw.require_bus()?;
 
     let init = messages
         .iter()
@@ -335,6 +336,7 @@ pub async fn delete(
     checks::origin(&gw.config, &h)?;
     checks::protocol_version(&h)?;
     let session = checks::session(&h)?;
+    gw.require_bus()?;
     gw.sessions.close(&session).await?;
     // End the session's GET streams on every replica.
     if let Err(e) = gw.publish_control(&session, headers::control::CLOSED).await {
@@ -345,6 +347,15 @@ pub async fn delete(
 }
 
 impl Gateway {
+    /// 503 at once while the NATS connection is down: the client would queue
+    /// whatever we publish and send it after the HTTP client heard 503.
+    fn require_bus(&self) -> Result<(), GatewayError> {
+        match self.nats.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            _ => Err(GatewayError::Unavailable),
+        }
+    }
+
     /// How long a stream of this protocol version stays open in polling
     /// mode: only versions whose events carry ids a client resumes from.
     fn poll_for(&self, version: &str) -> Option<std::time::Duration> {
