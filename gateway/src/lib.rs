@@ -52,6 +52,8 @@ pub struct Gateway {
     pub draining: CancellationToken,
     /// Cancelled to end every open SSE stream with a `retry` hint.
     pub stream_cancel: CancellationToken,
+    /// Bumped on every NATS (re)connect (see [`sse::ReadSpec::connects`]).
+    pub connects: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The axum application for a gateway.
@@ -86,6 +88,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 pub async fn run(
     config: Config,
     nats: async_nats::Client,
+    connects: tokio::sync::watch::Receiver<u64>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), SetupError> {
@@ -104,6 +107,7 @@ pub async fn run(
         stream,
         draining: CancellationToken::new(),
         stream_cancel: CancellationToken::new(),
+        connects,
     });
     let app = router(gw.clone());
     let drain = {

@@ -27,7 +27,7 @@ async fn main() -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(jetway_shared::signal::cancel_on_signal(shutdown.clone()));
-    let nats = match setup::connect(&config.bus, "jetway-gateway").await {
+    let (nats, connects) = match setup::connect_watching(&config.bus, "jetway-gateway").await {
         Ok(n) => n,
         Err(e) => {
             tracing::error!(error = %e, "cannot connect to NATS");
@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
         Ok(addr) => tracing::info!("listening on {addr}"),
         Err(e) => tracing::warn!(error = %e, "listening (address unknown)"),
     }
-    match jetway_gateway::run(config, nats, listener, shutdown).await {
+    match jetway_gateway::run(config, nats, connects, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "gateway failed");

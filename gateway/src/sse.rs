@@ -56,6 +56,10 @@ pub struct ReadSpec {
     /// How often to report [`Item::Idle`] and re-check the stream for a
     /// missed tail.
     pub idle: Duration,
+    /// Bumped on every NATS (re)connect: what was published while the
+    /// connection was down never reaches the core subscription, so the
+    /// reader then catches up from the stream.
+    pub connects: tokio::sync::watch::Receiver<u64>,
     /// For a GET stream: the sequence of this connection's own takeover
     /// marker. Takeover markers after it end the reader (a newer connection
     /// took over); those up to it are history and skipped.
@@ -98,8 +102,18 @@ async fn read(
     }
     let mut tick = tokio::time::interval(spec.idle);
     tick.reset();
+    let mut connects = spec.connects;
+    connects.mark_unchanged();
+    let mut watching = true;
     loop {
         tokio::select! {
+            changed = connects.changed(), if watching => {
+                if changed.is_err() {
+                    watching = false;
+                } else if reader.catch_up(u64::MAX).await.is_break() {
+                    return;
+                }
+            }
             msg = sub.next() => {
                 let Some(msg) = msg else {
                     let _ = reader.tx.send(Item::Failed("subscription ended".into())).await;

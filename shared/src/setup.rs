@@ -203,20 +203,39 @@ fn unavailable(e: impl std::fmt::Display) -> SetupError {
 /// Waits up to `timeout` for a connection, so a process started before NATS
 /// fails with a clear message instead of hanging.
 pub async fn connect(bus: &Bus, name: &str) -> Result<async_nats::Client, SetupError> {
-    async_nats::ConnectOptions::new()
+    connect_watching(bus, name).await.map(|(client, _)| client)
+}
+
+/// [`connect`], plus a counter of connections made, bumped on every
+/// (re)connect: core subscriptions miss what was published while the
+/// connection was down, so their readers catch up from the stream when it
+/// changes.
+pub async fn connect_watching(
+    bus: &Bus,
+    name: &str,
+) -> Result<(async_nats::Client, tokio::sync::watch::Receiver<u64>), SetupError> {
+    let (connects_tx, connects) = tokio::sync::watch::channel(0u64);
+    let client = async_nats::ConnectOptions::new()
         .name(format!("{name}/{}", bus.instance_id))
         .connection_timeout(bus.nats_timeout())
         .retry_on_initial_connect()
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("connected to NATS"),
-                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
-                other => tracing::info!(event = %other, "NATS event"),
+        .event_callback(move |event| {
+            let connects_tx = connects_tx.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("connected to NATS");
+                        connects_tx.send_modify(|n| *n += 1);
+                    }
+                    async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                    other => tracing::info!(event = %other, "NATS event"),
+                }
             }
         })
         .connect(server_list(&bus.nats_url))
         .await
-        .map_err(|e| SetupError::Unavailable(e.to_string()))
+        .map_err(|e| SetupError::Unavailable(e.to_string()))?;
+    Ok((client, connects))
 }
 
 /// The servers of a `nats_url` setting: one URL, or several separated by commas.

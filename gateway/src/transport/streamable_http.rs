@@ -101,6 +101,7 @@ pub async fn post(
                     fresh: true,
                     idle: gw.config.keep_alive,
                     takeover: None,
+                    connects: gw.connects.clone(),
                 };
                 let rx = sse::open(&gw.nats, gw.stream.clone(), spec, gw.stream_cancel.clone())
                     .await
@@ -256,6 +257,7 @@ pub async fn get(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Result<Respons
         fresh: false,
         idle: gw.config.keep_alive,
         takeover,
+        connects: gw.connects.clone(),
     };
     let rx = sse::open(&gw.nats, gw.stream.clone(), spec, gw.stream_cancel.clone())
         .await
