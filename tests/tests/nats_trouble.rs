@@ -179,18 +179,15 @@ async fn nats_outage_gives_503_and_recovers_without_restarts() -> Result<()> {
 /// gateway removes that record, which no client has the id of.
 #[tokio::test]
 async fn initialize_timed_out_on_a_frozen_nats_leaves_no_session() -> Result<()> {
-    let monitor = free_port()?;
-    let mut nats = NatsServer::builder()
-        .arg("-m")
-        .arg(monitor.to_string())
-        .start()
-        .await?;
-    let _worker = Worker::start(&nats.url()).await?;
-    let gw = Gateway::start(&nats.url()).await?;
-    let url = gw.mcp_url();
-    let http = http_client();
-    let _kept = McpClient::initialize(&url).await?;
-    assert_eq!(session_records(&http, monitor).await?, 1);
+    let OneSession {
+        mut nats,
+        monitor,
+        _worker,
+        gw,
+        url,
+        http,
+        _kept,
+    } = one_session().await?;
 
     nats.signal(rustix::process::Signal::STOP)?;
     let refused = McpClient::new()
@@ -227,18 +224,15 @@ async fn initialize_timed_out_on_a_frozen_nats_leaves_no_session() -> Result<()>
 
 #[tokio::test]
 async fn initialize_refused_during_outage_leaves_no_session() -> Result<()> {
-    let monitor = free_port()?;
-    let mut nats = NatsServer::builder()
-        .arg("-m")
-        .arg(monitor.to_string())
-        .start()
-        .await?;
-    let _worker = Worker::start(&nats.url()).await?;
-    let gw = Gateway::start(&nats.url()).await?;
-    let url = gw.mcp_url();
-    let http = http_client();
-    let _kept = McpClient::initialize(&url).await?;
-    assert_eq!(session_records(&http, monitor).await?, 1);
+    let OneSession {
+        mut nats,
+        monitor,
+        _worker,
+        gw,
+        url,
+        http,
+        _kept,
+    } = one_session().await?;
 
     nats.kill().await?;
     let ex = McpClient::new()
@@ -436,6 +430,42 @@ async fn in_flight_during_outage(worker_args: &[&str]) -> Result<InFlight> {
 }
 
 /// `GET /readyz`: status and JSON body.
+/// A nats-server with monitoring, a worker, a gateway and one session whose
+/// record is in KV: the starting point of the initialize-during-outage tests.
+struct OneSession {
+    nats: NatsServer,
+    monitor: u16,
+    _worker: Worker,
+    gw: Gateway,
+    url: String,
+    http: reqwest::Client,
+    _kept: McpClient,
+}
+
+async fn one_session() -> Result<OneSession> {
+    let monitor = free_port()?;
+    let nats = NatsServer::builder()
+        .arg("-m")
+        .arg(monitor.to_string())
+        .start()
+        .await?;
+    let _worker = Worker::start(&nats.url()).await?;
+    let gw = Gateway::start(&nats.url()).await?;
+    let url = gw.mcp_url();
+    let http = http_client();
+    let _kept = McpClient::initialize(&url).await?;
+    assert_eq!(session_records(&http, monitor).await?, 1);
+    Ok(OneSession {
+        nats,
+        monitor,
+        _worker,
+        gw,
+        url,
+        http,
+        _kept,
+    })
+}
+
 async fn readyz(http: &reqwest::Client, gw: &Gateway) -> Result<(StatusCode, Value)> {
     let resp = http
         .get(format!("{}/readyz", gw.base_url()))

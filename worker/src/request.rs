@@ -20,6 +20,7 @@ use jetway_shared::{
     headers,
     jsonrpc::{self, method},
     kv_write,
+    publish::Backoff,
     session::{SessionRecord, State, log_rank, update_record},
     subjects::{SessionId, StreamKey, session_of_subject},
 };
@@ -379,19 +380,26 @@ impl<S: ServerHandler + Clone> Runtime<S> {
     }
 }
 
-/// True if the request's POST stream already holds its final message; an
-/// error if the stream cannot be read (then nobody can tell).
+/// True if the request's POST stream already holds its final message. A
+/// failed read is retried (through a leader election) for a bounded time;
+/// then the error says nobody can tell.
 pub(crate) async fn already_answered(
     answers: &async_nats::jetstream::stream::Stream<()>,
     session: &SessionId,
     stream: &StreamKey,
 ) -> Result<bool, async_nats::jetstream::stream::DirectGetError> {
-    match answers
-        .direct_get_last_for_subject(session.out(stream))
-        .await
-    {
-        Ok(m) => Ok(m.headers.get(headers::FINAL).is_some()),
-        Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
+    let subject = session.out(stream);
+    let mut backoff = Backoff::new();
+    loop {
+        match answers.direct_get_last_for_subject(subject.as_str()).await {
+            Ok(m) => return Ok(m.headers.get(headers::FINAL).is_some()),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                if !backoff.wait().await {
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, "reading the request's stream failed; retrying");
+            }
+        }
     }
 }

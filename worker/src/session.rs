@@ -286,10 +286,7 @@ impl Session {
 
     /// True if `id` names a session that exists (active or closed, not expired).
     pub async fn exists(&self, id: &SessionId) -> Result<bool, StateError> {
-        Ok(self
-            .inner
-            .sessions
-            .get(id.as_str())
+        Ok(kv_write::get(&self.inner.sessions, id.as_str())
             .await
             .map_err(store)?
             .is_some())
@@ -303,7 +300,9 @@ impl Session {
         };
         let mut active = 0;
         for key in keys {
-            if let Some(raw) = self.inner.sessions.get(key).await.map_err(store)?
+            if let Some(raw) = kv_write::get(&self.inner.sessions, &key)
+                .await
+                .map_err(store)?
                 && let Ok(rec) = SessionRecord::from_bytes(&raw)
                 && rec.state != State::Closed
             {
@@ -376,8 +375,7 @@ async fn keys_of(store: &kv::Store, session: &SessionId) -> Result<Vec<String>, 
     // Deleted keys keep a tombstone subject; keep only live ones.
     let mut live = Vec::new();
     for k in keys {
-        if store
-            .get(session.state_key(&k))
+        if kv_write::get(store, &session.state_key(&k))
             .await
             .map_err(self::store)?
             .is_some()
