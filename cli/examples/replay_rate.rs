@@ -67,16 +67,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("this NATS server has Jetway workers; benchmark against one without".into());
     }
     let session = SessionId::generate(0);
-    let now = headers::now_ms();
-    let record = SessionRecord {
-        state: State::Active,
-        protocol_version: "2025-11-25".into(),
-        client: json!({"clientInfo": {"name": "replay-rate", "version": "1"}}),
-        log_level: None,
-        created_ms: now,
-        last_seen_ms: now,
-        created_by: "replay-rate".into(),
-    };
+    let record = SessionRecord::new(
+        State::Active,
+        "2025-11-25",
+        json!({"clientInfo": {"name": "replay-rate", "version": "1"}}),
+        "replay-rate",
+    );
     resources
         .sessions
         .put(session.as_str(), record.to_bytes())

@@ -293,6 +293,32 @@ pub fn show_id(id: &Value) -> String {
     }
 }
 
+/// A stored message of the test session [`testing::SID`], for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Stored;
+    use async_nats::HeaderMap;
+    use bytes::Bytes;
+
+    pub const SID: &str = "0-0123456789abcdef0123456789abcdef";
+
+    /// Message `seq` on `jetway.0.<SID>.<place>` with headers `h`.
+    pub fn msg(seq: u64, place: &str, h: &[(&str, &str)], body: &str) -> Stored {
+        let mut map = HeaderMap::new();
+        for (k, v) in h {
+            map.insert(*k, *v);
+        }
+        Stored::new(
+            seq,
+            &format!("jetway.0.{SID}.{place}"),
+            seq,
+            Some(&map),
+            Bytes::from(body.to_owned()),
+        )
+        .expect("a session subject")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,8 @@ use crate::error::GatewayError;
 use async_nats::jetstream::kv;
 use jetway_shared::{
     headers::now_ms,
+    kv_write,
+    publish::Backoff,
     session::{SessionRecord, State, UpdateError, update_record},
     subjects::SessionId,
 };
@@ -40,16 +42,7 @@ impl Sessions {
         client: Value,
         instance: &str,
     ) -> Result<(), GatewayError> {
-        let now = now_ms();
-        let record = SessionRecord {
-            state: State::Initializing,
-            protocol_version: protocol_version.to_owned(),
-            client,
-            log_level: None,
-            created_ms: now,
-            last_seen_ms: now,
-            created_by: instance.to_owned(),
-        };
+        let record = SessionRecord::new(State::Initializing, protocol_version, client, instance);
         if let Err(e) = self.store.create(session.as_str(), record.to_bytes()).await {
             // The create may still be queued in the client or have landed
             // unacknowledged; nobody will ever use this session id, so remove
@@ -119,24 +112,20 @@ const ORPHAN_CLEANUP_FOR: Duration = Duration::from_secs(300);
 /// sent before the purge can still be in the stream's queue when the purge
 /// runs.
 async fn remove_orphan(store: kv::Store, session: SessionId) {
-    let subject = format!("{}{}", store.prefix, session.as_str());
-    let deadline = tokio::time::Instant::now() + ORPHAN_CLEANUP_FOR;
-    let mut delay = Duration::from_millis(200);
+    let subject = kv_write::subject_of(&store, session.as_str());
+    let mut backoff = Backoff::lasting(ORPHAN_CLEANUP_FOR);
     loop {
-        let purged = store.stream.purge().filter(subject.as_str()).await.is_ok();
-        if purged {
+        if store.stream.purge().filter(subject.as_str()).await.is_ok() {
             tokio::time::sleep(Duration::from_secs(1)).await;
             if let Ok(None) = store.entry(session.as_str()).await {
                 tracing::info!(session = %session, "removed the record of a session refused with 503");
                 return;
             }
         }
-        if tokio::time::Instant::now() + delay > deadline {
+        if !backoff.wait().await {
             tracing::warn!(session = %session, "could not remove the record of a session refused with 503; it expires with the retention");
             return;
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

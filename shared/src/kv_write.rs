@@ -35,9 +35,8 @@ pub const HISTORY: i64 = 8;
 pub enum Expect {
     /// Write whatever is there.
     Any,
-    /// The key has never been written (revision 0).
-    Absent,
-    /// The key's last message (value or delete marker) has this revision.
+    /// The key's last message (value or delete marker) has this revision;
+    /// 0: the key has never been written.
     Revision(u64),
 }
 
@@ -73,7 +72,6 @@ pub async fn write(
     h.insert(async_nats::header::NATS_MESSAGE_ID, write_id);
     let after = match expect {
         Expect::Any => None,
-        Expect::Absent => Some(0),
         Expect::Revision(r) => Some(r),
     };
     if let Some(r) = after {
@@ -106,7 +104,7 @@ pub async fn write(
 }
 
 /// The subject `kv::Store::put` uses for `key` (Jetway uses no JetStream domain).
-fn subject_of(store: &kv::Store, key: &str) -> String {
+pub fn subject_of(store: &kv::Store, key: &str) -> String {
     format!(
         "{}{key}",
         store.put_prefix.as_deref().unwrap_or(&store.prefix)
@@ -185,9 +183,4 @@ pub async fn get(store: &kv::Store, key: &str) -> Result<Option<Bytes>, kv::Entr
         .await?
         .filter(|e| e.operation == kv::Operation::Put)
         .map(|e| e.value))
-}
-
-/// What a compare-and-set write expects, given what was read.
-pub fn expect_after(entry: Option<&kv::Entry>) -> Expect {
-    entry.map_or(Expect::Absent, |e| Expect::Revision(e.revision))
 }

@@ -79,7 +79,8 @@ pub async fn publish_once(
     })
 }
 
-/// Exponential backoff (50 ms doubling to 1 s) within [`RETRY_FOR`].
+/// Exponential backoff (50 ms doubling to 1 s) within [`RETRY_FOR`], or
+/// within another span ([`Backoff::lasting`]).
 #[derive(Debug)]
 pub struct Backoff {
     deadline: tokio::time::Instant,
@@ -88,8 +89,13 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new() -> Self {
+        Self::lasting(RETRY_FOR)
+    }
+
+    /// Backoff whose tries all start within `span` from now.
+    pub fn lasting(span: Duration) -> Self {
         Self {
-            deadline: tokio::time::Instant::now() + RETRY_FOR,
+            deadline: tokio::time::Instant::now() + span,
             delay: Duration::from_millis(50),
         }
     }

@@ -44,6 +44,25 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
+    /// A record created now, with no log level set.
+    pub fn new(
+        state: State,
+        protocol_version: impl Into<String>,
+        client: Value,
+        created_by: impl Into<String>,
+    ) -> Self {
+        let now = crate::headers::now_ms();
+        Self {
+            state,
+            protocol_version: protocol_version.into(),
+            client,
+            log_level: None,
+            created_ms: now,
+            last_seen_ms: now,
+            created_by: created_by.into(),
+        }
+    }
+
     /// Serializes for KV (cannot fail: every field is plain data).
     pub fn to_bytes(&self) -> bytes::Bytes {
         serde_json::to_vec(self)

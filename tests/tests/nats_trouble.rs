@@ -103,13 +103,7 @@ async fn nats_outage_gives_503_and_recovers_without_restarts() -> Result<()> {
         .call_tool(&url, "increment_counter", json!({}))
         .await?;
     let answered_in = sent.elapsed();
-    assert_eq!(ex.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", ex.body);
-    assert_eq!(
-        ex.error_code(),
-        Some(SERVICE_UNAVAILABLE),
-        "{:?}",
-        ex.response
-    );
+    assert_unavailable(&ex);
     assert!(
         ex.content_type()
             .is_some_and(|ct| ct.starts_with("application/json")),
@@ -196,13 +190,7 @@ async fn initialize_timed_out_on_a_frozen_nats_leaves_no_session() -> Result<()>
         .await;
     nats.signal(rustix::process::Signal::CONT)?;
     let ex = refused?;
-    assert_eq!(ex.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", ex.body);
-    assert_eq!(
-        ex.error_code(),
-        Some(SERVICE_UNAVAILABLE),
-        "{:?}",
-        ex.response
-    );
+    assert_unavailable(&ex);
     assert_eq!(ex.header("mcp-session-id"), None);
 
     let _after = McpClient::initialize(&url).await?;
@@ -238,13 +226,7 @@ async fn initialize_refused_during_outage_leaves_no_session() -> Result<()> {
     let ex = McpClient::new()
         .request(&url, "initialize", default_initialize_params())
         .await?;
-    assert_eq!(ex.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", ex.body);
-    assert_eq!(
-        ex.error_code(),
-        Some(SERVICE_UNAVAILABLE),
-        "{:?}",
-        ex.response
-    );
+    assert_unavailable(&ex);
     assert_eq!(ex.header("mcp-session-id"), None);
 
     nats.restart().await?;
@@ -464,6 +446,17 @@ async fn one_session() -> Result<OneSession> {
         http,
         _kept,
     })
+}
+
+/// 503 with JSON-RPC error -32001: the gateway says nothing was accepted.
+fn assert_unavailable(ex: &jetway_tests::Exchange) {
+    assert_eq!(ex.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", ex.body);
+    assert_eq!(
+        ex.error_code(),
+        Some(SERVICE_UNAVAILABLE),
+        "{:?}",
+        ex.response
+    );
 }
 
 async fn readyz(http: &reqwest::Client, gw: &Gateway) -> Result<(StatusCode, Value)> {

@@ -43,7 +43,7 @@ async fn a_compare_and_set_that_landed_is_found_after_later_writes() -> Result<(
     let nats = NatsServer::start().await?;
     let (js, store) = bucket(&nats, HISTORY).await?;
 
-    let mine = kv_write::write(&js, &store, "k", "1".into(), Expect::Absent, "mine").await?;
+    let mine = kv_write::write(&js, &store, "k", "1".into(), Expect::Revision(0), "mine").await?;
     // Its acknowledgement was "lost", and someone else wrote on top since.
     let theirs = kv_write::write(
         &js,
@@ -55,7 +55,7 @@ async fn a_compare_and_set_that_landed_is_found_after_later_writes() -> Result<(
     )
     .await?;
     // A plain retry now fails the revision check...
-    let retry = kv_write::write(&js, &store, "k", "1".into(), Expect::Absent, "mine").await;
+    let retry = kv_write::write(&js, &store, "k", "1".into(), Expect::Revision(0), "mine").await;
     assert!(matches!(retry, Err(WriteError::Conflict)), "{retry:?}");
     // ...which is why the writer looks for its message id.
     assert_eq!(kv_write::landed(&store, "k", 0, "mine").await?, mine);
@@ -75,7 +75,7 @@ async fn an_outcome_pushed_out_of_history_is_unknown_not_guessed() -> Result<()>
     let nats = NatsServer::start().await?;
     let (js, store) = bucket(&nats, 2).await?;
 
-    let mut rev = kv_write::write(&js, &store, "k", "0".into(), Expect::Absent, "w0").await?;
+    let mut rev = kv_write::write(&js, &store, "k", "0".into(), Expect::Revision(0), "w0").await?;
     let start = rev;
     for i in 1..=3 {
         let id = format!("w{i}");

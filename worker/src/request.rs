@@ -250,7 +250,7 @@ impl<S: ServerHandler + Clone> Runtime<S> {
         };
         // A redelivery was checked before it ran; a first delivery is
         // checked before its first state write.
-        let fence = (delivered == 1).then(|| Fence::new(self.stream.clone(), session, stream));
+        let fence = (delivered == 1).then(|| Fence::new(self.stream.clone()));
         let handle = Session::new(
             session.clone(),
             stream.clone(),

@@ -12,7 +12,7 @@
 //! election, is applied once; reads are retried the same way.
 
 use crate::publish::{OutMessage, Publisher};
-use async_nats::jetstream::{Context, kv};
+use async_nats::jetstream::kv;
 use futures::TryStreamExt;
 use jetway_shared::{
     kv_write::{self, Expect, WriteError},
@@ -38,9 +38,6 @@ pub enum StateError {
     },
     #[error("value could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
-    /// A compare-and-set lost to another writer (retried internally).
-    #[error("the key changed while it was being updated")]
-    Conflict,
     #[error("too many concurrent updates of {0}")]
     Contended(String),
     /// The request was answered before (by a worker whose delivery NATS
@@ -67,7 +64,6 @@ struct Inner {
     state: kv::Store,
     sessions: kv::Store,
     publisher: Publisher,
-    js: Context,
     /// The request this handle belongs to (its stream key): the scope of
     /// write ids, the same on every delivery of the request.
     request: StreamKey,
@@ -81,31 +77,21 @@ struct Inner {
 /// already? Asked once per request, only by requests that write.
 pub(crate) struct Fence {
     answers: async_nats::jetstream::stream::Stream<()>,
-    session: SessionId,
-    request: StreamKey,
     checked: tokio::sync::OnceCell<()>,
 }
 
 impl Fence {
-    pub(crate) fn new(
-        answers: async_nats::jetstream::stream::Stream<()>,
-        session: &SessionId,
-        request: &StreamKey,
-    ) -> Self {
+    pub(crate) fn new(answers: async_nats::jetstream::stream::Stream<()>) -> Self {
         Self {
             answers,
-            session: session.clone(),
-            request: request.clone(),
             checked: tokio::sync::OnceCell::new(),
         }
     }
 
-    async fn pass(&self) -> Result<(), StateError> {
+    async fn pass(&self, session: &SessionId, request: &StreamKey) -> Result<(), StateError> {
         self.checked
             .get_or_try_init(|| async {
-                match crate::request::already_answered(&self.answers, &self.session, &self.request)
-                    .await
-                {
+                match crate::request::already_answered(&self.answers, session, request).await {
                     Ok(false) => Ok(()),
                     Ok(true) => {
                         tracing::info!("request was already answered; refusing its state writes");
@@ -137,7 +123,6 @@ impl Session {
                 instance,
                 state,
                 sessions,
-                js: publisher.jetstream().clone(),
                 publisher,
                 request,
                 writes: AtomicU64::new(0),
@@ -161,30 +146,30 @@ impl Session {
         )
     }
 
+    /// Fails if this request must not write: see [`Fence`].
+    async fn may_write(&self) -> Result<(), StateError> {
+        match &self.inner.fence {
+            Some(fence) => fence.pass(&self.inner.id, &self.inner.request).await,
+            None => Ok(()),
+        }
+    }
+
     async fn write(
         &self,
         key: &str,
         bytes: bytes::Bytes,
         expect: Expect,
         write_id: &str,
-    ) -> Result<u64, StateError> {
-        if let Some(fence) = &self.inner.fence {
-            fence.pass().await?;
-        }
-        let full = self.inner.id.state_key(key);
+    ) -> Result<u64, WriteError> {
         kv_write::write(
-            &self.inner.js,
+            self.inner.publisher.jetstream(),
             &self.inner.state,
-            &full,
+            &self.inner.id.state_key(key),
             bytes,
             expect,
             write_id,
         )
         .await
-        .map_err(|e| match e {
-            WriteError::Conflict => StateError::Conflict,
-            e => store(e),
-        })
     }
 
     /// The session id the client holds.
@@ -220,8 +205,10 @@ impl Session {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         bytes.hash(&mut h);
         let write_id = self.write_id(self.next_write(), key, format_args!("p{:x}", h.finish()));
+        self.may_write().await?;
         self.write(key, bytes.into(), Expect::Any, &write_id)
-            .await?;
+            .await
+            .map_err(store)?;
         Ok(())
     }
 
@@ -235,10 +222,12 @@ impl Session {
         F: FnMut(Option<T>) -> T,
     {
         let full = self.inner.id.state_key(key);
-        let store = &self.inner.state;
         let n = self.next_write();
+        self.may_write().await?;
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let entry = kv_write::read(store, &full).await.map_err(store_err)?;
+            let entry = kv_write::read(&self.inner.state, &full)
+                .await
+                .map_err(store)?;
             let current = match &entry {
                 Some(e) if e.operation == kv::Operation::Put => Some(
                     serde_json::from_slice(&e.value).map_err(|source| StateError::Decode {
@@ -248,15 +237,18 @@ impl Session {
                 ),
                 _ => None,
             };
-            let expect = kv_write::expect_after(entry.as_ref());
+            // Revision 0: the key was never written.
             let rev = entry.as_ref().map_or(0, |e| e.revision);
             let next = f(current);
             let bytes: bytes::Bytes = serde_json::to_vec(&next)?.into();
             let write_id = self.write_id(n, key, format_args!("r{rev}"));
-            match self.write(key, bytes, expect, &write_id).await {
+            match self
+                .write(key, bytes, Expect::Revision(rev), &write_id)
+                .await
+            {
                 Ok(_) => return Ok(next),
-                Err(StateError::Conflict) => continue,
-                Err(e) => return Err(e),
+                Err(WriteError::Conflict) => continue,
+                Err(e) => return Err(store(e)),
             }
         }
         Err(StateError::Contended(key.to_owned()))
@@ -270,6 +262,7 @@ impl Session {
     /// Copies every state key of `from` into this session; returns how many.
     pub async fn copy_state_from(&self, from: &SessionId) -> Result<usize, StateError> {
         let keys = keys_of(&self.inner.state, from).await?;
+        self.may_write().await?;
         let mut copied = 0;
         for key in keys {
             if let Some(value) = kv_write::get(&self.inner.state, &from.state_key(&key))
@@ -277,7 +270,9 @@ impl Session {
                 .map_err(store)?
             {
                 let write_id = self.write_id(self.next_write(), &key, format_args!("c.{from}"));
-                self.write(&key, value, Expect::Any, &write_id).await?;
+                self.write(&key, value, Expect::Any, &write_id)
+                    .await
+                    .map_err(store)?;
                 copied += 1;
             }
         }
@@ -389,8 +384,4 @@ async fn keys_of(store: &kv::Store, session: &SessionId) -> Result<Vec<String>, 
 
 fn store(e: impl std::fmt::Display) -> StateError {
     StateError::Store(e.to_string())
-}
-
-fn store_err(e: impl std::fmt::Display) -> StateError {
-    store(e)
 }

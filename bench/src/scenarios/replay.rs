@@ -117,16 +117,12 @@ async fn measure(ctx: &Ctx, nats_url: &str) -> Result<Rates> {
     let js = setup::context(client, &bus);
     let resources = setup::ensure(&js, &bus).await?;
     let session = SessionId::generate(0);
-    let now = headers::now_ms();
-    let record = SessionRecord {
-        state: State::Active,
-        protocol_version: "2025-11-25".into(),
-        client: json!({"clientInfo": {"name": "jetway-bench", "version": "0"}}),
-        log_level: None,
-        created_ms: now,
-        last_seen_ms: now,
-        created_by: "jetway-bench".into(),
-    };
+    let record = SessionRecord::new(
+        State::Active,
+        "2025-11-25",
+        json!({"clientInfo": {"name": "jetway-bench", "version": "0"}}),
+        "jetway-bench",
+    );
     resources
         .sessions
         .put(session.as_str(), record.to_bytes())

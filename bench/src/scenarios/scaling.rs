@@ -108,7 +108,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
 async fn measure(ctx: &Ctx, stack: &mut Stack, worker_args: &[&str]) -> Result<Vec<Row>> {
     let p = &ctx.params;
     let urls = stack.urls();
-    let (sessions, per_session) = p.scaling_sessions;
+    let sessions = p.scaling_sessions.0;
     // `initialize` runs on a worker too.
     stack.add_worker(worker_args).await?;
     let opened = load::open_sessions(&ctx.http, &urls, sessions).await?;
@@ -117,16 +117,7 @@ async fn measure(ctx: &Ctx, stack: &mut Stack, worker_args: &[&str]) -> Result<V
         while stack.workers.len() < workers {
             stack.add_worker(worker_args).await?;
         }
-        let result = load::run(Load {
-            urls: &urls,
-            sessions: &opened,
-            per_session,
-            tool: "sleep_ms",
-            arguments: json!({"ms": SLEEP_MS}),
-            warmup: p.warmup,
-            duration: p.duration,
-        })
-        .await;
+        let result = sleep_load(ctx, &urls, &opened).await;
         tracing::info!(workers, rps = result.throughput_rps, "scaling measured");
         if result.latency.samples == 0 {
             anyhow::bail!(
@@ -149,20 +140,30 @@ async fn measure_baseline(ctx: &Ctx, baseline: &Baseline) -> Result<Row> {
     let urls = [baseline.url.clone()];
     let (sessions, per_session) = p.scaling_sessions;
     let opened = load::open_sessions(&ctx.http, &urls, sessions).await?;
-    let result = load::run(Load {
-        urls: &urls,
-        sessions: &opened,
-        per_session,
-        tool: "sleep_ms",
-        arguments: json!({"ms": SLEEP_MS}),
-        warmup: p.warmup,
-        duration: p.duration,
-    })
-    .await;
+    let result = sleep_load(ctx, &urls, &opened).await;
     Ok(Row {
         config: "rmcp baseline".into(),
         workers: None,
         ideal_rps: (sessions * per_session) as f64 * 1000.0 / SLEEP_MS as f64,
         result,
     })
+}
+
+/// One closed-loop run of `sleep_ms(SLEEP_MS)` over `sessions`.
+async fn sleep_load(
+    ctx: &Ctx,
+    urls: &[String],
+    sessions: &[std::sync::Arc<crate::client::McpSession>],
+) -> LoadResult {
+    let p = &ctx.params;
+    load::run(Load {
+        urls,
+        sessions,
+        per_session: p.scaling_sessions.1,
+        tool: "sleep_ms",
+        arguments: json!({"ms": SLEEP_MS}),
+        warmup: p.warmup,
+        duration: p.duration,
+    })
+    .await
 }

@@ -211,28 +211,11 @@ impl Recorded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_nats::HeaderMap;
-    use bytes::Bytes;
     use jetway_shared::headers;
 
-    const SID: &str = "0-0123456789abcdef0123456789abcdef";
+    use crate::message::testing::msg;
     const A: &str = "r000000000000000a";
     const B: &str = "r000000000000000b";
-
-    fn msg(seq: u64, place: &str, h: &[(&str, &str)], body: &str) -> Stored {
-        let mut map = HeaderMap::new();
-        for (k, v) in h {
-            map.insert(*k, *v);
-        }
-        Stored::new(
-            seq,
-            &format!("jetway.0.{SID}.{place}"),
-            seq,
-            Some(&map),
-            Bytes::from(body.to_owned()),
-        )
-        .expect("a session subject")
-    }
 
     #[test]
     fn sequential_requests_wait_and_cancellations_keep_their_place() {

@@ -158,26 +158,9 @@ pub fn target(request: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_nats::HeaderMap;
-    use bytes::Bytes;
     use jetway_shared::headers;
 
-    const SID: &str = "0-0123456789abcdef0123456789abcdef";
-
-    fn msg(seq: u64, place: &str, h: &[(&str, &str)], body: &str) -> Stored {
-        let mut map = HeaderMap::new();
-        for (k, v) in h {
-            map.insert(*k, *v);
-        }
-        Stored::new(
-            seq,
-            &format!("jetway.0.{SID}.{place}"),
-            seq,
-            Some(&map),
-            Bytes::from(body.to_owned()),
-        )
-        .expect("a session subject")
-    }
+    use crate::message::testing::msg;
 
     fn request(seq: u64, key: &str, id: i64) -> Stored {
         let body = format!(

@@ -218,6 +218,7 @@ pub async fn get(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Result<Respons
     let version = checks::protocol_version(&h)?;
     let session = checks::session(&h)?;
     let resume = checks::last_event_id(&h)?;
+    gw.require_bus()?;
     gw.sessions.find(&session).await?;
     let (key, after) = match &resume {
         Some(id) => {
@@ -350,7 +351,8 @@ pub async fn delete(
 
 impl Gateway {
     /// 503 at once while the NATS connection is down: the client would queue
-    /// whatever we publish and send it after the HTTP client heard 503.
+    /// whatever we publish (a request, a takeover marker) and send it after
+    /// the HTTP client heard 503.
     fn require_bus(&self) -> Result<(), GatewayError> {
         match self.nats.connection_state() {
             async_nats::connection::State::Connected => Ok(()),
