@@ -12,8 +12,10 @@ pub const GATEWAY: &str = "Jetway-Gateway";
 pub const WORKER: &str = "Jetway-Worker";
 /// Present (value `1`) on the final JSON-RPC response or error of a request.
 pub const FINAL: &str = "Jetway-Final";
-/// Control marker on a GET stream (empty payload): `takeover` (a newer GET
-/// connection of the session replaces older ones) or `closed` (the session ended).
+/// Control marker (empty payload): on a GET stream `takeover` (a newer GET
+/// connection of the session replaces older ones) or `closed` (the session
+/// ended); on a request's POST stream `cancelled` (the final message of a
+/// request the client cancelled: the stream ends without a response).
 pub const CONTROL: &str = "Jetway-Control";
 /// Kind of client message: `request`, `notification` or `response`.
 pub const KIND: &str = "Jetway-Kind";
@@ -26,6 +28,7 @@ pub const TIME_MS: &str = "Jetway-Time-Ms";
 pub mod control {
     pub const TAKEOVER: &str = "takeover";
     pub const CLOSED: &str = "closed";
+    pub const CANCELLED: &str = "cancelled";
 }
 
 /// Header values of [`KIND`].

@@ -19,8 +19,11 @@ pub const INTERNAL_ERROR: i64 = -32603;
 pub const SERVICE_UNAVAILABLE: i64 = -32001;
 /// Implementation-defined: the session does not exist or has ended.
 pub const SESSION_NOT_FOUND: i64 = -32002;
-/// Implementation-defined: the request ran out of time or attempts.
+/// Implementation-defined: the request failed on every attempt (its
+/// workers died while running it).
 pub const REQUEST_FAILED: i64 = -32003;
+/// Implementation-defined: the request ran past its deadline and was stopped.
+pub const DEADLINE_EXCEEDED: i64 = -32004;
 
 /// Method names the gateway and worker runtime treat specially.
 pub mod method {

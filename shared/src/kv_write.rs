@@ -67,9 +67,29 @@ pub async fn write(
     expect: Expect,
     write_id: &str,
 ) -> Result<u64, WriteError> {
+    write_expiring(js, store, key, value, expect, write_id, None).await
+}
+
+/// [`write`], with a per-message TTL (the bucket must allow them): the
+/// value disappears `ttl` after this write unless written again.
+pub async fn write_expiring(
+    js: &Context,
+    store: &kv::Store,
+    key: &str,
+    value: Bytes,
+    expect: Expect,
+    write_id: &str,
+    ttl: Option<std::time::Duration>,
+) -> Result<u64, WriteError> {
     let subject = subject_of(store, key);
     let mut h = HeaderMap::new();
     h.insert(async_nats::header::NATS_MESSAGE_ID, write_id);
+    if let Some(ttl) = ttl {
+        h.insert(
+            async_nats::header::NATS_MESSAGE_TTL,
+            ttl.as_secs().max(1).to_string().as_str(),
+        );
+    }
     let after = match expect {
         Expect::Any => None,
         Expect::Revision(r) => Some(r),

@@ -11,6 +11,9 @@ use serde_json::Value;
 pub const SESSIONS_BUCKET: &str = "jetway_sessions";
 /// KV bucket holding application state, keyed `<sid>.<key>`.
 pub const STATE_BUCKET: &str = "jetway_state";
+/// KV bucket holding the claim of each running request, keyed
+/// `<sid>.<stream key>`: which worker runs it (see the worker's `claim`).
+pub const CLAIMS_BUCKET: &str = "jetway_claims";
 
 /// Lifecycle of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,7 +37,7 @@ pub struct SessionRecord {
     pub client: Value,
     /// `logging/setLevel` level; `None` sends every level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_level: Option<String>,
+    pub log_level: Option<LogLevel>,
     /// Unix milliseconds.
     pub created_ms: u64,
     /// Unix milliseconds of the last refresh (refreshed lazily, not per message).
@@ -127,28 +130,74 @@ pub async fn update_record(
     Err(UpdateError::Contended)
 }
 
-/// MCP logging levels, least to most severe (RFC 5424 order).
-pub const LOG_LEVELS: &[&str] = &[
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
-
-/// Severity rank of a level name, or `None` if it is not an MCP level.
-pub fn log_rank(level: &str) -> Option<usize> {
-    LOG_LEVELS.iter().position(|l| *l == level)
+/// An MCP logging level (RFC 5424 severities), least severe first, so
+/// levels compare by severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Notice,
+    Warning,
+    Error,
+    Critical,
+    Alert,
+    Emergency,
 }
 
-/// True if a message at `level` passes the session's `threshold`.
-pub fn log_passes(level: &str, threshold: Option<&str>) -> bool {
-    match (threshold.and_then(log_rank), log_rank(level)) {
-        (Some(t), Some(l)) => l >= t,
-        _ => true,
+/// A string that names no MCP logging level.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not one of debug, info, notice, warning, error, critical, alert, emergency")]
+pub struct UnknownLogLevel(pub String);
+
+impl LogLevel {
+    /// Every level, least severe first.
+    pub const ALL: [LogLevel; 8] = [
+        Self::Debug,
+        Self::Info,
+        Self::Notice,
+        Self::Warning,
+        Self::Error,
+        Self::Critical,
+        Self::Alert,
+        Self::Emergency,
+    ];
+
+    /// The level's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Notice => "notice",
+            Self::Warning => "warning",
+            Self::Error => "error",
+            Self::Critical => "critical",
+            Self::Alert => "alert",
+            Self::Emergency => "emergency",
+        }
+    }
+
+    /// True if a message at this level passes the session's `threshold`
+    /// (`None`: every level passes).
+    pub fn passes(self, threshold: Option<LogLevel>) -> bool {
+        threshold.is_none_or(|t| self >= t)
+    }
+}
+
+impl std::str::FromStr for LogLevel {
+    type Err = UnknownLogLevel;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| UnknownLogLevel(s.to_owned()))
+    }
+}
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -158,10 +207,15 @@ mod tests {
 
     #[test]
     fn log_levels_filter_by_severity() {
-        assert!(log_passes("debug", None));
-        assert!(!log_passes("debug", Some("info")));
-        assert!(log_passes("info", Some("info")));
-        assert!(log_passes("error", Some("warning")));
-        assert!(!log_passes("notice", Some("error")));
+        use LogLevel::*;
+        assert!(Debug.passes(None));
+        assert!(!Debug.passes(Some(Info)));
+        assert!(Info.passes(Some(Info)));
+        assert!(Error.passes(Some(Warning)));
+        assert!(!Notice.passes(Some(Error)));
+        for l in LogLevel::ALL {
+            assert_eq!(l.as_str().parse::<LogLevel>(), Ok(l));
+        }
+        assert!("verbose".parse::<LogLevel>().is_err());
     }
 }

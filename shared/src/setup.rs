@@ -37,6 +37,8 @@ pub struct Resources {
     pub stream: stream::Stream,
     pub sessions: kv::Store,
     pub state: kv::Store,
+    /// Who runs which request; entries expire by themselves (per-message TTL).
+    pub claims: kv::Store,
 }
 
 /// The stream configuration this build of Jetway expects for a partition.
@@ -72,11 +74,13 @@ pub async fn ensure(js: &Context, bus: &Bus) -> Result<Resources, SetupError> {
     let stream = ensure_stream(js, stream_config(bus, 0)).await?;
     let sessions = ensure_bucket(js, bus, session::SESSIONS_BUCKET, kv_write::HISTORY).await?;
     let state = ensure_bucket(js, bus, session::STATE_BUCKET, kv_write::HISTORY).await?;
+    let claims = ensure_bucket(js, bus, session::CLAIMS_BUCKET, kv_write::HISTORY).await?;
     Ok(Resources {
         js: js.clone(),
         stream,
         sessions,
         state,
+        claims,
     })
 }
 
@@ -176,12 +180,16 @@ async fn ensure_bucket(
         Err(e) if e.kind() == KeyValueErrorKind::GetBucket => {}
         Err(e) => return Err(unavailable(e)),
     }
+    let claims = bucket == session::CLAIMS_BUCKET;
     let config = kv::Config {
         bucket: bucket.to_owned(),
         history,
         max_age: bus.retention(),
         storage: StorageType::File,
         num_replicas: bus.replicas,
+        // Claims carry their own TTL; an expired one leaves a marker that
+        // goes a second later, so the bucket holds only running requests.
+        limit_markers: claims.then_some(Duration::from_secs(1)),
         ..Default::default()
     };
     match js.create_key_value(config).await {

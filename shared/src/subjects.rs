@@ -18,6 +18,9 @@ use std::fmt;
 pub const ROOT: &str = "jetway";
 /// Root token of the core subjects the stream republishes to.
 pub const LIVE_ROOT: &str = "jetway-live";
+/// Root of the core subjects workers answer liveness probes on (outside the
+/// stream, so nothing sent there is stored).
+pub const PROBE_ROOT: &str = "jetway-probe";
 /// Stream key of the standalone GET stream of a session.
 pub const GET_STREAM: &str = "get";
 
@@ -243,6 +246,41 @@ impl fmt::Display for EventId {
 /// redelivery, so the stream keeps exactly one.
 pub fn final_msg_id(session: &SessionId, key: &StreamKey) -> String {
     format!("{session}.{key}.final")
+}
+
+/// Deduplication id of a non-final server message published by a worker:
+/// `tag` names the message within its request (unique per delivery).
+pub fn out_msg_id(session: &SessionId, tag: &str) -> String {
+    format!("{session}.{tag}")
+}
+
+/// Key of a request's claim in the claims bucket.
+pub fn claim_key(session: &SessionId, key: &StreamKey) -> String {
+    format!("{session}.{key}")
+}
+
+/// Message id of one claim write: `nonce` is the claiming process, `from`
+/// the revision it replaces (0: none), so only a retry shares it.
+pub fn claim_write_id(session: &SessionId, key: &StreamKey, nonce: &str, from: u64) -> String {
+    format!("cl.{session}.{key}.{nonce}.{from}")
+}
+
+/// Message id of write `n` of a request to a state key; `expect` tells what
+/// the write expected (a revision, or a digest of a plain put's value).
+pub fn state_write_id(
+    session: &SessionId,
+    request: &StreamKey,
+    n: u64,
+    key: &str,
+    expect: &str,
+) -> String {
+    format!("st.{session}.{request}.{n}.{key}.{expect}")
+}
+
+/// Core subject on which the worker process `nonce` answers "do you still
+/// run this request?" (see the worker's claims).
+pub fn probe(nonce: &str) -> String {
+    format!("{PROBE_ROOT}.{nonce}")
 }
 
 /// Deduplication id of an inbound client message, so a gateway may retry a
