@@ -169,7 +169,9 @@ impl Stored {
         let control = match header(headers::CONTROL).as_deref() {
             Some(headers::control::TAKEOVER) => Some(Control::Takeover),
             Some(headers::control::CLOSED) => Some(Control::Closed),
+            Some(headers::control::CANCELLED) => Some(Control::Cancelled),
             Some(_) => None,
+            // Written by workers before the marker was named.
             None if is_final && payload.is_empty() => Some(Control::Cancelled),
             None => None,
         };

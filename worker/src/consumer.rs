@@ -1,17 +1,19 @@
 //! The consumer loop: an accept loop over the shared durable consumer.
 //!
-//! A semaphore caps requests in flight; each request runs in its own task
+//! A semaphore holds the worker's slots. The loop takes a free slot first
+//! and only then asks the consumer for one request ([`crate::pull`]), so
+//! idle workers get work before busy ones, and nothing waits in a worker
+//! without a slot and a renewed lease. Each request runs in its own task
 //! and span; a failing message is logged and handed back, never stops the
-//! loop. On shutdown the loop stops pulling, lets in-flight requests finish
-//! within the grace period, then hands the rest back (nak) for other workers.
+//! loop. On shutdown the loop stops pulling, lets in-flight requests
+//! finish within the grace period, then hands the rest back (nak) for
+//! other workers.
 
-use crate::{config::CONSUMER, request::Runtime};
+use crate::{config::CONSUMER, delivery::Delivery, health::Health, pull::Puller, request::Runtime};
 use async_nats::jetstream::{
-    AckKind,
     consumer::{AckPolicy, PullConsumer, pull},
     stream::Stream,
 };
-use futures::StreamExt;
 use jetway_shared::subjects;
 use rmcp::ServerHandler;
 use std::{sync::Arc, time::Duration};
@@ -47,10 +49,11 @@ pub async fn ensure_consumer(
 /// Pulls requests until `shutdown`, then drains.
 pub async fn run<S: ServerHandler + Clone>(
     runtime: Arc<Runtime<S>>,
-    consumer: PullConsumer,
+    mut puller: Puller,
+    health: Arc<Health>,
     shutdown: CancellationToken,
 ) {
-    let limit = Arc::new(Semaphore::new(runtime.config.max_concurrency));
+    let slots = Arc::new(Semaphore::new(runtime.config.max_concurrency));
     let tracker = TaskTracker::new();
     let hard_stop = CancellationToken::new();
     tracing::info!(
@@ -58,58 +61,41 @@ pub async fn run<S: ServerHandler + Clone>(
         concurrency = runtime.config.max_concurrency,
         "worker ready"
     );
+    health.set_consuming(true);
     'pull: while !shutdown.is_cancelled() {
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(runtime.config.max_concurrency)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await;
-        let mut messages = match messages {
-            Ok(m) => m,
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break 'pull,
+            },
+            _ = shutdown.cancelled() => break 'pull,
+        };
+        let next = tokio::select! {
+            m = puller.next() => m,
+            _ = shutdown.cancelled() => break 'pull,
+        };
+        match next {
+            Ok(Some(msg)) => {
+                health.set_consuming(true);
+                let rt = runtime.clone();
+                let stop = hard_stop.clone();
+                tracker.spawn(async move {
+                    rt.handle(Delivery::new(msg), stop).await;
+                    drop(slot);
+                });
+            }
+            Ok(None) => health.set_consuming(true),
             Err(e) => {
+                health.set_consuming(false);
                 tracing::warn!(error = %e, "could not pull from the consumer; retrying");
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.cancelled() => break 'pull,
                 }
-            }
-        };
-        loop {
-            let permit = tokio::select! {
-                p = limit.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break 'pull,
-                },
-                _ = shutdown.cancelled() => break 'pull,
-            };
-            let next = tokio::select! {
-                m = messages.next() => m,
-                _ = shutdown.cancelled() => break 'pull,
-            };
-            match next {
-                Some(Ok(msg)) => {
-                    let rt = runtime.clone();
-                    let stop = hard_stop.clone();
-                    tracker.spawn(async move {
-                        rt.handle(msg, stop).await;
-                        drop(permit);
-                    });
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "consumer stream error");
-                    if matches!(
-                        e.kind(),
-                        async_nats::jetstream::consumer::pull::MessagesErrorKind::ConsumerDeleted
-                    ) {
-                        break;
-                    }
-                }
-                None => break,
             }
         }
     }
+    health.set_draining();
     tracker.close();
     let grace = runtime.config.grace_period;
     tracing::info!(in_flight = tracker.len(), ?grace, "draining");
@@ -122,22 +108,4 @@ pub async fn run<S: ServerHandler + Clone>(
         let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
     }
     tracing::info!("worker stopped");
-}
-
-/// Acks a request, retrying briefly: a lost ack means a needless redelivery,
-/// which the deduplicated final response makes harmless, so give up after that.
-pub async fn ack(msg: &async_nats::jetstream::Message) {
-    for _ in 0..3 {
-        match msg.double_ack().await {
-            Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, "ack failed; retrying"),
-        }
-    }
-}
-
-/// Hands a request back for redelivery after `delay`.
-pub async fn nak(msg: &async_nats::jetstream::Message, delay: Option<Duration>) {
-    if let Err(e) = msg.ack_with(AckKind::Nak(delay)).await {
-        tracing::warn!(error = %e, "nak failed; the request will be redelivered after the ack wait");
-    }
 }

@@ -11,21 +11,33 @@
 //! (`Extension(session): Extension<Session>`) giving a tool its session id
 //! and its compare-and-set session state.
 //!
-//! Layout:
+//! Layout, in the order a request passes through it:
 //! - [`config`] — `worker::Config` and the `jetway-worker` flags.
-//! - [`consumer`] — the consumer loop: concurrency limit, drain, acks.
-//! - [`request`] — running one request: session lookup, `logging/setLevel`,
-//!   the rmcp loop, bounded redelivery.
+//! - [`consumer`] — the consumer loop: slots, fair pulls, drain.
+//! - [`pull`] — asking the consumer for one request per free slot.
+//! - [`delivery`] — one delivery: ack, nak, term, and its lease.
+//! - [`request`] — the lifecycle of one request, the same for every handler.
+//! - [`claim`] — which worker process runs a request, so it runs once.
+//! - [`answers`] — what the stream already holds for a request: its answer,
+//!   and what the client sent it (history, then live).
+//! - [`run`] — running the rmcp handler of one request, with its deadline.
 //! - [`transport`] — the rmcp `Transport` of one request (routing, ordering,
-//!   server→client request ids).
+//!   server→client request ids, the request's outcome).
 //! - [`publish`] — publishing server messages with provenance headers.
 //! - [`session`] — [`Session`], the tool-facing session handle.
+//! - [`health`] — the worker's HTTP port: `/healthz`, `/readyz`.
 //! - [`toolsets`] — the built-in demo and conformance servers of `jetway-worker`.
 
+pub mod answers;
+pub mod claim;
 pub mod config;
 pub mod consumer;
+pub mod delivery;
+pub mod health;
 pub mod publish;
+pub mod pull;
 pub mod request;
+pub mod run;
 pub mod session;
 pub mod toolsets;
 pub mod transport;
@@ -36,6 +48,7 @@ pub use session::{Session, StateError};
 use jetway_shared::setup;
 use rmcp::ServerHandler;
 use std::sync::Arc;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Why a worker stopped with an error.
@@ -44,38 +57,66 @@ pub enum WorkerError {
     #[error(transparent)]
     Setup(#[from] setup::SetupError),
     #[error("could not create the worker consumer: {0}")]
-    Consumer(String),
+    Consumer(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("could not subscribe: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
+    #[error("could not pull from the consumer: {0}")]
+    Pull(#[from] pull::PullError),
 }
 
-/// Runs a worker serving `handler` until `shutdown` is cancelled, then drains.
+/// A NATS connection and its (re)connect counter (see `setup::connect_watching`).
+pub struct Nats {
+    pub client: async_nats::Client,
+    pub connects: watch::Receiver<u64>,
+}
+
+/// Runs a worker serving `handler` until `shutdown` is cancelled, then
+/// drains. `listener` serves the health endpoints.
 pub async fn run<S>(
     config: Config,
-    nats: async_nats::Client,
+    nats: Nats,
+    listener: tokio::net::TcpListener,
     handler: S,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError>
 where
     S: ServerHandler + Clone,
 {
-    let js = setup::context(nats.clone(), &config.bus);
+    let health = health::Health::new(config.bus.instance_id.clone(), nats.client.clone());
+    let http_stop = CancellationToken::new();
+    let http = tokio::spawn(health::serve(listener, health.clone(), http_stop.clone()));
+
+    let js = setup::context(nats.client.clone(), &config.bus);
     let resources = setup::ensure_with_retry(&js, &config.bus, &shutdown).await?;
     let consumer =
         consumer::ensure_consumer(&resources.stream, config.ack_wait, config.max_deliver)
             .await
-            .map_err(|e| WorkerError::Consumer(e.to_string()))?;
-    let answers = js
+            .map_err(WorkerError::Consumer)?;
+    let stream = js
         .get_stream_no_info(resources.stream.cached_info().config.name.as_str())
         .await
-        .map_err(|e| WorkerError::Consumer(e.to_string()))?;
+        .map_err(|e| WorkerError::Consumer(Box::new(e)))?;
+    let claims = claim::Claims::start(
+        resources.claims,
+        js.clone(),
+        nats.client.clone(),
+        &config.bus.instance_id,
+        config.claim_ttl(),
+        config.claim_patience(),
+    )
+    .await?;
+    let puller = pull::Puller::new(consumer, &nats.client, js.clone()).await?;
     let runtime = Arc::new(request::Runtime {
         publisher: publish::Publisher::new(js, config.bus.instance_id.clone()),
+        answers: answers::Answers::new(stream, nats.client.clone(), nats.connects),
+        claims,
         config,
         handler,
-        nats,
         sessions: resources.sessions,
         state: resources.state,
-        stream: answers,
     });
-    consumer::run(runtime, consumer, shutdown).await;
+    consumer::run(runtime, puller, health, shutdown).await;
+    http_stop.cancel();
+    let _ = http.await;
     Ok(())
 }

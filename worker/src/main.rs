@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use jetway_shared::{setup, telemetry};
-use jetway_worker::{Config, config::Args, toolsets::Builtin};
+use jetway_worker::{Config, Nats, config::Args, toolsets::Builtin};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -17,9 +17,20 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(config.bus.log_format);
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, listen = %config.listen, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(%addr, "listening on {addr}"),
+        Err(e) => tracing::warn!(error = %e, "listening, address unknown"),
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(jetway_shared::signal::cancel_on_signal(shutdown.clone()));
-    let nats = match setup::connect(&config.bus, "jetway-worker").await {
+    let (client, connects) = match setup::connect_watching(&config.bus, "jetway-worker").await {
         Ok(n) => n,
         Err(e) => {
             tracing::error!(error = %e, "cannot connect to NATS");
@@ -27,7 +38,8 @@ async fn main() -> ExitCode {
         }
     };
     let handler = Builtin::new();
-    match jetway_worker::run(config, nats, handler, shutdown).await {
+    let nats = Nats { client, connects };
+    match jetway_worker::run(config, nats, listener, handler, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "worker failed");

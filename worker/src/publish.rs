@@ -4,19 +4,29 @@ use async_nats::{HeaderMap, jetstream::Context};
 use jetway_shared::{
     headers,
     publish::{PublishFailure, publish_acked},
-    subjects::{SessionId, StreamKey, final_msg_id},
+    subjects::{SessionId, StreamKey, final_msg_id, out_msg_id},
 };
+
+/// What a server message is to its stream.
+pub enum Out {
+    /// Progress, a log, a server→client request or a notification; `tag`
+    /// names it within its request, unique per delivery, so a retried
+    /// publish is stored once.
+    Message { tag: String },
+    /// The request's final response or error: deduplicated by a
+    /// deterministic id, so a redelivered request answers once.
+    Final,
+    /// The final message of a request the client cancelled: no response,
+    /// a `cancelled` control marker that ends the POST stream.
+    Cancelled,
+}
 
 /// One server message for one SSE stream of a session.
 pub struct OutMessage<'a> {
     pub session: &'a SessionId,
     pub stream: &'a StreamKey,
     pub payload: Vec<u8>,
-    /// The final response (or closing marker) of a request: deduplicated by
-    /// a deterministic id, so a redelivered request answers once.
-    pub is_final: bool,
-    /// Deduplication suffix for other messages (unique per delivery).
-    pub dedup: Option<String>,
+    pub kind: Out,
 }
 
 /// Publishes server messages with the worker's provenance headers.
@@ -41,18 +51,17 @@ impl Publisher {
         h.insert(headers::WORKER, self.instance.as_str());
         h.insert(headers::STREAM, msg.stream.as_str());
         h.insert(headers::TIME_MS, headers::now_ms().to_string().as_str());
-        if msg.is_final {
-            h.insert(headers::FINAL, "1");
-            h.insert(
-                async_nats::header::NATS_MESSAGE_ID,
-                final_msg_id(msg.session, msg.stream).as_str(),
-            );
-        } else if let Some(d) = &msg.dedup {
-            h.insert(
-                async_nats::header::NATS_MESSAGE_ID,
-                format!("{}.{d}", msg.session).as_str(),
-            );
+        let id = match &msg.kind {
+            Out::Message { tag } => out_msg_id(msg.session, tag),
+            Out::Final | Out::Cancelled => {
+                h.insert(headers::FINAL, "1");
+                final_msg_id(msg.session, msg.stream)
+            }
+        };
+        if matches!(msg.kind, Out::Cancelled) {
+            h.insert(headers::CONTROL, headers::control::CANCELLED);
         }
+        h.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         publish_acked(&self.js, msg.session.out(msg.stream), h, msg.payload.into()).await?;
         Ok(())
     }

@@ -1,405 +1,363 @@
-//! Running one request taken from the bus.
+//! The lifecycle of one request taken from the bus, the same for every
+//! handler:
 //!
-//! Each request gets its own rmcp service loop
-//! (`serve_directly_with_ct`) with the session's peer info loaded from KV, so
-//! any worker can run any request of any session. The runtime answers what
-//! rmcp leaves to the transport: `logging/setLevel` (stored in the session
-//! record), requests that exhausted their deliveries, and sessions that no
-//! longer exist.
+//! 1. parse the delivery once (a message that is not a Jetway request is
+//!    terminated, never redelivered);
+//! 2. hold its lease (in-progress acks) for as long as this worker has it;
+//! 3. claim it ([`crate::claim`]): an answered request is acknowledged, one
+//!    running elsewhere is waited for, so it runs once;
+//! 4. answer what the runtime answers itself: a request past its deadline
+//!    or its deliveries, a session that no longer exists,
+//!    `logging/setLevel`, a request the client cancelled while it was queued;
+//! 5. run the handler ([`crate::run`]) until it answers, is cancelled, or
+//!    reaches its deadline;
+//! 6. acknowledge once the final message is on the stream, else hand the
+//!    request back.
+//!
+//! Data flows one way: `consumer` → `request` → `delivery`, `claim`,
+//! `answers`, `run` → `transport` → `publish`.
 
 use crate::{
+    answers::Answers,
+    claim::{Acquired, Claims},
     config::Config,
-    consumer::{ack, nak},
-    publish::{OutMessage, Publisher},
-    session::{Fence, Session},
-    transport::{FinalHook, Outcome, RequestRoute, RequestTransport, Shared},
+    delivery::Delivery,
+    publish::{Out, OutMessage, Publisher},
+    run::{Run, publish_final},
+    session::Session,
+    transport::{InitializeRecorder, Outcome},
 };
-use async_nats::jetstream::{AckKind, Message, kv, stream::DirectGetErrorKind};
-use futures::StreamExt;
+use async_nats::jetstream::kv;
 use jetway_shared::{
     headers,
     jsonrpc::{self, method},
     kv_write,
-    publish::Backoff,
-    session::{SessionRecord, State, log_rank, update_record},
+    session::{LogLevel, SessionRecord, State, update_record},
     subjects::{SessionId, StreamKey, session_of_subject},
 };
 use rmcp::{
     RoleServer, ServerHandler,
-    model::{Extensions, InitializeRequestParams},
-    service::{RxJsonRpcMessage, serve_directly_with_ct},
+    model::{ClientRequest, JsonRpcMessage},
+    service::RxJsonRpcMessage,
 };
 use serde_json::{Value, json};
 use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
+    sync::Arc,
+    time::{Duration, SystemTime},
 };
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+/// How long after its deadline a delivery waits for another worker's run
+/// of the same request before handing it back.
+const WAIT_PAST_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Everything a request task needs, shared by all of them.
 pub struct Runtime<S> {
     pub config: Config,
     pub handler: S,
-    pub nats: async_nats::Client,
     pub publisher: Publisher,
     pub sessions: kv::Store,
     pub state: kv::Store,
-    /// The session stream, to see whether a redelivered request was answered.
-    pub stream: async_nats::jetstream::stream::Stream<()>,
+    pub answers: Answers,
+    pub claims: Arc<Claims>,
 }
 
-impl<S: ServerHandler + Clone> Runtime<S> {
-    /// Handles one delivery; never panics, always acks, naks or terminates.
-    pub async fn handle(self: Arc<Self>, msg: Message, hard_stop: CancellationToken) {
-        let Some(session) = session_of_subject(&msg.subject) else {
-            tracing::warn!(subject = %msg.subject, "request on an unexpected subject; dropping");
-            let _ = msg.ack_with(AckKind::Term).await;
-            return;
-        };
+/// A request as parsed from its delivery, once.
+pub struct Request {
+    pub session: SessionId,
+    /// The POST stream its answers go to.
+    pub stream: StreamKey,
+    /// The JSON-RPC id, as the client sent it.
+    pub id: Value,
+    pub method: String,
+    pub message: RxJsonRpcMessage<RoleServer>,
+}
+
+/// Why a delivery is not a request the runtime can run.
+enum Unrunnable {
+    /// Not a Jetway request at all: terminate it.
+    Foreign(&'static str),
+    /// A request whose params do not parse: answer with this error.
+    Invalid {
+        session: SessionId,
+        stream: StreamKey,
+        body: Value,
+    },
+}
+
+impl Request {
+    fn parse(delivery: &Delivery) -> Result<Self, Unrunnable> {
+        let msg = delivery.message();
+        let session = session_of_subject(&msg.subject).ok_or(Unrunnable::Foreign("subject"))?;
         let stream = msg
             .headers
             .as_ref()
             .and_then(|h| h.get(headers::STREAM))
-            .and_then(|v| StreamKey::parse(v.as_str()));
-        let Some(stream) = stream else {
-            tracing::warn!(session = %session, "request without a stream key; dropping");
-            let _ = msg.ack_with(AckKind::Term).await;
-            return;
+            .and_then(|v| StreamKey::parse(v.as_str()))
+            .ok_or(Unrunnable::Foreign("stream key"))?;
+        match serde_json::from_slice::<RxJsonRpcMessage<RoleServer>>(&msg.payload) {
+            Ok(message @ JsonRpcMessage::Request(_)) => {
+                let JsonRpcMessage::Request(r) = &message else {
+                    unreachable!("matched above")
+                };
+                Ok(Self {
+                    id: serde_json::to_value(&r.id).unwrap_or(Value::Null),
+                    method: r.request.method().to_owned(),
+                    session,
+                    stream,
+                    message,
+                })
+            }
+            Ok(_) => Err(Unrunnable::Foreign("not a request")),
+            Err(e) => {
+                // The gateway only publishes JSON-RPC requests here; their
+                // params may still not fit the method.
+                #[derive(serde::Deserialize)]
+                struct Envelope {
+                    id: Value,
+                }
+                let envelope: Envelope = serde_json::from_slice(&msg.payload)
+                    .map_err(|_| Unrunnable::Foreign("not JSON-RPC"))?;
+                Err(Unrunnable::Invalid {
+                    session,
+                    stream,
+                    body: jsonrpc::error(
+                        Some(&envelope.id),
+                        jsonrpc::INVALID_PARAMS,
+                        format!("invalid params: {e}"),
+                    ),
+                })
+            }
+        }
+    }
+
+    fn is_initialize(&self) -> bool {
+        self.method == method::INITIALIZE
+    }
+
+    /// The client's `notifications/cancelled` for this request, if `msgs` hold one.
+    fn cancelled_in(&self, msgs: &[Value]) -> bool {
+        msgs.iter().any(|m| {
+            m.get("method").and_then(Value::as_str) == Some(method::CANCELLED)
+                && m.pointer("/params/requestId") == Some(&self.id)
+        })
+    }
+}
+
+impl<S: ServerHandler + Clone> Runtime<S> {
+    /// Handles one delivery; never panics, always acks, naks or terminates.
+    pub async fn handle(self: Arc<Self>, delivery: Delivery, hard_stop: CancellationToken) {
+        let _lease = delivery.hold(self.config.lease_renewal());
+        let request = match Request::parse(&delivery) {
+            Ok(r) => r,
+            Err(Unrunnable::Foreign(what)) => {
+                tracing::warn!(subject = %delivery.message().subject, what, "not a Jetway request; dropping");
+                delivery.term().await;
+                return;
+            }
+            Err(Unrunnable::Invalid {
+                session,
+                stream,
+                body,
+            }) => {
+                let outcome = publish_final(&self.publisher, &session, &stream, body).await;
+                settle(&delivery, outcome, false).await;
+                return;
+            }
         };
-        let delivered = msg.info().map(|i| i.delivered as u64).unwrap_or(1);
-        let span = tracing::info_span!("request", session = %session, stream = %stream, delivered);
-        self.handle_in(msg, session, stream, delivered, hard_stop)
+        let span = tracing::info_span!(
+            "request",
+            session = %request.session,
+            stream = %request.stream,
+            method = %request.method,
+            delivered = delivery.delivered,
+        );
+        self.handle_in(&delivery, request, &hard_stop)
             .instrument(span)
             .await;
     }
 
     async fn handle_in(
         &self,
-        msg: Message,
-        session: SessionId,
-        stream: StreamKey,
-        delivered: u64,
-        hard_stop: CancellationToken,
+        delivery: &Delivery,
+        request: Request,
+        hard_stop: &CancellationToken,
     ) {
-        let request: Value = match serde_json::from_slice(&msg.payload) {
-            Ok(v) => v,
-            Err(e) => {
-                // The gateway only publishes valid JSON; anything else is not ours.
-                tracing::warn!(error = %e, "request is not JSON; dropping");
-                let _ = msg.ack_with(AckKind::Term).await;
+        let deadline = deadline_of(delivery.published, self.config.deadline);
+        let claimed = tokio::select! {
+            c = self.claims.acquire(
+                &request.session,
+                &request.stream,
+                &self.answers,
+                deadline + WAIT_PAST_DEADLINE,
+            ) => c,
+            _ = hard_stop.cancelled() => {
+                delivery.nak(None).await;
                 return;
             }
         };
-        let id = request.get("id").cloned().unwrap_or(Value::Null);
-        let method_name = request
-            .get("method")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let answer = |body: Value| self.publish_final(&session, &stream, body);
-        tracing::debug!(method = %method_name, "request received");
+        let _claim = match claimed {
+            Ok(Acquired::Ours(guard)) => guard,
+            Ok(Acquired::Answered) => {
+                tracing::info!("request was answered already; not running it again");
+                delivery.ack().await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim the request; handing it back");
+                delivery.nak(Some(Duration::from_secs(1))).await;
+                return;
+            }
+        };
+        let outcome = self.answer(delivery, &request, deadline, hard_stop).await;
+        settle(delivery, outcome, hard_stop.is_cancelled()).await;
+        // The claim is let go only now, with the answer on the stream.
+    }
 
-        if delivered as i64 > self.config.max_deliver {
-            tracing::error!(method = %method_name, "request failed on every attempt; answering with an error");
-            let body = jsonrpc::error(
-                Some(&id),
+    /// Everything between holding the claim and settling the delivery.
+    async fn answer(
+        &self,
+        delivery: &Delivery,
+        request: &Request,
+        deadline: Instant,
+        hard_stop: &CancellationToken,
+    ) -> Outcome {
+        let error = |code, message: String| jsonrpc::error(Some(&request.id), code, message);
+        if delivery.delivered as i64 > self.config.max_deliver {
+            tracing::error!("request failed on every attempt; answering with an error");
+            let body = error(
                 jsonrpc::REQUEST_FAILED,
                 format!(
                     "request abandoned after {} attempts (workers failed while running it)",
-                    delivered - 1
+                    delivery.delivered - 1
                 ),
             );
-            self.finish(&msg, answer(body).await).await;
-            return;
+            return publish_final(&self.publisher, &request.session, &request.stream, body).await;
         }
-
-        // A request may have been answered already even on a first
-        // delivery: after a consumer leader change or a NATS restart, a
-        // request answered and acknowledged just before can come back with a
-        // delivery count of 1. A redelivery is checked before it runs; a
-        // first delivery just before its first state write (the fence in
-        // its Session), so read-only requests pay nothing for it.
-        let (answered, record) = tokio::join!(
-            async {
-                if delivered > 1 {
-                    already_answered(&self.stream, &session, &stream).await
-                } else {
-                    Ok(false)
-                }
-            },
-            kv_write::get(&self.sessions, session.as_str())
+        if Instant::now() >= deadline {
+            tracing::warn!("request reached its deadline before it could run");
+            let body = error(
+                jsonrpc::DEADLINE_EXCEEDED,
+                "request exceeded its deadline before it could run".to_owned(),
+            );
+            return publish_final(&self.publisher, &request.session, &request.stream, body).await;
+        }
+        let (record, inbound) = tokio::join!(
+            kv_write::get(&self.sessions, request.session.as_str()),
+            self.answers
+                .inbound_after(&request.session, delivery.stream_sequence)
         );
-        match answered {
-            Ok(true) => {
-                // A worker before us published the answer and then died, or
-                // its acknowledgement was lost: don't run it again.
-                tracing::info!(method = %method_name, "redelivered request was already answered");
-                ack(&msg).await;
-                return;
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot tell whether the request was answered already; handing it back");
-                nak(&msg, Some(Duration::from_secs(1))).await;
-                return;
-            }
-        }
         let record = match record {
             Ok(Some(raw)) => SessionRecord::from_bytes(&raw).ok(),
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!(error = %e, "session store unavailable; handing the request back");
-                nak(&msg, Some(Duration::from_secs(1))).await;
-                return;
-            }
-        };
-        let Some(record) = record.filter(|r| r.state != State::Closed) else {
-            let body = jsonrpc::error(Some(&id), jsonrpc::SESSION_NOT_FOUND, "session not found");
-            self.finish(&msg, answer(body).await).await;
-            return;
-        };
-
-        if method_name == method::SET_LEVEL {
-            let body = self.set_level(&session, &id, &request).await;
-            self.finish(&msg, answer(body).await).await;
-            return;
-        }
-
-        // Keep the lease while the tool runs, so only a dead worker's
-        // requests wait for the ack wait to run out.
-        let progress = CancellationToken::new();
-        let lease = {
-            let every = self.config.ack_wait / 3;
-            let progress = progress.clone();
-            let acker = msg.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => { let _ = acker.ack_with(AckKind::Progress).await; }
-                        _ = progress.cancelled() => break,
-                    }
-                }
-            })
-        };
-        let outcome = self
-            .run_loop(
-                &session,
-                &stream,
-                &record,
-                request,
-                id,
-                delivered,
-                hard_stop.clone(),
-            )
-            .await;
-        progress.cancel();
-        let _ = lease.await;
-        match outcome {
-            Outcome::Answered | Outcome::Cancelled => ack(&msg).await,
-            Outcome::Unanswered if hard_stop.is_cancelled() => nak(&msg, None).await,
-            Outcome::Unanswered => nak(&msg, Some(Duration::from_secs(1))).await,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn run_loop(
-        &self,
-        session: &SessionId,
-        stream: &StreamKey,
-        record: &SessionRecord,
-        request: Value,
-        id: Value,
-        delivered: u64,
-        hard_stop: CancellationToken,
-    ) -> Outcome {
-        let is_initialize =
-            request.get("method").and_then(Value::as_str) == Some(method::INITIALIZE);
-        let rx: RxJsonRpcMessage<RoleServer> = match serde_json::from_value(request.clone()) {
-            Ok(m) => m,
-            Err(e) => {
-                let body = jsonrpc::error(
-                    Some(&id),
-                    jsonrpc::INVALID_PARAMS,
-                    format!("invalid params: {e}"),
-                );
-                return match self.publish_final(session, stream, body).await {
-                    Ok(()) => Outcome::Answered,
-                    Err(_) => Outcome::Unanswered,
-                };
-            }
-        };
-        let peer_info: Option<InitializeRequestParams> = if is_initialize {
-            request
-                .get("params")
-                .cloned()
-                .and_then(|p| serde_json::from_value(p).ok())
-        } else {
-            serde_json::from_value(record.client.clone()).ok()
-        };
-        let inbound = match self.nats.subscribe(session.live_in_msg()).await {
-            Ok(sub) => sub
-                .filter_map(|m| async move { serde_json::from_slice::<Value>(&m.payload).ok() })
-                .boxed(),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not subscribe to client messages");
                 return Outcome::Unanswered;
             }
         };
-        // A redelivery was checked before it ran; a first delivery is
-        // checked before its first state write.
-        let fence = (delivered == 1).then(|| Fence::new(self.stream.clone()));
-        let handle = Session::new(
-            session.clone(),
-            stream.clone(),
-            fence,
+        let Some(record) = record.filter(|r| r.state != State::Closed) else {
+            let body = error(jsonrpc::SESSION_NOT_FOUND, "session not found".to_owned());
+            return publish_final(&self.publisher, &request.session, &request.stream, body).await;
+        };
+        let (history, live) = match inbound {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not follow client messages; handing the request back");
+                return Outcome::Unanswered;
+            }
+        };
+        if request.cancelled_in(&history) {
+            tracing::info!("request was cancelled while it was queued; not running it");
+            return cancelled(&self.publisher, request).await;
+        }
+        #[allow(deprecated)] // see set_level
+        if let JsonRpcMessage::Request(r) = &request.message
+            && let ClientRequest::SetLevelRequest(set) = &r.request
+        {
+            let body = self.set_level(request, &set.params.level).await;
+            return publish_final(&self.publisher, &request.session, &request.stream, body).await;
+        }
+        let session = Session::new(
+            request.session.clone(),
+            request.stream.clone(),
             self.config.bus.instance_id.clone(),
             self.state.clone(),
             self.sessions.clone(),
             self.publisher.clone(),
         );
-        let mut extensions = Extensions::new();
-        extensions.insert(handle);
-        let on_final = is_initialize.then(|| {
-            let sessions = self.sessions.clone();
-            let js = self.publisher.jetstream().clone();
-            let session = session.clone();
-            let hook: FinalHook = Box::new(move |final_msg: &Value| {
-                let version = final_msg
-                    .pointer("/result/protocolVersion")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                let sessions = sessions.clone();
-                let js = js.clone();
-                let session = session.clone();
-                Box::pin(async move {
-                    if let Some(v) = version {
-                        let _ = update_record(&js, &sessions, session.as_str(), |r| {
-                            r.state = State::Active;
-                            r.protocol_version = v.clone();
-                            true
-                        })
-                        .await;
-                    }
-                })
-            });
-            hook
+        let initialize = request.is_initialize().then(|| InitializeRecorder {
+            js: self.publisher.jetstream().clone(),
+            sessions: self.sessions.clone(),
         });
-        let shared = Arc::new(Shared {
-            outcome: Mutex::new(Outcome::Unanswered),
-            on_final,
-        });
-        let route = RequestRoute {
-            session: session.clone(),
-            stream: stream.clone(),
-            request_id: id,
-            log_level: record.log_level.clone(),
-            delivery: delivered,
+        let run = Run {
+            handler: &self.handler,
+            publisher: &self.publisher,
+            record: &record,
+            session,
+            initialize,
+            delivery: delivery.delivered,
+            history,
+            inbound: live,
+            deadline,
+            hard_stop,
         };
-        let (transport, stop) = RequestTransport::new(
-            route,
-            rx,
-            extensions,
-            inbound,
-            self.publisher.clone(),
-            shared.clone(),
-        );
-        let ct = hard_stop.child_token();
-        let running =
-            serve_directly_with_ct(self.handler.clone(), transport, peer_info, ct.clone());
-        let waiting = running.waiting();
-        tokio::pin!(waiting);
-        tokio::select! {
-            r = &mut waiting => {
-                if let Err(e) = r { tracing::error!(error = %e, "request loop panicked"); }
-            }
-            _ = hard_stop.cancelled() => {
-                let _ = stop.try_send(());
-                let _ = tokio::time::timeout(Duration::from_secs(2), &mut waiting).await;
-            }
-        }
-        shared
-            .outcome
-            .lock()
-            .map(|o| *o)
-            .unwrap_or(Outcome::Unanswered)
+        run.run(request).await
     }
 
-    async fn set_level(&self, session: &SessionId, id: &Value, request: &Value) -> Value {
-        let level = request.pointer("/params/level").and_then(Value::as_str);
-        let Some(level) = level.filter(|l| log_rank(l).is_some()) else {
+    #[allow(deprecated)] // logging is deprecated in the modern era, and still part of the legacy one
+    async fn set_level(&self, request: &Request, level: &rmcp::model::LoggingLevel) -> Value {
+        let level = serde_json::to_value(level)
+            .ok()
+            .and_then(|v| v.as_str().and_then(|s| s.parse::<LogLevel>().ok()));
+        let Some(level) = level else {
             return jsonrpc::error(
-                Some(id),
+                Some(&request.id),
                 jsonrpc::INVALID_PARAMS,
                 "params.level must be one of debug, info, notice, warning, error, critical, alert, emergency",
             );
         };
         let js = self.publisher.jetstream();
-        let set = update_record(js, &self.sessions, session.as_str(), |r| {
-            r.log_level = Some(level.to_owned());
+        let set = update_record(js, &self.sessions, request.session.as_str(), |r| {
+            r.log_level = Some(level);
             r.state != State::Closed
         });
         match set.await {
-            Ok(_) => jsonrpc::result(id, json!({})),
-            Err(e) => jsonrpc::error(Some(id), jsonrpc::INTERNAL_ERROR, e.to_string()),
-        }
-    }
-
-    async fn publish_final(
-        &self,
-        session: &SessionId,
-        stream: &StreamKey,
-        body: Value,
-    ) -> Result<(), jetway_shared::publish::PublishFailure> {
-        let payload = serde_json::to_vec(&body).unwrap_or_default();
-        self.publisher
-            .publish(OutMessage {
-                session,
-                stream,
-                payload,
-                is_final: true,
-                dedup: None,
-            })
-            .await
-    }
-
-    async fn finish(
-        &self,
-        msg: &Message,
-        published: Result<(), jetway_shared::publish::PublishFailure>,
-    ) {
-        match published {
-            Ok(()) => ack(msg).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not publish the answer; handing the request back");
-                nak(msg, Some(Duration::from_secs(1))).await;
-            }
+            Ok(_) => jsonrpc::result(&request.id, json!({})),
+            Err(e) => jsonrpc::error(Some(&request.id), jsonrpc::INTERNAL_ERROR, e.to_string()),
         }
     }
 }
 
-/// True if the request's POST stream already holds its final message. A
-/// failed read is retried (through a leader election) for a bounded time;
-/// then the error says nobody can tell.
-pub(crate) async fn already_answered(
-    answers: &async_nats::jetstream::stream::Stream<()>,
-    session: &SessionId,
-    stream: &StreamKey,
-) -> Result<bool, async_nats::jetstream::stream::DirectGetError> {
-    let subject = session.out(stream);
-    let mut backoff = Backoff::new();
-    loop {
-        match answers.direct_get_last_for_subject(subject.as_str()).await {
-            Ok(m) => return Ok(m.headers.get(headers::FINAL).is_some()),
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(false),
-            Err(e) => {
-                if !backoff.wait().await {
-                    return Err(e);
-                }
-                tracing::debug!(error = %e, "reading the request's stream failed; retrying");
-            }
-        }
+/// Ends a request the client cancelled before it ran.
+async fn cancelled(publisher: &Publisher, request: &Request) -> Outcome {
+    let msg = OutMessage {
+        session: &request.session,
+        stream: &request.stream,
+        payload: Vec::new(),
+        kind: Out::Cancelled,
+    };
+    match publisher.publish(msg).await {
+        Ok(()) => Outcome::Cancelled,
+        Err(_) => Outcome::Unanswered,
     }
+}
+
+/// Acknowledges a settled request, or hands back an unanswered one (at
+/// once when the worker is stopping, so another worker takes it).
+async fn settle(delivery: &Delivery, outcome: Outcome, stopping: bool) {
+    match outcome {
+        Outcome::Answered | Outcome::Cancelled => delivery.ack().await,
+        Outcome::Running | Outcome::Unanswered if stopping => delivery.nak(None).await,
+        Outcome::Running | Outcome::Unanswered => delivery.nak(Some(Duration::from_secs(1))).await,
+    }
+}
+
+/// When a request stored at `published` must be answered by.
+fn deadline_of(published: SystemTime, deadline: Duration) -> Instant {
+    let age = SystemTime::now()
+        .duration_since(published)
+        .unwrap_or_default();
+    Instant::now() + deadline.saturating_sub(age)
 }

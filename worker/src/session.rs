@@ -11,16 +11,15 @@
 //! write retried after a lost acknowledgement, during a NATS leader
 //! election, is applied once; reads are retried the same way.
 
-use crate::publish::{OutMessage, Publisher};
+use crate::publish::{Out, OutMessage, Publisher};
 use async_nats::jetstream::kv;
 use futures::TryStreamExt;
 use jetway_shared::{
     kv_write::{self, Expect, WriteError},
     session::{SessionRecord, State},
-    subjects::{SessionId, StreamKey},
+    subjects::{self, SessionId, StreamKey},
 };
 use serde::{Serialize, de::DeserializeOwned};
-use std::hash::{Hash, Hasher};
 use std::sync::{
     Arc,
     atomic::{AtomicU64, Ordering},
@@ -30,7 +29,9 @@ use std::sync::{
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("session state store unavailable: {0}")]
-    Store(String),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("could not publish a notification: {0}")]
+    Publish(#[source] jetway_shared::publish::PublishFailure),
     #[error("stored value of {key} is not what the tool expects: {source}")]
     Decode {
         key: String,
@@ -40,10 +41,6 @@ pub enum StateError {
     Encode(#[from] serde_json::Error),
     #[error("too many concurrent updates of {0}")]
     Contended(String),
-    /// The request was answered before (by a worker whose delivery NATS
-    /// lost track of); it must not change state a second time.
-    #[error("this request was already answered; not running it again")]
-    AlreadyAnswered,
 }
 
 impl From<StateError> for rmcp::ErrorData {
@@ -69,40 +66,6 @@ struct Inner {
     request: StreamKey,
     /// Writes started by this request so far.
     writes: AtomicU64,
-    /// Checked before the first write of a first delivery.
-    fence: Option<Fence>,
-}
-
-/// Before a request's first state write: is its answer on the stream
-/// already? Asked once per request, only by requests that write.
-pub(crate) struct Fence {
-    answers: async_nats::jetstream::stream::Stream<()>,
-    checked: tokio::sync::OnceCell<()>,
-}
-
-impl Fence {
-    pub(crate) fn new(answers: async_nats::jetstream::stream::Stream<()>) -> Self {
-        Self {
-            answers,
-            checked: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    async fn pass(&self, session: &SessionId, request: &StreamKey) -> Result<(), StateError> {
-        self.checked
-            .get_or_try_init(|| async {
-                match crate::request::already_answered(&self.answers, session, request).await {
-                    Ok(false) => Ok(()),
-                    Ok(true) => {
-                        tracing::info!("request was already answered; refusing its state writes");
-                        Err(StateError::AlreadyAnswered)
-                    }
-                    Err(e) => Err(StateError::Store(e.to_string())),
-                }
-            })
-            .await
-            .map(|_| ())
-    }
 }
 
 const MAX_CAS_ATTEMPTS: usize = 64;
@@ -111,7 +74,6 @@ impl Session {
     pub(crate) fn new(
         id: SessionId,
         request: StreamKey,
-        fence: Option<Fence>,
         instance: String,
         state: kv::Store,
         sessions: kv::Store,
@@ -126,7 +88,6 @@ impl Session {
                 publisher,
                 request,
                 writes: AtomicU64::new(0),
-                fence,
             }),
         }
     }
@@ -139,19 +100,8 @@ impl Session {
     /// The message id of write `n` of this request to `key`; `attempt`
     /// tells what the write expected, so only a retry of the very same
     /// write shares it.
-    fn write_id(&self, n: u64, key: &str, attempt: impl std::fmt::Display) -> String {
-        format!(
-            "st.{}.{}.{n}.{key}.{attempt}",
-            self.inner.id, self.inner.request
-        )
-    }
-
-    /// Fails if this request must not write: see [`Fence`].
-    async fn may_write(&self) -> Result<(), StateError> {
-        match &self.inner.fence {
-            Some(fence) => fence.pass(&self.inner.id, &self.inner.request).await,
-            None => Ok(()),
-        }
+    fn write_id(&self, n: u64, key: &str, attempt: &str) -> String {
+        subjects::state_write_id(&self.inner.id, &self.inner.request, n, key, attempt)
     }
 
     async fn write(
@@ -202,10 +152,7 @@ impl Session {
     /// position in the request, same key and value) is not applied again.
     pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StateError> {
         let bytes = serde_json::to_vec(value)?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        bytes.hash(&mut h);
-        let write_id = self.write_id(self.next_write(), key, format_args!("p{:x}", h.finish()));
-        self.may_write().await?;
+        let write_id = self.write_id(self.next_write(), key, &format!("p{}", digest(&bytes)));
         self.write(key, bytes.into(), Expect::Any, &write_id)
             .await
             .map_err(store)?;
@@ -223,7 +170,6 @@ impl Session {
     {
         let full = self.inner.id.state_key(key);
         let n = self.next_write();
-        self.may_write().await?;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let entry = kv_write::read(&self.inner.state, &full)
                 .await
@@ -241,7 +187,7 @@ impl Session {
             let rev = entry.as_ref().map_or(0, |e| e.revision);
             let next = f(current);
             let bytes: bytes::Bytes = serde_json::to_vec(&next)?.into();
-            let write_id = self.write_id(n, key, format_args!("r{rev}"));
+            let write_id = self.write_id(n, key, &format!("r{rev}"));
             match self
                 .write(key, bytes, Expect::Revision(rev), &write_id)
                 .await
@@ -262,14 +208,13 @@ impl Session {
     /// Copies every state key of `from` into this session; returns how many.
     pub async fn copy_state_from(&self, from: &SessionId) -> Result<usize, StateError> {
         let keys = keys_of(&self.inner.state, from).await?;
-        self.may_write().await?;
         let mut copied = 0;
         for key in keys {
             if let Some(value) = kv_write::get(&self.inner.state, &from.state_key(&key))
                 .await
                 .map_err(store)?
             {
-                let write_id = self.write_id(self.next_write(), &key, format_args!("c.{from}"));
+                let write_id = self.write_id(self.next_write(), &key, &format!("c.{from}"));
                 self.write(&key, value, Expect::Any, &write_id)
                     .await
                     .map_err(store)?;
@@ -311,24 +256,29 @@ impl Session {
     /// changes not tied to a request, such as `notifications/resources/updated`).
     pub async fn notify(&self, method: &str, params: serde_json::Value) -> Result<(), StateError> {
         let msg = serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params});
-        let nonce: u64 = rand_nonce();
+        let nonce: u64 = rand::random();
         self.inner
             .publisher
             .publish(OutMessage {
                 session: &self.inner.id,
                 stream: &StreamKey::get(),
                 payload: serde_json::to_vec(&msg)?,
-                is_final: false,
-                dedup: Some(format!("get.{nonce:x}")),
+                kind: Out::Message {
+                    tag: format!("get.{nonce:016x}"),
+                },
             })
             .await
-            .map_err(|e| StateError::Store(e.to_string()))
+            .map_err(StateError::Publish)
     }
 }
 
-fn rand_nonce() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
+/// A digest of a value that every worker build computes alike (a write id
+/// must not change across Rust releases, or a rolling upgrade would apply a
+/// retried write twice).
+fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    d[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn get_in<T: DeserializeOwned>(
@@ -382,6 +332,6 @@ async fn keys_of(store: &kv::Store, session: &SessionId) -> Result<Vec<String>, 
     Ok(live)
 }
 
-fn store(e: impl std::fmt::Display) -> StateError {
-    StateError::Store(e.to_string())
+fn store(e: impl std::error::Error + Send + Sync + 'static) -> StateError {
+    StateError::Store(Box::new(e))
 }

@@ -3,7 +3,7 @@
 //!
 //! - `receive()` yields the request, then only what the client sends to this
 //!   request (answers to its server→client requests, its cancellation), and
-//!   ends once the final response is on the stream.
+//!   ends once the request's outcome is settled.
 //! - `send()` routes what the handler emits: progress and logs to the
 //!   request's POST stream, other notifications to the session's GET stream,
 //!   server→client requests to the POST stream with session-unique ids, and
@@ -12,44 +12,55 @@
 //! rmcp runs each `send()` future as its own task, so this transport hands out
 //! tickets in call order and publishes strictly in ticket order: a client sees
 //! notifications in the order the handler sent them, and the response last.
+//!
+//! The request's [`Outcome`] is one `watch` value: the transport settles it
+//! (answered, cancelled, or unanswered when the final publish failed), the
+//! loop's `receive()` ends on it, and the request's owner reads it.
 
-use crate::publish::{OutMessage, Publisher};
-use futures::StreamExt;
+use crate::publish::{Out, OutMessage, Publisher};
+use async_nats::jetstream::{Context, kv};
 use jetway_shared::{
     jsonrpc::method,
-    session::log_passes,
+    session::{LogLevel, State, update_record},
     subjects::{SessionId, StreamKey},
 };
 use rmcp::{
     RoleServer,
-    model::{Extensions, NumberOrString, RequestId},
+    model::{Extensions, JsonRpcMessage, NumberOrString, RequestId},
     service::{RxJsonRpcMessage, TxJsonRpcMessage},
     transport::Transport,
 };
 use serde_json::Value;
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    collections::{HashMap, VecDeque},
+    sync::Arc,
 };
 use tokio::sync::{mpsc, watch};
+
+/// Client answers kept for server→client requests not sent yet (a re-run
+/// finds its earlier run's answers on the stream before it asks again).
+const EARLY_ANSWERS: usize = 64;
 
 /// Why a message could not be handed to the bus.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("publish failed: {0}")]
-    Publish(String),
+    Publish(#[from] jetway_shared::publish::PublishFailure),
     #[error("message could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
 }
 
-/// Outcome of a request's service loop, read by the consumer once it ends.
+/// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// Nothing final yet.
+    Running,
     /// The final response or error is on the stream.
     Answered,
-    /// The client cancelled; a closing marker is on the stream instead.
+    /// The client cancelled; a `cancelled` marker is on the stream instead.
     Cancelled,
-    /// Nothing final was published (the loop ended early or a publish failed).
+    /// The final message could not be published, or the loop ended without
+    /// one: the request must be handed back.
     Unanswered,
 }
 
@@ -58,19 +69,37 @@ pub struct RequestRoute {
     pub session: SessionId,
     pub stream: StreamKey,
     pub request_id: Value,
-    pub log_level: Option<String>,
+    /// `logging/setLevel` of the session; `None` sends every level.
+    pub log_level: Option<LogLevel>,
     pub delivery: u64,
 }
 
-/// Runs with the final message just before it is published.
-pub type FinalHook = Box<dyn Fn(&Value) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+/// Records what an `initialize` negotiated in the session record, just
+/// before its answer is published, so the client's next request finds the
+/// session active on any worker.
+#[derive(Clone)]
+pub struct InitializeRecorder {
+    pub js: Context,
+    pub sessions: kv::Store,
+}
 
-/// Shared between the transport and the consumer task that owns the request.
-pub struct Shared {
-    pub outcome: Mutex<Outcome>,
-    /// Called with the final result just before it is published (used to
-    /// record what `initialize` negotiated).
-    pub on_final: Option<FinalHook>,
+impl InitializeRecorder {
+    async fn record(&self, session: &SessionId, answer: &Value) {
+        let Some(version) = answer
+            .pointer("/result/protocolVersion")
+            .and_then(Value::as_str)
+        else {
+            return;
+        };
+        let recorded = update_record(&self.js, &self.sessions, session.as_str(), |r| {
+            r.state = State::Active;
+            r.protocol_version = version.to_owned();
+            true
+        });
+        if let Err(e) = recorded.await {
+            tracing::warn!(error = %e, "could not record the negotiated protocol version");
+        }
+    }
 }
 
 /// The transport of one request. Build it with [`RequestTransport::new`].
@@ -79,49 +108,55 @@ pub struct RequestTransport {
     publisher: Publisher,
     first: Option<RxJsonRpcMessage<RoleServer>>,
     extensions: Extensions,
-    inbound: futures::stream::BoxStream<'static, Value>,
-    done: watch::Receiver<bool>,
-    done_tx: Arc<watch::Sender<bool>>,
-    shared: Arc<Shared>,
+    /// Client messages for this loop that were read before it could take them.
+    ready: VecDeque<Value>,
+    inbound: mpsc::Receiver<Value>,
+    outcome: Arc<watch::Sender<Outcome>>,
+    settled: watch::Receiver<Outcome>,
+    initialize: Option<InitializeRecorder>,
     /// Outbound request id (as rmcp numbered it) by the id the client sees.
-    pending: Arc<Mutex<HashMap<String, RequestId>>>,
+    pending: HashMap<String, RequestId>,
+    /// Client answers to ids of this request that are not pending (yet).
+    early: HashMap<String, Value>,
     next_ticket: u64,
     turn: Arc<watch::Sender<u64>>,
-    cancel_rx: mpsc::Receiver<()>,
 }
 
 impl RequestTransport {
-    /// `request` is the client's JSON-RPC request; `inbound` yields every
-    /// client notification and response of the session while the request runs.
+    /// `request` is the client's JSON-RPC request; `history` what the
+    /// client sent the session after it (already stored), `inbound` what
+    /// it sends while the request runs.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         route: RequestRoute,
         request: RxJsonRpcMessage<RoleServer>,
         extensions: Extensions,
-        inbound: futures::stream::BoxStream<'static, Value>,
+        history: Vec<Value>,
+        inbound: mpsc::Receiver<Value>,
         publisher: Publisher,
-        shared: Arc<Shared>,
-    ) -> (Self, mpsc::Sender<()>) {
-        let (done_tx, done) = watch::channel(false);
-        let (cancel_tx, cancel_rx) = mpsc::channel(1);
+        initialize: Option<InitializeRecorder>,
+    ) -> (Self, watch::Receiver<Outcome>) {
+        let (outcome, settled) = watch::channel(Outcome::Running);
         let t = Self {
             route: Arc::new(route),
             publisher,
             first: Some(request),
             extensions,
+            ready: history.into(),
             inbound,
-            done,
-            done_tx: Arc::new(done_tx),
-            shared,
-            pending: Arc::default(),
+            outcome: Arc::new(outcome),
+            settled: settled.clone(),
+            initialize,
+            pending: HashMap::new(),
+            early: HashMap::new(),
             next_ticket: 0,
             turn: Arc::new(watch::channel(0).0),
-            cancel_rx,
         };
-        (t, cancel_tx)
+        (t, settled)
     }
 
     /// Turns a client message of the session into what this loop must see, if anything.
-    fn route_inbound(&self, msg: Value) -> Option<RxJsonRpcMessage<RoleServer>> {
+    fn route_inbound(&mut self, msg: Value) -> Option<RxJsonRpcMessage<RoleServer>> {
         let obj = msg.as_object()?;
         if obj.get("method").and_then(Value::as_str) == Some(method::CANCELLED) {
             let target = obj.get("params")?.get("requestId")?;
@@ -133,14 +168,18 @@ impl RequestTransport {
             return None;
         }
         // A response: is it to one of this loop's requests?
-        let id = obj.get("id")?.as_str()?;
-        let original = self.pending.lock().ok()?.remove(id)?;
-        let mut msg = msg.clone();
-        msg["id"] = match original {
-            NumberOrString::Number(n) => Value::from(n),
-            NumberOrString::String(s) => Value::from(s.as_ref()),
-        };
-        serde_json::from_value(msg).ok()
+        let id = obj.get("id")?.as_str()?.to_owned();
+        match self.pending.remove(&id) {
+            Some(original) => answer_with(msg, original),
+            None => {
+                if id.starts_with(&public_prefix(&self.route.stream))
+                    && self.early.len() < EARLY_ANSWERS
+                {
+                    self.early.entry(id).or_insert(msg);
+                }
+                None
+            }
+        }
     }
 
     /// Decides where an outbound message goes, synchronously and in call order.
@@ -149,14 +188,15 @@ impl RequestTransport {
         item: TxJsonRpcMessage<RoleServer>,
     ) -> Result<Option<Planned>, TransportError> {
         let mut value = serde_json::to_value(&item)?;
-        let route = &self.route;
+        let route = self.route.clone();
+        let to_request = |value, kind| Planned {
+            value,
+            stream: route.stream.clone(),
+            kind,
+        };
         let is_final = value.get("method").is_none() && value.get("id") == Some(&route.request_id);
         if is_final {
-            return Ok(Some(Planned {
-                value,
-                stream: route.stream.clone(),
-                kind: PlanKind::Final,
-            }));
+            return Ok(Some(to_request(value, PlanKind::Final)));
         }
         let method_name = value
             .get("method")
@@ -166,37 +206,27 @@ impl RequestTransport {
             Some(m) if value.get("id").is_some() => {
                 // A server→client request: give it an id unique in the session.
                 let original: RequestId = serde_json::from_value(value["id"].clone())?;
-                let public = format!("{}:{}", route.stream, value["id"]);
-                if let Ok(mut p) = self.pending.lock() {
-                    p.insert(public.clone(), original);
+                let public = format!("{}{}", public_prefix(&route.stream), value["id"]);
+                if let Some(answer) = self.early.remove(&public) {
+                    self.ready.push_back(answer);
                 }
+                self.pending.insert(public.clone(), original);
                 value["id"] = Value::from(public);
                 tracing::debug!(method = m, "server request to client");
-                Ok(Some(Planned {
-                    value,
-                    stream: route.stream.clone(),
-                    kind: PlanKind::Message,
-                }))
+                Ok(Some(to_request(value, PlanKind::Message)))
             }
             Some(method::MESSAGE) => {
                 let level = value
                     .pointer("/params/level")
                     .and_then(Value::as_str)
-                    .unwrap_or("info");
-                if !log_passes(level, route.log_level.as_deref()) {
+                    .and_then(|l| l.parse::<LogLevel>().ok())
+                    .unwrap_or(LogLevel::Info);
+                if !level.passes(route.log_level) {
                     return Ok(None);
                 }
-                Ok(Some(Planned {
-                    value,
-                    stream: route.stream.clone(),
-                    kind: PlanKind::Message,
-                }))
+                Ok(Some(to_request(value, PlanKind::Message)))
             }
-            Some(method::PROGRESS) => Ok(Some(Planned {
-                value,
-                stream: route.stream.clone(),
-                kind: PlanKind::Message,
-            })),
+            Some(method::PROGRESS) => Ok(Some(to_request(value, PlanKind::Message))),
             Some(_) => Ok(Some(Planned {
                 value,
                 stream: StreamKey::get(),
@@ -207,6 +237,20 @@ impl RequestTransport {
             None => Ok(None),
         }
     }
+}
+
+/// Server→client request ids of a request start with this.
+fn public_prefix(stream: &StreamKey) -> String {
+    format!("{stream}:")
+}
+
+/// The client's answer, with the id rmcp gave its request.
+fn answer_with(mut msg: Value, original: RequestId) -> Option<RxJsonRpcMessage<RoleServer>> {
+    msg["id"] = match original {
+        NumberOrString::Number(n) => Value::from(n),
+        NumberOrString::String(s) => Value::from(s.as_ref()),
+    };
+    serde_json::from_value(msg).ok()
 }
 
 struct Planned {
@@ -241,6 +285,18 @@ impl Drop for TurnGuard {
     }
 }
 
+/// Settles the outcome once: the first final word wins.
+fn settle(outcome: &watch::Sender<Outcome>, to: Outcome) {
+    outcome.send_if_modified(|o| {
+        if *o == Outcome::Running {
+            *o = to;
+            true
+        } else {
+            false
+        }
+    });
+}
+
 impl Transport<RoleServer> for RequestTransport {
     type Error = TransportError;
 
@@ -254,8 +310,8 @@ impl Transport<RoleServer> for RequestTransport {
         let turn = self.turn.clone();
         let publisher = self.publisher.clone();
         let route = self.route.clone();
-        let shared = self.shared.clone();
-        let done = self.done_tx.clone();
+        let outcome = self.outcome.clone();
+        let initialize = self.initialize.clone();
         async move {
             let mut rx = turn.subscribe();
             let _ = rx.wait_for(|t| *t == ticket).await;
@@ -264,35 +320,39 @@ impl Transport<RoleServer> for RequestTransport {
                 return Ok(());
             };
             let final_ = planned.kind == PlanKind::Final;
-            if final_ && let Some(hook) = &shared.on_final {
-                hook(&planned.value).await;
+            if final_ {
+                if *outcome.borrow() != Outcome::Running {
+                    // Cancelled or past its deadline: the answer is settled.
+                    return Ok(());
+                }
+                if let Some(recorder) = &initialize {
+                    recorder.record(&route.session, &planned.value).await;
+                }
             }
+            let kind = if final_ {
+                Out::Final
+            } else {
+                Out::Message {
+                    tag: format!("{}.{}.{}", route.stream, route.delivery, ticket),
+                }
+            };
             let msg = OutMessage {
                 session: &route.session,
                 stream: &planned.stream,
                 payload: serde_json::to_vec(&planned.value)?,
-                is_final: final_,
-                dedup: if final_ {
-                    None
-                } else {
-                    Some(format!("{}.{}.{}", route.stream, route.delivery, ticket))
-                },
+                kind,
             };
-            let published = publisher
-                .publish(msg)
-                .await
-                .map_err(|e| TransportError::Publish(e.to_string()));
+            let published = publisher.publish(msg).await;
             if final_ {
-                if published.is_ok()
-                    && let Ok(mut o) = shared.outcome.lock()
-                {
-                    *o = Outcome::Answered;
-                }
                 // Published or not, this loop is over: an unanswered request
                 // is handed back for redelivery rather than held forever.
-                done.send_replace(true);
+                let to = match published {
+                    Ok(()) => Outcome::Answered,
+                    Err(_) => Outcome::Unanswered,
+                };
+                settle(&outcome, to);
             }
-            published
+            Ok(published?)
         }
     }
 
@@ -300,7 +360,7 @@ impl Transport<RoleServer> for RequestTransport {
     fn receive(&mut self) -> impl Future<Output = Option<RxJsonRpcMessage<RoleServer>>> + Send {
         async move {
             if let Some(mut first) = self.first.take() {
-                if let rmcp::model::JsonRpcMessage::Request(r) = &mut first {
+                if let JsonRpcMessage::Request(r) = &mut first {
                     use rmcp::model::GetExtensions;
                     r.request
                         .extensions_mut()
@@ -309,25 +369,23 @@ impl Transport<RoleServer> for RequestTransport {
                 return Some(first);
             }
             loop {
-                tokio::select! {
-                    _ = wait_done(&mut self.done) => return None,
-                    _ = self.cancel_rx.recv() => return None,
-                    msg = self.inbound.next() => {
-                        let msg = msg?;
-                        if let Some(m) = self.route_inbound(msg) {
-                            if matches!(&m, rmcp::model::JsonRpcMessage::Notification(_)) {
-                                mark_cancelled(
-                                    self.publisher.clone(),
-                                    self.route.clone(),
-                                    self.shared.clone(),
-                                    self.done_tx.clone(),
-                                )
-                                .await;
-                            }
-                            return Some(m);
-                        }
-                    }
+                if *self.settled.borrow() != Outcome::Running {
+                    return None;
                 }
+                let msg = match self.ready.pop_front() {
+                    Some(m) => m,
+                    None => tokio::select! {
+                        _ = self.settled.changed() => continue,
+                        m = self.inbound.recv() => m?,
+                    },
+                };
+                let Some(m) = self.route_inbound(msg) else {
+                    continue;
+                };
+                if matches!(&m, JsonRpcMessage::Notification(_)) {
+                    cancel(&self.publisher, &self.route, &self.outcome).await;
+                }
+                return Some(m);
             }
         }
     }
@@ -337,35 +395,20 @@ impl Transport<RoleServer> for RequestTransport {
     }
 }
 
-async fn wait_done(done: &mut watch::Receiver<bool>) {
-    let _ = done.wait_for(|d| *d).await.is_ok();
-}
-
 /// The client cancelled this request: rmcp drops the handler's response, so
-/// put a closing marker on the POST stream for the gateway instead.
-async fn mark_cancelled(
-    publisher: Publisher,
-    route: Arc<RequestRoute>,
-    shared: Arc<Shared>,
-    done: Arc<watch::Sender<bool>>,
-) {
+/// put a `cancelled` marker on the POST stream for the gateway instead.
+pub async fn cancel(publisher: &Publisher, route: &RequestRoute, outcome: &watch::Sender<Outcome>) {
     let msg = OutMessage {
         session: &route.session,
         stream: &route.stream,
         payload: Vec::new(),
-        is_final: true,
-        dedup: None,
+        kind: Out::Cancelled,
     };
     match publisher.publish(msg).await {
-        Ok(()) => {
-            if let Ok(mut o) = shared.outcome.lock() {
-                *o = Outcome::Cancelled;
-            }
-            done.send_replace(true);
-        }
+        Ok(()) => settle(outcome, Outcome::Cancelled),
         Err(e) => {
             tracing::warn!(error = %e, "could not mark a cancelled request");
-            done.send_replace(true);
+            settle(outcome, Outcome::Unanswered);
         }
     }
 }

@@ -92,7 +92,7 @@ fn write_record(
                 out,
                 "{}{}",
                 label("log level"),
-                r.log_level.as_deref().unwrap_or("-")
+                r.log_level.map_or("-", |l| l.as_str())
             )?;
             let caps = r
                 .client

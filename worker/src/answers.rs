@@ -1,0 +1,221 @@
+//! What the session stream already holds for a request: its answer (a final
+//! message on its POST stream), and what the client sent it (cancellation,
+//! answers to server→client requests), history first and then live.
+//!
+//! The live part is the stream's RePublish of the session's inbound
+//! subject: core NATS, at most once, so each message's `Nats-Last-Sequence`
+//! is checked against the last one seen and a gap is filled from the stream
+//! by direct get, as the gateway's SSE readers do. A reconnect triggers the
+//! same catch-up, so a cancellation sent while this worker was reconnecting
+//! still reaches the request.
+
+use async_nats::jetstream::stream::{
+    DirectGetError, DirectGetErrorKind, LastRawMessageError, LastRawMessageErrorKind, Stream,
+};
+use futures::StreamExt;
+use jetway_shared::{
+    headers,
+    publish::Backoff,
+    subjects::{SessionId, StreamKey},
+};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+/// Messages the inbound follower may buffer for a request loop.
+const INBOUND_BUFFER: usize = 64;
+
+/// Read access to the session stream, shared by every request.
+#[derive(Clone)]
+pub struct Answers {
+    stream: Stream<()>,
+    nats: async_nats::Client,
+    /// Bumped on every NATS (re)connect.
+    connects: watch::Receiver<u64>,
+}
+
+impl Answers {
+    pub fn new(
+        stream: Stream<()>,
+        nats: async_nats::Client,
+        connects: watch::Receiver<u64>,
+    ) -> Self {
+        Self {
+            stream,
+            nats,
+            connects,
+        }
+    }
+
+    /// True if the request's POST stream already holds its final message.
+    /// A failed read is retried (through a leader election) for a bounded
+    /// time; then the error says nobody can tell.
+    pub async fn answered(
+        &self,
+        session: &SessionId,
+        request: &StreamKey,
+    ) -> Result<bool, DirectGetError> {
+        let subject = session.out(request);
+        let mut backoff = Backoff::new();
+        loop {
+            match self
+                .stream
+                .direct_get_last_for_subject(subject.as_str())
+                .await
+            {
+                Ok(m) => return Ok(m.headers.get(headers::FINAL).is_some()),
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(false),
+                Err(e) => {
+                    if !backoff.wait().await {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "reading the request's stream failed; retrying");
+                }
+            }
+        }
+    }
+
+    /// [`Self::answered`], asked of the stream's leader rather than any
+    /// replica, for the one decision a lagging replica must not sway:
+    /// whether to run again a request whose previous holder just let go.
+    pub async fn answered_per_leader(
+        &self,
+        session: &SessionId,
+        request: &StreamKey,
+    ) -> Result<bool, LastRawMessageError> {
+        let subject = session.out(request);
+        let mut backoff = Backoff::new();
+        loop {
+            match self.stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(m) => return Ok(m.headers.get(headers::FINAL).is_some()),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(false),
+                Err(e) => {
+                    if !backoff.wait().await {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every client notification and response of `session` stored after
+    /// stream sequence `after`, each once and in order: what is stored
+    /// already (returned at once), then what arrives (on the receiver,
+    /// until it is dropped).
+    ///
+    /// Subscribes before reading history, so nothing falls between the two.
+    pub async fn inbound_after(
+        &self,
+        session: &SessionId,
+        after: u64,
+    ) -> Result<(Vec<Value>, mpsc::Receiver<Value>), async_nats::SubscribeError> {
+        let live = self.nats.subscribe(session.live_in_msg()).await?;
+        let (tx, rx) = mpsc::channel(INBOUND_BUFFER);
+        let mut follower = Follower {
+            stream: self.stream.clone(),
+            subject: session.in_msg(),
+            last: after,
+            tx,
+            history: Some(Vec::new()),
+        };
+        let _ = follower.catch_up(None).await;
+        let history = follower.history.take().unwrap_or_default();
+        tokio::spawn(follower.run(live, self.connects.clone()));
+        Ok((history, rx))
+    }
+}
+
+struct Follower {
+    stream: Stream<()>,
+    subject: String,
+    /// Stream sequence of the last message passed on.
+    last: u64,
+    tx: mpsc::Sender<Value>,
+    /// While reading what was stored before the request ran: collected here.
+    history: Option<Vec<Value>>,
+}
+
+impl Follower {
+    async fn run(mut self, mut live: async_nats::Subscriber, mut connects: watch::Receiver<u64>) {
+        connects.mark_unchanged();
+        loop {
+            tokio::select! {
+                m = live.next() => {
+                    let Some(m) = m else { return };
+                    let Some((seq, prev)) = positions(&m.headers) else { continue };
+                    if seq <= self.last {
+                        continue;
+                    }
+                    if prev > self.last && self.catch_up(Some(seq)).await.is_err() {
+                        return;
+                    }
+                    if self.pass(seq, &m.payload).await.is_err() {
+                        return;
+                    }
+                }
+                changed = connects.changed() => {
+                    if changed.is_err() || self.catch_up(None).await.is_err() {
+                        return;
+                    }
+                }
+                _ = self.tx.closed() => return,
+            }
+        }
+    }
+
+    /// Passes on the stored messages after `last` (and before `until`).
+    async fn catch_up(&mut self, until: Option<u64>) -> Result<(), Closed> {
+        let mut backoff = Backoff::new();
+        loop {
+            let next = self
+                .stream
+                .direct_get_next_for_subject(self.subject.as_str(), Some(self.last + 1))
+                .await;
+            match next {
+                Ok(m) if until.is_none_or(|u| m.sequence < u) => {
+                    self.pass(m.sequence, &m.payload).await?;
+                }
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(()),
+                Err(e) => {
+                    if !backoff.wait().await {
+                        // Live messages still flow; the next gap or
+                        // reconnect tries again.
+                        tracing::warn!(error = %e, "could not read the session's inbound messages");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn pass(&mut self, seq: u64, payload: &[u8]) -> Result<(), Closed> {
+        self.last = seq;
+        let Ok(v) = serde_json::from_slice::<Value>(payload) else {
+            return Ok(());
+        };
+        match &mut self.history {
+            Some(h) => {
+                h.push(v);
+                Ok(())
+            }
+            None => self.tx.send(v).await.map_err(|_| Closed),
+        }
+    }
+}
+
+struct Closed;
+
+/// `(Nats-Sequence, Nats-Last-Sequence)` of a republished message.
+fn positions(h: &Option<async_nats::HeaderMap>) -> Option<(u64, u64)> {
+    let h = h.as_ref()?;
+    let seq = h
+        .get(async_nats::header::NATS_SEQUENCE)?
+        .as_str()
+        .parse()
+        .ok()?;
+    let prev = h
+        .get(async_nats::header::NATS_LAST_SEQUENCE)
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(0);
+    Some((seq, prev))
+}

@@ -1,0 +1,267 @@
+//! Claims: which worker process runs a request, so that a request runs
+//! once even when JetStream delivers it twice.
+//!
+//! A consumer redelivers a request when its lease runs out, but also, after
+//! a consumer leader change, while the first worker still runs it (with a
+//! delivery count of 1). So before a request runs, its worker claims it:
+//! a compare-and-set create of `<session>.<request>` in the claims bucket,
+//! naming the claiming process and the core subject it answers probes on.
+//! A delivery that finds someone else's claim asks that process whether it
+//! still runs the request:
+//! - it does: wait (holding this delivery's lease) until the answer is on
+//!   the stream, then acknowledge; the request does not run twice;
+//! - it does not, or nobody answers the probe subject (the process is gone:
+//!   NATS answers "no responders" at once): take the claim over with a
+//!   compare-and-set on the revision seen, and run;
+//! - it cannot say (a probe times out): keep waiting, for at most
+//!   `patience`, then take over.
+//!
+//! Claims are never deleted: each write carries a TTL longer than any run
+//! (the request deadline plus a margin), so the bucket holds only recent
+//! requests. The cost is one replicated KV write per request, paid by every
+//! request, read-only ones too: a bridged upstream's tools may have effects
+//! Jetway cannot see.
+
+use crate::answers::Answers;
+use async_nats::jetstream::{Context, kv};
+use futures::StreamExt;
+use jetway_shared::{
+    kv_write::{self, Expect, WriteError},
+    subjects::{self, SessionId, StreamKey},
+};
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::time::Instant;
+
+/// How often a delivery waiting on another holder looks again.
+const POLL: Duration = Duration::from_millis(500);
+/// How long a probe may take before its holder counts as unresponsive.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const RUNNING: &[u8] = b"running";
+const IDLE: &[u8] = b"idle";
+
+/// Why a claim could not be settled.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("could not write the claim: {0}")]
+    Write(#[source] WriteError),
+    #[error("could not read the claim: {0}")]
+    Read(#[source] kv::EntryError),
+    #[error("could not tell whether the request was answered: {0}")]
+    Answers(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the request's holder neither answered nor let go in time")]
+    Waited,
+}
+
+/// What a delivery found.
+pub enum Acquired {
+    /// This process runs the request now.
+    Ours(ClaimGuard),
+    /// The request is answered (by an earlier run or the holder it waited on).
+    Answered,
+}
+
+/// Who holds a claim, as stored.
+#[derive(Serialize, Deserialize)]
+struct Holder {
+    instance: String,
+    probe: String,
+}
+
+enum Probe {
+    Running,
+    Idle,
+    Gone,
+    Unknown,
+}
+
+/// This process's side of claims: taking them, and answering probes.
+pub struct Claims {
+    store: kv::Store,
+    js: Context,
+    nats: async_nats::Client,
+    /// Names this process (not its instance id, which a restarted pod reuses).
+    nonce: String,
+    holder: bytes::Bytes,
+    ttl: Duration,
+    patience: Duration,
+    running: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Claims {
+    /// Starts answering probes; `ttl` bounds how long a claim outlives its
+    /// last write, `patience` how long an unresponsive holder is waited for.
+    pub async fn start(
+        store: kv::Store,
+        js: Context,
+        nats: async_nats::Client,
+        instance: &str,
+        ttl: Duration,
+        patience: Duration,
+    ) -> Result<Arc<Self>, async_nats::SubscribeError> {
+        let nonce = format!("{:016x}", rand::random::<u64>());
+        let probe = subjects::probe(&nonce);
+        let holder = serde_json::to_vec(&Holder {
+            instance: instance.to_owned(),
+            probe: probe.clone(),
+        })
+        .unwrap_or_default()
+        .into();
+        let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut probes = nats.subscribe(probe).await?;
+        let answering = running.clone();
+        let replier = nats.clone();
+        tokio::spawn(async move {
+            while let Some(m) = probes.next().await {
+                let Some(reply) = m.reply else { continue };
+                let key = String::from_utf8_lossy(&m.payload);
+                let runs = answering
+                    .lock()
+                    .map(|r| r.contains(key.as_ref()))
+                    .unwrap_or(false);
+                let answer = if runs { RUNNING } else { IDLE };
+                let _ = replier.publish(reply, answer.into()).await;
+            }
+        });
+        Ok(Arc::new(Self {
+            store,
+            js,
+            nats,
+            nonce,
+            holder,
+            ttl,
+            patience,
+            running,
+        }))
+    }
+
+    /// Claims `request` for this process, or waits until its current
+    /// holder answers it (see the module docs). Gives up at `until`.
+    pub async fn acquire(
+        &self,
+        session: &SessionId,
+        request: &StreamKey,
+        answers: &Answers,
+        until: Instant,
+    ) -> Result<Acquired, ClaimError> {
+        let key = subjects::claim_key(session, request);
+        // Some(revision): write the claim over that revision (0: none);
+        // None: someone runs it, look again.
+        let mut replace = Some(0);
+        let mut unresponsive_since: Option<Instant> = None;
+        loop {
+            if let Some(revision) = replace.take() {
+                let id = subjects::claim_write_id(session, request, &self.nonce, revision);
+                let wrote = kv_write::write_expiring(
+                    &self.js,
+                    &self.store,
+                    &key,
+                    self.holder.clone(),
+                    Expect::Revision(revision),
+                    &id,
+                    Some(self.ttl),
+                )
+                .await;
+                match wrote {
+                    Ok(_) => return Ok(Acquired::Ours(self.guard(key))),
+                    Err(WriteError::Conflict) => {}
+                    Err(e) => return Err(ClaimError::Write(e)),
+                }
+            }
+            let entry = kv_write::read(&self.store, &key)
+                .await
+                .map_err(ClaimError::Read)?;
+            let Some(entry) = entry else {
+                replace = Some(0);
+                continue;
+            };
+            let holder = (entry.operation == kv::Operation::Put)
+                .then(|| serde_json::from_slice::<Holder>(&entry.value).ok())
+                .flatten();
+            let Some(holder) = holder else {
+                // Expired or unreadable: nobody holds it.
+                replace = Some(entry.revision);
+                continue;
+            };
+            let answered = answers
+                .answered(session, request)
+                .await
+                .map_err(|e| ClaimError::Answers(Box::new(e)))?;
+            if answered {
+                return Ok(Acquired::Answered);
+            }
+            let let_go = match self.probe(&holder.probe, &key).await {
+                Probe::Running => {
+                    unresponsive_since = None;
+                    false
+                }
+                Probe::Idle | Probe::Gone => true,
+                Probe::Unknown => {
+                    unresponsive_since
+                        .get_or_insert_with(Instant::now)
+                        .elapsed()
+                        >= self.patience
+                }
+            };
+            if let_go {
+                // The holder may have let go because it just answered.
+                let answered = answers
+                    .answered_per_leader(session, request)
+                    .await
+                    .map_err(|e| ClaimError::Answers(Box::new(e)))?;
+                if answered {
+                    return Ok(Acquired::Answered);
+                }
+                tracing::info!(holder = %holder.instance, "taking over a request its holder no longer runs");
+                replace = Some(entry.revision);
+                continue;
+            }
+            tracing::debug!(holder = %holder.instance, "request is running elsewhere; waiting for its answer");
+            if Instant::now() + POLL > until {
+                return Err(ClaimError::Waited);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn guard(&self, key: String) -> ClaimGuard {
+        if let Ok(mut r) = self.running.lock() {
+            r.insert(key.clone());
+        }
+        ClaimGuard {
+            running: self.running.clone(),
+            key,
+        }
+    }
+
+    async fn probe(&self, subject: &str, key: &str) -> Probe {
+        let request = async_nats::client::Request::new()
+            .payload(key.to_owned().into())
+            .timeout(Some(PROBE_TIMEOUT));
+        match self.nats.send_request(subject.to_owned(), request).await {
+            Ok(m) if m.payload.as_ref() == RUNNING => Probe::Running,
+            Ok(_) => Probe::Idle,
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Probe::Gone,
+            Err(_) => Probe::Unknown,
+        }
+    }
+}
+
+/// Marks a request as running in this process until dropped; drop it only
+/// once the request's answer is on the stream or it was handed back.
+pub struct ClaimGuard {
+    running: Arc<Mutex<HashSet<String>>>,
+    key: String,
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.running.lock() {
+            r.remove(&self.key);
+        }
+    }
+}
