@@ -4,12 +4,14 @@
 # worker. Clients connect to http://127.0.0.1:8080/mcp. Ctrl-C stops all.
 #
 # Usage: scripts/stack.sh
-# Environment: GATEWAY_PORT (8080), NATS_PORT (4222), PROFILE (release|debug).
+# Environment: GATEWAY_PORT (8080), NATS_PORT (4222), WORKER_PORT (9090, its
+# /healthz and /readyz), PROFILE (release|debug).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 GATEWAY_PORT="${GATEWAY_PORT:-8080}"
 NATS_PORT="${NATS_PORT:-4222}"
+WORKER_PORT="${WORKER_PORT:-9090}"
 PROFILE="${PROFILE:-release}"
 DIR=".local/stack"
 mkdir -p "$DIR"
@@ -42,11 +44,11 @@ done
 NATS_URL="nats://127.0.0.1:$NATS_PORT"
 "$BIN/jetway-gateway" --nats-url "$NATS_URL" --instance-id gateway-1 --listen "127.0.0.1:$GATEWAY_PORT" >"$DIR/gateway.log" 2>&1 &
 pids+=($!)
-"$BIN/jetway-worker" --nats-url "$NATS_URL" --instance-id worker-1 >"$DIR/worker.log" 2>&1 &
+"$BIN/jetway-worker" --nats-url "$NATS_URL" --instance-id worker-1 --listen "127.0.0.1:$WORKER_PORT" >"$DIR/worker.log" 2>&1 &
 pids+=($!)
 
 for _ in $(seq 300); do
-  if curl -sf "http://127.0.0.1:$GATEWAY_PORT/readyz" >/dev/null 2>&1 && grep -q "worker ready" "$DIR/worker.log"; then
+  if curl -sf "http://127.0.0.1:$GATEWAY_PORT/readyz" >/dev/null 2>&1 && curl -sf "http://127.0.0.1:$WORKER_PORT/readyz" >/dev/null 2>&1; then
     echo "Jetway is ready: MCP endpoint http://127.0.0.1:$GATEWAY_PORT/mcp"
     echo "  NATS $NATS_URL (JetStream data in $DIR/nats); logs in $DIR/*.log"
     echo "  Ctrl-C stops the stack."

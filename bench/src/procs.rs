@@ -2,7 +2,7 @@
 //!
 //! [`Proc`] spawns a binary with stdout and stderr captured line by line into
 //! a log file (`<log dir>/<name>.log`) and a bounded in-memory tail, so the
-//! harness can wait for a readiness line (`listening on`, `worker ready`,
+//! harness can wait for a readiness line (`listening on`,
 //! `Server is ready`) with a deadline. It is SIGKILLed when dropped, so a
 //! failed run leaves nothing behind. [`Usage`] reads a process's resident
 //! memory and CPU time from `/proc`.

@@ -287,12 +287,16 @@ impl Stack {
             &id,
             "--grace-period-secs",
             "1",
+            "--listen",
+            "127.0.0.1:0",
         ]
         .map(String::from)
         .to_vec();
         args.extend(extra.iter().map(|a| a.to_string()));
         let proc = Proc::spawn(&id, &bin, &args, &[], &self.env.log_dir)?;
-        proc.wait_for_line("worker ready", START_TIMEOUT).await?;
+        let line = proc.wait_for_line("listening on ", START_TIMEOUT).await?;
+        let addr = addr_after(&line, "listening on ")?;
+        wait_ready(&format!("http://{addr}/readyz")).await?;
         self.workers.push(Worker { proc, instance: id });
         Ok(())
     }

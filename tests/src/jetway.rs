@@ -3,8 +3,8 @@
 //! [`Gateway`] runs `jetway-gateway --nats-url URL --instance-id ID
 //! --listen 127.0.0.1:0 [args]`, learns its address from the log line
 //! `listening on ADDR`, then polls `GET /readyz` until it answers 200.
-//! [`Worker`] runs `jetway-worker --nats-url URL --instance-id ID [args]` and
-//! waits for a log line containing `worker ready`. Both are SIGKILLed on drop
+//! [`Worker`] runs `jetway-worker --nats-url URL --instance-id ID --listen
+//! 127.0.0.1:0 [args]` and waits the same way on its health port. Both are SIGKILLed on drop
 //! and print their last output lines when dropped during a panic.
 //!
 //! Binaries come from [`crate::process::jetway_bin`].
@@ -24,7 +24,6 @@ use crate::process::{ProcessGuard, jetway_bin};
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 const LISTENING_MARKER: &str = "listening on ";
-const WORKER_READY_MARKER: &str = "worker ready";
 
 /// A unique-enough instance id: `<kind>-<pid>-<n>`.
 fn next_instance_id(kind: &str) -> String {
@@ -138,26 +137,57 @@ impl GatewayBuilder {
         args.extend(self.spec.args.iter().cloned());
         let log = ProcessLog::new(id.clone());
         let process = ProcessGuard::spawn(&bin, &args, &self.spec.envs, log.clone())?;
-        let timeout = self.spec.start_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-
-        let addr = log
-            .wait_for(0, timeout, parse_listening_line)
-            .await
-            .with_context(|| format!("gateway {id} did not log `listening on ADDR`"))?;
-        let host = if addr.ip().is_unspecified() {
-            SocketAddr::from(([127, 0, 0, 1], addr.port()))
-        } else {
-            addr
-        };
-        let gateway = Gateway {
+        let host = wait_listening_and_ready(&process, &id, self.spec.start_timeout).await?;
+        Ok(Gateway {
             process,
             id,
             base_url: format!("http://{host}"),
             addr: host,
+        })
+    }
+}
+
+/// Waits for a process's `listening on ADDR` line, then until `GET /readyz`
+/// at that address answers 200; returns the address to reach it at.
+async fn wait_listening_and_ready(
+    process: &ProcessGuard,
+    id: &str,
+    timeout: Duration,
+) -> Result<SocketAddr> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let addr = process
+        .log()
+        .wait_for(0, timeout, parse_listening_line)
+        .await
+        .with_context(|| format!("{id} did not log `listening on ADDR`"))?;
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let client = crate::mcp::http_client();
+    let url = format!("http://{host}/readyz");
+    let mut delay = Duration::from_millis(10);
+    loop {
+        let last = match client.get(&url).send().await {
+            Ok(resp) if resp.status() == reqwest::StatusCode::OK => return Ok(host),
+            Ok(resp) => format!("status {}", resp.status()),
+            Err(e) => format!("error {e}"),
         };
-        gateway.wait_ready(deadline).await?;
-        Ok(gateway)
+        if process.log().is_closed() {
+            bail!(
+                "{id} exited before /readyz returned 200 (last: {last}); last lines:\n{}",
+                process.log().tail(40).join("\n")
+            );
+        }
+        if tokio::time::Instant::now() + delay > deadline {
+            bail!(
+                "{id}: GET {url} did not return 200 in time (last: {last}); last lines:\n{}",
+                process.log().tail(40).join("\n")
+            );
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(200));
     }
 }
 
@@ -180,35 +210,6 @@ impl Gateway {
     pub fn builder(nats_url: &str) -> GatewayBuilder {
         GatewayBuilder {
             spec: Spec::new(nats_url),
-        }
-    }
-
-    async fn wait_ready(&self, deadline: tokio::time::Instant) -> Result<()> {
-        let client = crate::mcp::http_client();
-        let url = format!("{}/readyz", self.base_url);
-        let mut delay = Duration::from_millis(10);
-        loop {
-            let last = match client.get(&url).send().await {
-                Ok(resp) if resp.status() == reqwest::StatusCode::OK => return Ok(()),
-                Ok(resp) => format!("status {}", resp.status()),
-                Err(e) => format!("error {e}"),
-            };
-            if self.process.log().is_closed() {
-                bail!(
-                    "gateway {} exited before /readyz returned 200 (last: {last}); last lines:\n{}",
-                    self.id,
-                    self.process.log().tail(40).join("\n")
-                );
-            }
-            if tokio::time::Instant::now() + delay > deadline {
-                bail!(
-                    "gateway {}: GET {url} did not return 200 in time (last: {last}); last lines:\n{}",
-                    self.id,
-                    self.process.log().tail(40).join("\n")
-                );
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(200));
         }
     }
 
@@ -262,7 +263,7 @@ pub struct WorkerBuilder {
 impl WorkerBuilder {
     builder_methods!();
 
-    /// Spawn the worker and wait for its `worker ready` log line.
+    /// Spawn the worker and wait until its `/readyz` answers 200.
     pub async fn start(self) -> Result<Worker> {
         let bin = jetway_bin("jetway-worker")?;
         let id = self
@@ -275,14 +276,14 @@ impl WorkerBuilder {
             self.spec.nats_url.clone().into(),
             "--instance-id".into(),
             id.clone().into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
         ];
         args.extend(self.spec.args.iter().cloned());
         let log = ProcessLog::new(id.clone());
         let process = ProcessGuard::spawn(&bin, &args, &self.spec.envs, log.clone())?;
-        log.wait_for_text(0, self.spec.start_timeout, WORKER_READY_MARKER)
-            .await
-            .with_context(|| format!("worker {id} did not log `{WORKER_READY_MARKER}`"))?;
-        Ok(Worker { process, id })
+        let addr = wait_listening_and_ready(&process, &id, self.spec.start_timeout).await?;
+        Ok(Worker { process, id, addr })
     }
 }
 
@@ -291,12 +292,18 @@ impl WorkerBuilder {
 pub struct Worker {
     process: ProcessGuard,
     id: String,
+    addr: SocketAddr,
 }
 
 impl Worker {
     /// Start a worker with default options.
     pub async fn start(nats_url: &str) -> Result<Self> {
         Self::builder(nats_url).start().await
+    }
+
+    /// `http://127.0.0.1:PORT` of the worker's health port.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// Options: instance id, extra args, environment.

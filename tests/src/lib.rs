@@ -9,7 +9,7 @@
 //! - [`nats`]: [`NatsServer`], a nats-server on an OS-chosen port and a temp
 //!   store directory; `kill`, `restart` (same port, same store).
 //! - [`jetway`]: [`Gateway`] and [`Worker`] process guards (ready when the
-//!   gateway's `/readyz` answers 200 / the worker logs `worker ready`).
+//!   `/readyz` of each answers 200).
 //! - [`process`]: the shared [`ProcessGuard`], and where binaries come from
 //!   (`JETWAY_BIN_DIR`, else `cargo build --bins` once per test process).
 //! - [`log`]: captured process output ([`ProcessLog`]); `JETWAY_TEST_LOG=1`
