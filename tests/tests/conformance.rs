@@ -6,7 +6,8 @@
 //! fails on any scenario not named in `tests/conformance-baseline.txt`.
 
 use anyhow::{Context, Result, ensure};
-use jetway_tests::{Gateway, NatsServer, Worker, workspace_root};
+use jetway_tests::{Gateway, McpClient, NatsServer, Worker, workspace_root};
+use serde_json::json;
 
 #[tokio::test]
 async fn official_conformance_suite_passes() -> Result<()> {
@@ -43,6 +44,78 @@ async fn official_conformance_suite_passes() -> Result<()> {
     ensure!(
         summary.contains(" 0 failed"),
         "unexpected summary: {summary}"
+    );
+    Ok(())
+}
+
+/// `json_schema_2020_12_tool` reaches the client through gateway and worker
+/// with its input schema exactly as written (`$schema`, `$defs` and the
+/// `$ref` to it, `additionalProperties: false`), answers a call with valid
+/// arguments, and refuses a property the schema does not allow.
+#[tokio::test]
+async fn json_schema_2020_12_tool_is_listed_as_written_and_checks_its_arguments() -> Result<()> {
+    let nats = NatsServer::start().await?;
+    let bus = nats.url();
+    let (gateway, _worker) = tokio::try_join!(Gateway::start(&bus), Worker::start(&bus))?;
+    let url = gateway.mcp_url();
+    let client = McpClient::initialize(&url).await?;
+
+    let ex = client.request(&url, "tools/list", json!({})).await?;
+    let tool = ex.result()?["tools"]
+        .as_array()
+        .context("tools is an array")?
+        .iter()
+        .find(|t| t["name"] == "json_schema_2020_12_tool")
+        .context("json_schema_2020_12_tool missing from tools/list")?
+        .clone();
+    assert_eq!(
+        tool["description"], "Tool with JSON Schema 2020-12 features",
+        "{tool}"
+    );
+    assert_eq!(
+        tool["inputSchema"],
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "$defs": {
+                "address": {
+                    "type": "object",
+                    "properties": {
+                        "street": {"type": "string"},
+                        "city": {"type": "string"},
+                    },
+                },
+            },
+            "properties": {
+                "name": {"type": "string"},
+                "address": {"$ref": "#/$defs/address"},
+            },
+            "additionalProperties": false,
+        })
+    );
+
+    let args = json!({"name": "Ada", "address": {"street": "1 Main St", "city": "Springfield"}});
+    let ex = client
+        .call_tool(&url, "json_schema_2020_12_tool", args.clone())
+        .await?;
+    assert!(!ex.is_tool_error(), "{:?}", ex.response);
+    assert_eq!(
+        ex.result()?["content"],
+        json!([{"type": "text", "text": format!("JSON Schema 2020-12 tool called with {args}")}])
+    );
+
+    let ex = client
+        .call_tool(
+            &url,
+            "json_schema_2020_12_tool",
+            json!({"name": "Ada", "nickname": "A"}),
+        )
+        .await?;
+    assert!(ex.is_tool_error(), "{:?}", ex.response);
+    let text = ex.result()?["content"][0]["text"].as_str().unwrap_or("");
+    assert!(
+        text.starts_with("failed to deserialize parameters") && text.contains("nickname"),
+        "{text:?}"
     );
     Ok(())
 }
