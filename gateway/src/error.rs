@@ -17,8 +17,6 @@ pub enum GatewayError {
     InvalidRequest(String, Option<Value>),
     #[error("Bad Request: Mcp-Session-Id header is required")]
     MissingSession,
-    #[error("Bad Request: malformed Mcp-Session-Id")]
-    MalformedSession,
     #[error("Session not found")]
     SessionNotFound,
     #[error("Bad Request: Unsupported protocol version: {0} (supported: {1})")]
@@ -51,7 +49,6 @@ impl GatewayError {
             Self::Parse(_)
             | Self::InvalidRequest(..)
             | Self::MissingSession
-            | Self::MalformedSession
             | Self::UnsupportedVersion(..)
             | Self::MalformedEventId
             | Self::UnknownEventId => StatusCode::BAD_REQUEST,

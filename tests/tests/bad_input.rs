@@ -295,16 +295,31 @@ async fn missing_unknown_and_malformed_session_ids() -> Result<()> {
         );
     }
 
-    // Malformed: 400 (never looked up, never turned into a subject).
+    // Any other shape names no session either: 404 with the session-not-found
+    // code on POST, GET and DELETE, exactly like an unknown well-formed id,
+    // so a client starts a new session. Such an id is never looked up or
+    // turned into a subject: ids that would be NATS wildcards or extra
+    // subject tokens next to the live session's id leave it untouched.
     let sid = client.session_id().context("session id")?;
+    let long = format!("0-{}", "a".repeat(4096));
     let malformed = [
         "abc".to_owned(),
+        "not-a-jetway-id".to_owned(),
+        "123e4567-e89b-12d3-a456-426614174000".to_owned(),
+        "".to_owned(),
+        long,
+        "0-ééééééééééééééééééééééééééééééé".to_owned(),
+        "セッション-🙂".to_owned(),
         format!("{sid}.x"),
+        format!("{sid}.>"),
         format!("0-{}.", &sid[2..33]),
         format!("0-{}*", &sid[2..33]),
         format!("0-{}>", &sid[2..33]),
         format!("{}*", &sid[..sid.len() - 1]),
         "0-*".to_owned(),
+        "0-abc.*".to_owned(),
+        "*".to_owned(),
+        ">".to_owned(),
         sid.to_ascii_uppercase(),
         format!("00-{}", &sid[2..]),
         format!("0-{}", &sid[2..33]),
@@ -312,30 +327,38 @@ async fn missing_unknown_and_malformed_session_ids() -> Result<()> {
         format!("-{}", &sid[2..]),
     ];
     for bad in &malformed {
+        let shown: String = bad.chars().take(80).collect();
         let h = with(&good, "mcp-session-id", Some(bad));
         let got = client.raw_post(&s.a(), &h, body.clone()).await?;
         expect_error(
-            &format!("POST malformed {bad:?}"),
+            &format!("POST malformed {shown:?}"),
             &got,
-            400,
-            INVALID_REQUEST,
+            404,
+            SESSION_NOT_FOUND,
+            &Value::Null,
+        );
+        let get_h = with(&h, "accept", Some("text/event-stream"));
+        let got = client
+            .raw_request(Method::GET, &s.b(), &get_h, Bytes::new())
+            .await?;
+        expect_error(
+            &format!("GET malformed {shown:?}"),
+            &got,
+            404,
+            SESSION_NOT_FOUND,
+            &Value::Null,
+        );
+        let got = client
+            .raw_request(Method::DELETE, &s.a(), &h, Bytes::new())
+            .await?;
+        expect_error(
+            &format!("DELETE malformed {shown:?}"),
+            &got,
+            404,
+            SESSION_NOT_FOUND,
             &Value::Null,
         );
     }
-    let h = with(&good, "mcp-session-id", Some("0-abc.*"));
-    let got = client
-        .raw_request(
-            Method::GET,
-            &s.a(),
-            &with(&h, "accept", Some("text/event-stream")),
-            Bytes::new(),
-        )
-        .await?;
-    expect_error("GET malformed", &got, 400, INVALID_REQUEST, &Value::Null);
-    let got = client
-        .raw_request(Method::DELETE, &s.a(), &h, Bytes::new())
-        .await?;
-    expect_error("DELETE malformed", &got, 400, INVALID_REQUEST, &Value::Null);
 
     // A Last-Event-ID that is not one of the gateway's event ids: 400.
     for bad in ["garbage", "0", "r.*>-1", ""] {
@@ -1079,6 +1102,20 @@ async fn notifications_and_client_responses_get_202() -> Result<()> {
         SESSION_NOT_FOUND,
         &Value::Null,
     );
+    let got = client
+        .raw_post(
+            &s.b(),
+            &with(&good, "mcp-session-id", Some("not-a-jetway-id")),
+            cases[0].1.to_string(),
+        )
+        .await?;
+    expect_error(
+        "notification, malformed session",
+        &got,
+        404,
+        SESSION_NOT_FOUND,
+        &Value::Null,
+    );
 
     s.assert_unharmed(&client, 1, &other, 1).await
 }
@@ -1255,8 +1292,8 @@ async fn a_session_survives_a_barrage_of_bad_input() -> Result<()> {
             "malformed session",
             with(&good, "mcp-session-id", Some("0-*.>")),
             &req,
-            400,
-            INVALID_REQUEST,
+            404,
+            SESSION_NOT_FOUND,
             null.clone(),
         ),
         bad_post(

@@ -118,7 +118,7 @@ async fn gateway_killed_mid_stream_client_resumes_on_other_gateway() -> Result<(
     let info = log_messages(&all, "info");
     for msg in [
         "Aggregating results",
-        "Analysis complete: processed 8 items, total score=42",
+        "Analysis complete: processed 8 items, total score=54",
     ] {
         assert_eq!(
             info.iter().filter(|m| *m == msg).count(),
@@ -135,7 +135,7 @@ async fn gateway_killed_mid_stream_client_resumes_on_other_gateway() -> Result<(
     );
     let result = structured(finals[0])?;
     assert_eq!(result["items_processed"], 8, "{result}");
-    assert_eq!(result["total_score"], 42.0, "{result}");
+    assert_eq!(result["total_score"], 54.0, "{result}");
     c.assert_worker(&result["instance"]);
     Ok(())
 }
@@ -177,7 +177,7 @@ async fn worker_killed_mid_request_another_worker_finishes() -> Result<()> {
     let result = structured(finals[0])?;
     assert_eq!(
         result,
-        &json!({"items_processed": 8, "total_score": 42.0, "instance": survivor})
+        &json!({"items_processed": 8, "total_score": 54.0, "instance": survivor})
     );
     // The survivor ran it from the start; the victim's progress may repeat.
     let starts = log_messages(events, "info")
@@ -207,7 +207,7 @@ async fn worker_killed_mid_request_another_worker_finishes() -> Result<()> {
     let summary: Value = serde_json::from_str(text).context("summary is JSON")?;
     assert_eq!(
         summary["analysis_result"],
-        json!({"items_processed": 8, "total_score": 42.0}),
+        json!({"items_processed": 8, "total_score": 54.0}),
         "summary: {summary}"
     );
 
@@ -438,7 +438,7 @@ async fn worker_drain_finishes_in_flight_work() -> Result<()> {
     assert_eq!(finals.len(), 1, "final responses: {finals:?}");
     assert_eq!(
         structured(finals[0])?,
-        &json!({"items_processed": 3, "total_score": 4.5, "instance": "wk-1"})
+        &json!({"items_processed": 3, "total_score": 9.0, "instance": "wk-1"})
     );
     let exit = c.workers[0].process().wait_exit(grace + lease).await?;
     let drain = term.elapsed();

@@ -118,7 +118,8 @@ async fn analyze_data_streams_progress_and_logs_before_its_result() -> Result<()
     c.assert_worker(&result["instance"]);
     assert_eq!(
         result,
-        &json!({"items_processed": 3, "total_score": 4.5, "instance": worker})
+        &json!({"items_processed": 3, "total_score": 9.0, "instance": worker}),
+        "items 1..=3 score 1.5·i: 1.5 + 3 + 4.5"
     );
 
     // Progress and info logs, in the order the tool sent them.
@@ -131,14 +132,30 @@ async fn analyze_data_streams_progress_and_logs_before_its_result() -> Result<()
             "progress 2/3 tok-1".into(),
             "progress 3/3 tok-1".into(),
             "info: Aggregating results".into(),
-            "info: Analysis complete: processed 3 items, total score=4.5".into(),
+            "info: Analysis complete: processed 3 items, total score=9".into(),
             "response".into(),
         ]
     );
     let debug = log_messages(&ex, "debug");
+    for expected in [
+        "Processed item 1: score=1.5",
+        "Processed item 2: score=3",
+        "Processed item 3: score=4.5",
+    ] {
+        assert!(
+            debug.contains(&expected.to_owned()),
+            "{expected:?} in debug logs: {debug:?}"
+        );
+    }
     assert!(
-        debug.contains(&"Processed item 2: score=3".to_owned()),
-        "debug logs: {debug:?}"
+        !debug.iter().any(|m| m.starts_with("Processed item 0")),
+        "items are numbered from 1: {debug:?}"
+    );
+    // The result is also the session's `analysis_result`, read through the
+    // other gateway.
+    assert_eq!(
+        summary_of(&client, &c.url(0)).await?["analysis_result"],
+        json!({"items_processed": 3, "total_score": 9.0})
     );
 
     // Raising the level on the other gateway silences debug logs.
@@ -160,9 +177,13 @@ async fn analyze_data_streams_progress_and_logs_before_its_result() -> Result<()
             "progress 0/1 tok-2".into(),
             "progress 1/1 tok-2".into(),
             "info: Aggregating results".into(),
-            "info: Analysis complete: processed 1 items, total score=0".into(),
+            "info: Analysis complete: processed 1 items, total score=1.5".into(),
             "response".into(),
         ]
+    );
+    assert_eq!(
+        summary_of(&client, &c.url(0)).await?["analysis_result"],
+        json!({"items_processed": 1, "total_score": 1.5})
     );
     Ok(())
 }
@@ -512,6 +533,19 @@ async fn notes(client: &McpClient, url: &str) -> Result<Vec<String>> {
         .call_tool_structured(url, "list_notes", json!({}))
         .await?;
     serde_json::from_value(out["notes"].clone()).context("notes is a list of strings")
+}
+
+/// The session's summary resource (its state, as JSON), via `resources/read`.
+async fn summary_of(client: &McpClient, url: &str) -> Result<Value> {
+    let session = client.session_id().context("no session id")?;
+    let uri = format!("resource://session/{session}/summary");
+    let read = client
+        .request(url, "resources/read", json!({"uri": uri}))
+        .await?;
+    let text = read.result()?["contents"][0]["text"]
+        .as_str()
+        .context("summary has text contents")?;
+    serde_json::from_str(text).context("summary is JSON")
 }
 
 /// HTTP status of a `ping` in the client's session.

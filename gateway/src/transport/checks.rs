@@ -99,10 +99,18 @@ pub fn protocol_version(h: &HeaderMap) -> Result<String, GatewayError> {
     }
 }
 
-/// The session id the request names: 400 if absent or malformed.
-pub fn session(h: &HeaderMap) -> Result<SessionId, GatewayError> {
-    let raw = header_str(h, SESSION_HEADER).ok_or(GatewayError::MissingSession)?;
-    SessionId::parse(raw.trim()).map_err(|_| GatewayError::MalformedSession)
+/// The session the request's `Mcp-Session-Id` names: 400 if the header is
+/// absent; `None` if it is present but not a Jetway session id, of any shape
+/// (wrong format, too long, not even visible ASCII). Such an id names no
+/// session, so the caller answers 404 exactly as for an unknown well-formed
+/// one (a client then starts a new session), without ever turning it into a
+/// subject or a KV key.
+pub fn session(h: &HeaderMap) -> Result<Option<SessionId>, GatewayError> {
+    let value = h.get(SESSION_HEADER).ok_or(GatewayError::MissingSession)?;
+    Ok(value
+        .to_str()
+        .ok()
+        .and_then(|raw| SessionId::parse(raw.trim()).ok()))
 }
 
 /// The `Last-Event-ID` to resume from, if any: 400 if it is not one of ours.
@@ -165,6 +173,40 @@ mod tests {
         );
         assert!(protocol_version(&with("mcp-protocol-version", "2026-07-28")).is_err());
         assert!(protocol_version(&with("mcp-protocol-version", "banana")).is_err());
+    }
+
+    #[test]
+    fn only_a_missing_session_header_is_an_error() {
+        assert!(matches!(
+            session(&HeaderMap::new()),
+            Err(GatewayError::MissingSession)
+        ));
+        let id = "0-0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            session(&with("mcp-session-id", id)).ok().flatten(),
+            SessionId::parse(id).ok()
+        );
+        let long = format!("0-{}", "a".repeat(10_000));
+        let junk: [&[u8]; 8] = [
+            b"abc",
+            b"",
+            b"not-a-jetway-id",
+            b"0-abc.*",
+            b"123e4567-e89b-12d3-a456-426614174000",
+            long.as_bytes(),
+            "0-\u{e9}\u{e9}".as_bytes(),
+            b"\xff\xfe\x80junk",
+        ];
+        for raw in junk {
+            let mut h = HeaderMap::new();
+            let value = HeaderValue::from_bytes(raw).expect("no control characters");
+            h.insert(SESSION_HEADER, value);
+            assert!(
+                matches!(session(&h), Ok(None)),
+                "{:?} names no session",
+                String::from_utf8_lossy(raw)
+            );
+        }
     }
 
     #[test]

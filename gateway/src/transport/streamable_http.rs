@@ -80,7 +80,7 @@ pub async fn post(
             (session, requested, true)
         }
         None => {
-            let session = checks::session(&h)?;
+            let session = checks::session(&h)?.ok_or(GatewayError::SessionNotFound)?;
             gw.sessions.find(&session).await?;
             (session, version, false)
         }
@@ -216,9 +216,10 @@ pub async fn get(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Result<Respons
     checks::origin(&gw.config, &h)?;
     checks::accept_get(&h)?;
     let version = checks::protocol_version(&h)?;
-    let session = checks::session(&h)?;
+    let named = checks::session(&h)?;
     let resume = checks::last_event_id(&h)?;
     gw.require_bus()?;
+    let session = named.ok_or(GatewayError::SessionNotFound)?;
     gw.sessions.find(&session).await?;
     let (key, after) = match &resume {
         Some(id) => {
@@ -338,8 +339,9 @@ pub async fn delete(
 ) -> Result<Response, GatewayError> {
     checks::origin(&gw.config, &h)?;
     checks::protocol_version(&h)?;
-    let session = checks::session(&h)?;
+    let named = checks::session(&h)?;
     gw.require_bus()?;
+    let session = named.ok_or(GatewayError::SessionNotFound)?;
     gw.sessions.close(&session).await?;
     // End the session's GET streams on every replica.
     if let Err(e) = gw.publish_control(&session, headers::control::CLOSED).await {

@@ -17,9 +17,9 @@ use rmcp::{
     tool, tool_router,
 };
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 /// A 1×1 red PNG.
 pub const PNG_1X1_RED: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
@@ -36,6 +36,57 @@ pub struct SamplingArgs {
 pub struct ElicitationArgs {
     /// The message to show the user
     pub message: String,
+}
+
+/// Arguments of `json_schema_2020_12_tool`, as its input schema describes
+/// them: both optional, nothing else allowed at the top level.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonSchema2020Args {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Address>,
+}
+
+/// The `address` of `json_schema_2020_12_tool` (`#/$defs/address`).
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Address {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub street: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+}
+
+/// The `inputSchema` of `json_schema_2020_12_tool`, written by hand exactly
+/// as the suite's `json-schema-2020-12` scenario (SEP-1613) prescribes: a
+/// `$schema` naming draft 2020-12, `$defs` with an `address` that a property
+/// `$ref`s, and `additionalProperties: false`. A schema generated from the
+/// argument types would lose `$schema` (rmcp strips it) and name its
+/// definitions differently; the scenario checks that all three keywords
+/// reach the client as written.
+pub fn json_schema_2020_12_input() -> Arc<rmcp::model::JsonObject> {
+    let Value::Object(schema) = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "$defs": {
+            "address": {
+                "type": "object",
+                "properties": {
+                    "street": {"type": "string"},
+                    "city": {"type": "string"},
+                },
+            },
+        },
+        "properties": {
+            "name": {"type": "string"},
+            "address": {"$ref": "#/$defs/address"},
+        },
+        "additionalProperties": false,
+    }) else {
+        unreachable!("json! of an object literal is an object")
+    };
+    Arc::new(schema)
 }
 
 fn content(blocks: Value) -> Result<CallToolResult, McpError> {
@@ -198,6 +249,20 @@ impl Builtin {
             "User response: action={}, content={}",
             result.get("action").and_then(Value::as_str).unwrap_or(""),
             result.get("content").cloned().unwrap_or(json!({})),
+        )}]))
+    }
+
+    #[tool(
+        description = "Tool with JSON Schema 2020-12 features",
+        input_schema = json_schema_2020_12_input()
+    )]
+    async fn json_schema_2020_12_tool(
+        &self,
+        Parameters(args): Parameters<JsonSchema2020Args>,
+    ) -> Result<CallToolResult, McpError> {
+        let args = serde_json::to_value(&args).unwrap_or(Value::Null);
+        content(json!([{"type": "text", "text": format!(
+            "JSON Schema 2020-12 tool called with {args}"
         )}]))
     }
 

@@ -226,8 +226,10 @@ impl Builtin {
         pause(&ctx, 500).await?;
         let mut total_score = 0.0;
         log(peer, LoggingLevel::Debug, "Phase 2: scoring items".into()).await;
-        for i in 0..num_items {
-            progress(i).await;
+        // Items are numbered 1..=N, as in the reference server: item i
+        // scores 1.5·i, so N items total 1.5·N(N+1)/2.
+        for i in 1..=num_items {
+            progress(i - 1).await;
             pause(&ctx, 300).await?;
             let score = 1.5 * i as f64;
             total_score += score;
