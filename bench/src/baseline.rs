@@ -140,11 +140,11 @@ impl DemoServer {
             .step(LoggingLevel::Debug, "Phase 2: scoring items".into())
             .await;
         let mut total_score = 0.0;
-        for i in 0..num_items {
+        for i in 1..=num_items {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let score = 1.5 * i as f64;
             total_score += score;
-            let line = format!("Processed item {i}: score={score}");
+            let line = format!("Processed item {i}: score={score:.1}");
             steps.step(LoggingLevel::Debug, line).await;
         }
         steps
@@ -152,7 +152,7 @@ impl DemoServer {
             .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let done =
-            format!("Analysis complete: processed {num_items} items, total score={total_score}");
+            format!("Analysis complete: processed {num_items} items, total score={total_score:.1}");
         steps.step(LoggingLevel::Info, done).await;
         Ok(CallToolResult::structured(json!({
             "items_processed": num_items,

@@ -118,7 +118,7 @@ async fn gateway_killed_mid_stream_client_resumes_on_other_gateway() -> Result<(
     let info = log_messages(&all, "info");
     for msg in [
         "Aggregating results",
-        "Analysis complete: processed 8 items, total score=54",
+        "Analysis complete: processed 8 items, total score=54.0",
     ] {
         assert_eq!(
             info.iter().filter(|m| *m == msg).count(),

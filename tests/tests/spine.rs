@@ -132,14 +132,14 @@ async fn analyze_data_streams_progress_and_logs_before_its_result() -> Result<()
             "progress 2/3 tok-1".into(),
             "progress 3/3 tok-1".into(),
             "info: Aggregating results".into(),
-            "info: Analysis complete: processed 3 items, total score=9".into(),
+            "info: Analysis complete: processed 3 items, total score=9.0".into(),
             "response".into(),
         ]
     );
     let debug = log_messages(&ex, "debug");
     for expected in [
         "Processed item 1: score=1.5",
-        "Processed item 2: score=3",
+        "Processed item 2: score=3.0",
         "Processed item 3: score=4.5",
     ] {
         assert!(

@@ -236,7 +236,7 @@ impl Builtin {
             log(
                 peer,
                 LoggingLevel::Debug,
-                format!("Processed item {i}: score={score}"),
+                format!("Processed item {i}: score={score:.1}"),
             )
             .await;
         }
@@ -252,7 +252,7 @@ impl Builtin {
         log(
             peer,
             LoggingLevel::Info,
-            format!("Analysis complete: processed {num_items} items, total score={total_score}"),
+            format!("Analysis complete: processed {num_items} items, total score={total_score:.1}"),
         )
         .await;
         Ok(structured(json!({
