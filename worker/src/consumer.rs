@@ -11,7 +11,7 @@
 
 use crate::{config::CONSUMER, delivery::Delivery, health::Health, pull::Puller, request::Runtime};
 use async_nats::jetstream::{
-    consumer::{AckPolicy, PullConsumer, pull},
+    consumer::{AckPolicy, PriorityPolicy, PullConsumer, pull},
     stream::Stream,
 };
 use jetway_shared::subjects;
@@ -35,6 +35,9 @@ pub async fn ensure_consumer(
         // with an error instead of running the request again.
         max_deliver: max_deliver + 1,
         max_ack_pending: 10_000,
+        // See `pull`: workers alternate two priorities to take runs of two.
+        priority_policy: PriorityPolicy::Prioritized,
+        priority_groups: vec![crate::pull::GROUP.to_owned()],
         ..Default::default()
     };
     match stream.create_consumer(config.clone()).await {

@@ -9,12 +9,20 @@
 //! a round robin over the workers that have room: a worker that just got a
 //! message goes to the back. One inbox subscription serves every pull of
 //! the worker's life (no subscribe/unsubscribe per message).
+//!
+//! Plain round robin deals a client's requests alternately to two workers,
+//! so a client that opens sessions one after another, each with
+//! `initialize` and one call, would see every call on the same worker. The
+//! consumer therefore uses the `prioritized` pull policy (lower first, FIFO
+//! among equals) and each worker alternates its pull requests between two
+//! priorities: workers then take requests in runs of two, which spreads
+//! such sessions over the workers while keeping the share of each even.
 
 use async_nats::{
     Subscriber,
     jetstream::{
         self, Context,
-        consumer::{PullConsumer, pull::BatchConfig},
+        consumer::{PriorityPolicy, PullConsumer, pull::BatchConfig},
     },
     status::StatusCode,
 };
@@ -25,6 +33,8 @@ use std::time::Duration;
 const EXPIRES: Duration = Duration::from_secs(10);
 /// How often the server says a pending pull request is still alive.
 const HEARTBEAT: Duration = Duration::from_secs(2);
+/// The priority group of the workers' consumer.
+pub const GROUP: &str = "workers";
 
 /// Why a pull failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +55,9 @@ pub struct Puller {
     js: Context,
     inbox: async_nats::Subject,
     sub: Subscriber,
+    /// The consumer takes priorities (one created by an older Jetway may not).
+    prioritized: bool,
+    pulls: u64,
 }
 
 impl Puller {
@@ -55,11 +68,15 @@ impl Puller {
     ) -> Result<Self, PullError> {
         let inbox = async_nats::Subject::from(nats.new_inbox());
         let sub = nats.subscribe(inbox.clone()).await?;
+        let prioritized =
+            consumer.cached_info().config.priority_policy == PriorityPolicy::Prioritized;
         Ok(Self {
             consumer,
             js,
             inbox,
             sub,
+            prioritized,
+            pulls: 0,
         })
     }
 
@@ -67,10 +84,13 @@ impl Puller {
     /// expired or was lost (a reconnect, a consumer leader change) with
     /// nothing for this worker; ask again.
     pub async fn next(&mut self) -> Result<Option<jetstream::Message>, PullError> {
+        self.pulls += 1;
         let batch = BatchConfig {
             batch: 1,
             expires: Some(EXPIRES),
             idle_heartbeat: HEARTBEAT,
+            group: self.prioritized.then(|| GROUP.to_owned()),
+            priority: self.prioritized.then_some((self.pulls % 2) as usize),
             ..Default::default()
         };
         self.consumer

@@ -349,8 +349,12 @@ async fn cancelled(publisher: &Publisher, request: &Request) -> Outcome {
 async fn settle(delivery: &Delivery, outcome: Outcome, stopping: bool) {
     match outcome {
         Outcome::Answered | Outcome::Cancelled => delivery.ack().await,
-        Outcome::Running | Outcome::Unanswered if stopping => delivery.nak(None).await,
-        Outcome::Running | Outcome::Unanswered => delivery.nak(Some(Duration::from_secs(1))).await,
+        Outcome::Running | Outcome::Unanswered | Outcome::Stopped if stopping => {
+            delivery.nak(None).await
+        }
+        Outcome::Running | Outcome::Unanswered | Outcome::Stopped => {
+            delivery.nak(Some(Duration::from_secs(1))).await
+        }
     }
 }
 

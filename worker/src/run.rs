@@ -64,7 +64,7 @@ impl<S: ServerHandler + Clone> Run<'_, S> {
             log_level: self.record.log_level,
             delivery: self.delivery,
         };
-        let (transport, settled) = RequestTransport::new(
+        let (transport, outcome) = RequestTransport::new(
             route,
             request.message.clone(),
             extensions,
@@ -78,19 +78,23 @@ impl<S: ServerHandler + Clone> Run<'_, S> {
             serve_directly_with_ct(self.handler.clone(), transport, peer_info, ct.clone());
         let waiting = running.waiting();
         tokio::pin!(waiting);
-        let past_deadline = tokio::select! {
+        let ended = tokio::select! {
             r = &mut waiting => {
                 if let Err(e) = r { tracing::error!(error = %e, "request loop panicked"); }
-                false
+                Ended::Loop
             }
-            _ = self.hard_stop.cancelled() => false,
-            _ = tokio::time::sleep_until(self.deadline) => true,
+            _ = self.hard_stop.cancelled() => Ended::HardStop,
+            _ = tokio::time::sleep_until(self.deadline) => Ended::Deadline,
         };
-        ct.cancel();
-        let _ = tokio::time::timeout(WIND_DOWN, &mut waiting).await;
-        let outcome = *settled.borrow();
-        match outcome {
-            Outcome::Running if past_deadline => {
+        if ended != Ended::Loop {
+            // Settle first: rmcp answers a cancelled handler with an error of
+            // its own, which must not reach the client as the answer.
+            outcome.stop();
+            ct.cancel();
+            let _ = tokio::time::timeout(WIND_DOWN, &mut waiting).await;
+        }
+        match outcome.get() {
+            Outcome::Stopped if ended == Ended::Deadline => {
                 tracing::warn!("request ran past its deadline; stopped");
                 let body = jsonrpc::error(
                     Some(&request.id),
@@ -99,10 +103,17 @@ impl<S: ServerHandler + Clone> Run<'_, S> {
                 );
                 publish_final(self.publisher, &request.session, &request.stream, body).await
             }
-            Outcome::Running => Outcome::Unanswered,
+            Outcome::Running | Outcome::Stopped => Outcome::Unanswered,
             settled => settled,
         }
     }
+}
+
+#[derive(PartialEq)]
+enum Ended {
+    Loop,
+    HardStop,
+    Deadline,
 }
 
 /// Publishes a final answer the runtime makes itself (not the handler).

@@ -62,6 +62,28 @@ pub enum Outcome {
     /// The final message could not be published, or the loop ended without
     /// one: the request must be handed back.
     Unanswered,
+    /// The runtime stopped the handler (deadline, shutdown): whatever the
+    /// handler still sends as its answer is dropped.
+    Stopped,
+}
+
+/// The owner's side of a request's outcome.
+pub struct OutcomeHandle {
+    tx: Arc<watch::Sender<Outcome>>,
+}
+
+impl OutcomeHandle {
+    /// Where the request stands now.
+    pub fn get(&self) -> Outcome {
+        *self.tx.borrow()
+    }
+
+    /// Stops the handler's answer from being published, unless one is out
+    /// already; returns the outcome after that.
+    pub fn stop(&self) -> Outcome {
+        settle(&self.tx, Outcome::Stopped);
+        self.get()
+    }
 }
 
 /// Where a request came from and where its answers go.
@@ -135,8 +157,12 @@ impl RequestTransport {
         inbound: mpsc::Receiver<Value>,
         publisher: Publisher,
         initialize: Option<InitializeRecorder>,
-    ) -> (Self, watch::Receiver<Outcome>) {
+    ) -> (Self, OutcomeHandle) {
         let (outcome, settled) = watch::channel(Outcome::Running);
+        let outcome = Arc::new(outcome);
+        let handle = OutcomeHandle {
+            tx: outcome.clone(),
+        };
         let t = Self {
             route: Arc::new(route),
             publisher,
@@ -144,15 +170,15 @@ impl RequestTransport {
             extensions,
             ready: history.into(),
             inbound,
-            outcome: Arc::new(outcome),
-            settled: settled.clone(),
+            outcome,
+            settled,
             initialize,
             pending: HashMap::new(),
             early: HashMap::new(),
             next_ticket: 0,
             turn: Arc::new(watch::channel(0).0),
         };
-        (t, settled)
+        (t, handle)
     }
 
     /// Turns a client message of the session into what this loop must see, if anything.
