@@ -22,7 +22,7 @@
 use crate::publish::{Backoff, PublishFailure, publish_once};
 use async_nats::{
     HeaderMap,
-    jetstream::{Context, kv, stream::DirectGetErrorKind},
+    jetstream::{Context, kv, stream::RawMessageErrorKind},
 };
 use bytes::Bytes;
 
@@ -106,10 +106,12 @@ pub async fn write_expiring(
         match publish_once(js, subject.clone(), h.clone(), value.clone()).await {
             Ok(ack) => return Ok(ack.sequence),
             Err(PublishFailure::Conflict) => {
-                return match after {
+                let outcome = match after {
                     Some(after) if uncertain => landed(store, key, after, write_id).await,
                     _ => Err(WriteError::Conflict),
                 };
+                tracing::debug!(key, write_id, uncertain, ?outcome, "KV write conflicted");
+                return outcome;
             }
             Err(PublishFailure::Unavailable(e)) => {
                 uncertain = true;
@@ -151,11 +153,16 @@ pub async fn landed(
     let mut seen = 0;
     let mut backoff = Backoff::new();
     loop {
-        match store
+        // Asked of the stream's leader: a replica that lags behind could
+        // miss the write and make a landed write look lost.
+        let found = store
             .stream
-            .direct_get_next_for_subject(subject.as_str(), Some(next))
-            .await
-        {
+            .raw_message_builder()
+            .sequence(next)
+            .next_by_subject(subject.as_str())
+            .send()
+            .await;
+        match found {
             Ok(m) => {
                 let id = m.headers.get(async_nats::header::NATS_MESSAGE_ID);
                 if id.map(|v| v.as_str()) == Some(write_id) {
@@ -169,7 +176,9 @@ pub async fn landed(
                 }
                 next = m.sequence + 1;
             }
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Err(WriteError::Conflict),
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {
+                return Err(WriteError::Conflict);
+            }
             Err(e) => {
                 if !backoff.wait().await {
                     return Err(PublishFailure::Unavailable(e.to_string()).into());

@@ -259,10 +259,10 @@ pub fn claim_key(session: &SessionId, key: &StreamKey) -> String {
     format!("{session}.{key}")
 }
 
-/// Message id of one claim write: `nonce` is the claiming process, `from`
-/// the revision it replaces (0: none), so only a retry shares it.
-pub fn claim_write_id(session: &SessionId, key: &StreamKey, nonce: &str, from: u64) -> String {
-    format!("cl.{session}.{key}.{nonce}.{from}")
+/// Message id of one claim write: `attempt` names the claiming attempt,
+/// `from` the revision it replaces (0: none), so only a retry shares it.
+pub fn claim_write_id(session: &SessionId, key: &StreamKey, attempt: &str, from: u64) -> String {
+    format!("cl.{session}.{key}.{attempt}.{from}")
 }
 
 /// Message id of write `n` of a request to a state key; `expect` tells what

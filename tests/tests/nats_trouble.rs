@@ -645,6 +645,9 @@ enum Victim {
     /// Whichever node leads the session stream when the node is killed
     /// (often the leader of a KV bucket or of the consumer too).
     StreamLeader,
+    /// Whichever node leads the workers' consumer: the new consumer leader
+    /// may deliver again a request a worker still runs.
+    ConsumerLeader,
 }
 
 #[tokio::test]
@@ -658,15 +661,13 @@ async fn cluster_survives_losing_a_node_its_clients_use() -> Result<()> {
 }
 
 #[tokio::test]
-#[ignore = "known limit: when the killed node leads the workers' consumer, the new consumer leader may not know that a request was delivered and delivers it again (delivery count 1) while the first worker still runs it; the client still gets one final response, but increment_counter, which is not idempotent, can be applied twice"]
 async fn cluster_survives_losing_the_stream_leader_node() -> Result<()> {
     cluster_scenario(Seeds::OneNodeEach, Victim::StreamLeader).await
 }
 
 #[tokio::test]
-#[ignore = "known limit: when the killed node leads the workers' consumer, the new consumer leader may not know that a request was delivered and delivers it again (delivery count 1) while the first worker still runs it; the client still gets one final response, but increment_counter, which is not idempotent, can be applied twice"]
-async fn cluster_survives_losing_one_node_with_url_list() -> Result<()> {
-    cluster_scenario(Seeds::AllNodes, Victim::StreamLeader).await
+async fn cluster_survives_losing_the_consumer_leader_with_url_list() -> Result<()> {
+    cluster_scenario(Seeds::AllNodes, Victim::ConsumerLeader).await
 }
 
 #[tokio::test]
@@ -722,11 +723,16 @@ async fn cluster_scenario(seeds: Seeds, victim: Victim) -> Result<()> {
     // JETWAY_REPLICAS=3 took effect: the session stream and both KV buckets
     // are R3.
     let replicas = cluster.replicas(0).await?;
-    for name in [STREAM, "KV_jetway_sessions", "KV_jetway_state"] {
+    for name in [
+        STREAM,
+        "KV_jetway_sessions",
+        "KV_jetway_state",
+        "KV_jetway_claims",
+    ] {
         assert_eq!(replicas.get(name), Some(&3), "replicas of {name}");
     }
 
-    if victim != Victim::StreamLeader {
+    if matches!(victim, Victim::IdleFollower | Victim::BusyFollower) {
         cluster.move_leaders_off(0).await?;
     }
 
@@ -779,6 +785,10 @@ async fn cluster_scenario(seeds: Seeds, victim: Victim) -> Result<()> {
                 .get(STREAM)
                 .and_then(|leader| cluster.index_of(leader))
                 .context("the session stream has a leader")?,
+            Victim::ConsumerLeader => leaders
+                .get(&format!("{STREAM}/{CONSUMER}"))
+                .and_then(|leader| cluster.index_of(leader))
+                .context("the workers' consumer has a leader")?,
         };
         let name = cluster.names[node].clone();
         let mut led: Vec<&str> = leaders
@@ -799,7 +809,7 @@ async fn cluster_scenario(seeds: Seeds, victim: Victim) -> Result<()> {
         // that rejoins under load stalls reads (see the ignored tests).
         let restart_after = match victim {
             Victim::IdleFollower => SESSIONS * CALLS_PER_SESSION,
-            Victim::BusyFollower | Victim::StreamLeader => RESTART_AFTER,
+            Victim::BusyFollower | Victim::StreamLeader | Victim::ConsumerLeader => RESTART_AFTER,
         };
         done.wait_for(|c| *c >= restart_after).await?;
         cluster.nodes[node].restart().await?;
@@ -875,8 +885,13 @@ async fn cluster_scenario(seeds: Seeds, victim: Victim) -> Result<()> {
             .filter_map(|c| c.counter.clone().ok())
             .collect();
         if ok.len() == calls.len() && finals[s] != ok.len() as i64 {
+            let retries: Vec<&Vec<String>> = calls
+                .iter()
+                .map(|c| &c.retry_reasons)
+                .filter(|r| !r.is_empty())
+                .collect();
             double_applied.push(format!(
-                "session {s}: {} increments answered, counter {}, returned {ok:?}",
+                "session {s}: {} increments answered, counter {}, returned {ok:?}, retries {retries:?}",
                 ok.len(),
                 finals[s]
             ));

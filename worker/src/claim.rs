@@ -10,11 +10,18 @@
 //! still runs the request:
 //! - it does: wait (holding this delivery's lease) until the answer is on
 //!   the stream, then acknowledge; the request does not run twice;
-//! - it does not, or nobody answers the probe subject (the process is gone:
-//!   NATS answers "no responders" at once): take the claim over with a
-//!   compare-and-set on the revision seen, and run;
+//! - it does not: take the claim over with a compare-and-set on the
+//!   revision seen, and run;
+//! - nobody answers the probe subject ("no responders"): the process is
+//!   gone, or reconnecting to NATS. Probe again until `grace` has passed
+//!   with no responder, then take over;
 //! - it cannot say (a probe times out): keep waiting, for at most
 //!   `patience`, then take over.
+//!
+//! A holder that was cut off from NATS may have lost its claim meanwhile,
+//! so after a reconnect its request checks the claim ([`ClaimFence`])
+//! before every state write and before its answer, and stops if another
+//! process has taken over.
 //!
 //! Claims are never deleted: each write carries a TTL longer than any run
 //! (the request deadline plus a margin), so the bucket holds only recent
@@ -35,10 +42,14 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use tokio::time::Instant;
+use tokio::{sync::watch, time::Instant};
 
 /// How often a delivery waiting on another holder looks again.
 const POLL: Duration = Duration::from_millis(500);
+/// How often a holder that has no responder is probed again.
+const GONE_POLL: Duration = Duration::from_millis(100);
+/// How long a fence check waits for a lost connection to come back.
+const RECONNECT_WAIT: Duration = Duration::from_secs(10);
 /// How long a probe may take before its holder counts as unresponsive.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const RUNNING: &[u8] = b"running";
@@ -55,6 +66,8 @@ pub enum ClaimError {
     Answers(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the request's holder neither answered nor let go in time")]
     Waited,
+    #[error("not connected to NATS")]
+    Disconnected,
 }
 
 /// What a delivery found.
@@ -88,20 +101,32 @@ pub struct Claims {
     nonce: String,
     holder: bytes::Bytes,
     ttl: Duration,
+    grace: Duration,
     patience: Duration,
     running: Arc<Mutex<HashSet<String>>>,
+    /// Bumped on every NATS (re)connect.
+    connects: watch::Receiver<u64>,
+}
+
+/// How long holders are given; see the module docs.
+pub struct Timing {
+    /// How long a claim outlives its last write: longer than any run.
+    pub ttl: Duration,
+    /// How long a holder with no responder may take to come back.
+    pub grace: Duration,
+    /// How long a holder that does not answer probes is waited for.
+    pub patience: Duration,
 }
 
 impl Claims {
-    /// Starts answering probes; `ttl` bounds how long a claim outlives its
-    /// last write, `patience` how long an unresponsive holder is waited for.
+    /// Starts answering probes.
     pub async fn start(
         store: kv::Store,
         js: Context,
         nats: async_nats::Client,
+        connects: watch::Receiver<u64>,
         instance: &str,
-        ttl: Duration,
-        patience: Duration,
+        timing: Timing,
     ) -> Result<Arc<Self>, async_nats::SubscribeError> {
         let nonce = format!("{:016x}", rand::random::<u64>());
         let probe = subjects::probe(&nonce);
@@ -133,29 +158,37 @@ impl Claims {
             nats,
             nonce,
             holder,
-            ttl,
-            patience,
+            ttl: timing.ttl,
+            grace: timing.grace,
+            patience: timing.patience,
             running,
+            connects,
         }))
     }
 
     /// Claims `request` for this process, or waits until its current
     /// holder answers it (see the module docs). Gives up at `until`.
     pub async fn acquire(
-        &self,
+        self: &Arc<Self>,
         session: &SessionId,
         request: &StreamKey,
         answers: &Answers,
         until: Instant,
     ) -> Result<Acquired, ClaimError> {
         let key = subjects::claim_key(session, request);
+        // Names this attempt: a retry of one write is deduplicated as
+        // such, but a later delivery of the same request to this process
+        // must not mistake its claim write for a retry of the first one.
+        let attempt = format!("{}-{:08x}", self.nonce, rand::random::<u32>());
         // Some(revision): write the claim over that revision (0: none);
         // None: someone runs it, look again.
         let mut replace = Some(0);
         let mut unresponsive_since: Option<Instant> = None;
+        let mut gone_since: Option<Instant> = None;
         loop {
             if let Some(revision) = replace.take() {
-                let id = subjects::claim_write_id(session, request, &self.nonce, revision);
+                let connects = *self.connects.borrow();
+                let id = subjects::claim_write_id(session, request, &attempt, revision);
                 let wrote = kv_write::write_expiring(
                     &self.js,
                     &self.store,
@@ -167,7 +200,9 @@ impl Claims {
                 )
                 .await;
                 match wrote {
-                    Ok(_) => return Ok(Acquired::Ours(self.guard(key))),
+                    Ok(revision) => {
+                        return Ok(Acquired::Ours(self.guard(key, revision, connects)));
+                    }
                     Err(WriteError::Conflict) => {}
                     Err(e) => return Err(ClaimError::Write(e)),
                 }
@@ -194,12 +229,17 @@ impl Claims {
             if answered {
                 return Ok(Acquired::Answered);
             }
-            let let_go = match self.probe(&holder.probe, &key).await {
-                Probe::Running => {
-                    unresponsive_since = None;
-                    false
-                }
-                Probe::Idle | Probe::Gone => true,
+            let probe = self.probe(&holder.probe, &key).await;
+            if !matches!(probe, Probe::Gone) {
+                gone_since = None;
+            }
+            if !matches!(probe, Probe::Unknown) {
+                unresponsive_since = None;
+            }
+            let let_go = match probe {
+                Probe::Running => false,
+                Probe::Idle => true,
+                Probe::Gone => gone_since.get_or_insert_with(Instant::now).elapsed() >= self.grace,
                 Probe::Unknown => {
                     unresponsive_since
                         .get_or_insert_with(Instant::now)
@@ -216,25 +256,39 @@ impl Claims {
                 if answered {
                     return Ok(Acquired::Answered);
                 }
-                tracing::info!(holder = %holder.instance, "taking over a request its holder no longer runs");
+                let why = if gone_since.is_some() {
+                    "gone"
+                } else {
+                    "not running it"
+                };
+                tracing::info!(holder = %holder.instance, why, "taking over a request from its holder");
                 replace = Some(entry.revision);
                 continue;
             }
             tracing::debug!(holder = %holder.instance, "request is running elsewhere; waiting for its answer");
-            if Instant::now() + POLL > until {
+            let poll = if gone_since.is_some() {
+                GONE_POLL
+            } else {
+                POLL
+            };
+            if Instant::now() + poll > until {
                 return Err(ClaimError::Waited);
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(poll).await;
         }
     }
 
-    fn guard(&self, key: String) -> ClaimGuard {
+    fn guard(self: &Arc<Self>, key: String, revision: u64, connects: u64) -> ClaimGuard {
         if let Ok(mut r) = self.running.lock() {
             r.insert(key.clone());
         }
         ClaimGuard {
-            running: self.running.clone(),
-            key,
+            fence: ClaimFence {
+                claims: self.clone(),
+                key: Arc::from(key),
+                revision,
+                connects: Arc::new(connects.into()),
+            },
         }
     }
 
@@ -254,14 +308,71 @@ impl Claims {
 /// Marks a request as running in this process until dropped; drop it only
 /// once the request's answer is on the stream or it was handed back.
 pub struct ClaimGuard {
-    running: Arc<Mutex<HashSet<String>>>,
-    key: String,
+    fence: ClaimFence,
+}
+
+impl ClaimGuard {
+    /// The check the request makes before its writes and its answer.
+    pub fn fence(&self) -> ClaimFence {
+        self.fence.clone()
+    }
 }
 
 impl Drop for ClaimGuard {
     fn drop(&mut self) {
-        if let Ok(mut r) = self.running.lock() {
-            r.remove(&self.key);
+        if let Ok(mut r) = self.fence.claims.running.lock() {
+            r.remove(self.fence.key.as_ref());
         }
+    }
+}
+
+/// Whether this process still holds a request's claim.
+#[derive(Clone)]
+pub struct ClaimFence {
+    claims: Arc<Claims>,
+    key: Arc<str>,
+    /// The revision this process wrote.
+    revision: u64,
+    /// The connect count when it was written or last checked.
+    connects: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ClaimFence {
+    /// True unless another process took the request over. Costs nothing
+    /// while the NATS connection has stayed up since the claim was taken
+    /// (nobody takes over a holder that answers probes); after an outage
+    /// it waits for the connection and reads the claim.
+    pub async fn still_ours(&self) -> Result<bool, ClaimError> {
+        let nats = &self.claims.nats;
+        let connected = || nats.connection_state() == async_nats::connection::State::Connected;
+        let seen = self.connects.load(std::sync::atomic::Ordering::Relaxed);
+        let now = *self.claims.connects.borrow();
+        if connected() && now == seen {
+            return Ok(true);
+        }
+        let mut connects = self.claims.connects.clone();
+        let back = tokio::time::timeout(RECONNECT_WAIT, async {
+            while !connected() {
+                if connects.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        if back.await.is_err() || !connected() {
+            return Err(ClaimError::Disconnected);
+        }
+        let entry = kv_write::read(&self.claims.store, &self.key)
+            .await
+            .map_err(ClaimError::Read)?;
+        let ours = entry.is_some_and(|e| e.revision == self.revision);
+        if ours {
+            self.connects.store(
+                *self.claims.connects.borrow(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        } else {
+            tracing::warn!("this request was taken over while NATS was unreachable; stopping it");
+        }
+        Ok(ours)
     }
 }

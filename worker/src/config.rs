@@ -112,15 +112,15 @@ impl Config {
         self.ack_wait / 3
     }
 
-    /// How long a claim outlives its last write: longer than any run.
-    pub fn claim_ttl(&self) -> Duration {
-        self.deadline + Duration::from_secs(60)
-    }
-
-    /// How long a delivery waits on a holder that does not answer probes
-    /// before it takes the request over.
-    pub fn claim_patience(&self) -> Duration {
-        self.ack_wait * 3
+    /// How long claims give their holders (see `claim`): a holder that has
+    /// no responder gets half a lease to come back (a reconnect), one that
+    /// does not answer probes three leases.
+    pub fn claim_timing(&self) -> crate::claim::Timing {
+        crate::claim::Timing {
+            ttl: self.deadline + Duration::from_secs(60),
+            grace: self.ack_wait / 2,
+            patience: self.ack_wait * 3,
+        }
     }
 }
 

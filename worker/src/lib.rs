@@ -100,9 +100,9 @@ where
         resources.claims,
         js.clone(),
         nats.client.clone(),
+        nats.connects.clone(),
         &config.bus.instance_id,
-        config.claim_ttl(),
-        config.claim_patience(),
+        config.claim_timing(),
     )
     .await?;
     let puller = pull::Puller::new(consumer, &nats.client, js.clone()).await?;

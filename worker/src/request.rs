@@ -19,7 +19,7 @@
 
 use crate::{
     answers::Answers,
-    claim::{Acquired, Claims},
+    claim::{Acquired, ClaimFence, Claims},
     config::Config,
     delivery::Delivery,
     publish::{Out, OutMessage, Publisher},
@@ -198,7 +198,7 @@ impl<S: ServerHandler + Clone> Runtime<S> {
                 return;
             }
         };
-        let _claim = match claimed {
+        let claim = match claimed {
             Ok(Acquired::Ours(guard)) => guard,
             Ok(Acquired::Answered) => {
                 tracing::info!("request was answered already; not running it again");
@@ -211,9 +211,12 @@ impl<S: ServerHandler + Clone> Runtime<S> {
                 return;
             }
         };
-        let outcome = self.answer(delivery, &request, deadline, hard_stop).await;
+        let outcome = self
+            .answer(delivery, &request, claim.fence(), deadline, hard_stop)
+            .await;
         settle(delivery, outcome, hard_stop.is_cancelled()).await;
         // The claim is let go only now, with the answer on the stream.
+        drop(claim);
     }
 
     /// Everything between holding the claim and settling the delivery.
@@ -221,6 +224,7 @@ impl<S: ServerHandler + Clone> Runtime<S> {
         &self,
         delivery: &Delivery,
         request: &Request,
+        fence: ClaimFence,
         deadline: Instant,
         hard_stop: &CancellationToken,
     ) -> Outcome {
@@ -282,6 +286,7 @@ impl<S: ServerHandler + Clone> Runtime<S> {
         let session = Session::new(
             request.session.clone(),
             request.stream.clone(),
+            fence.clone(),
             self.config.bus.instance_id.clone(),
             self.state.clone(),
             self.sessions.clone(),
@@ -298,6 +303,7 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             session,
             initialize,
             delivery: delivery.delivered,
+            fence,
             history,
             inbound: live,
             deadline,

@@ -5,6 +5,7 @@
 //! settled, at its deadline, or when the worker stops hard.
 
 use crate::{
+    claim::ClaimFence,
     publish::{Out, OutMessage, Publisher},
     request::Request,
     session::Session,
@@ -38,6 +39,8 @@ pub struct Run<'a, S> {
     /// Set for `initialize`: records what it negotiated.
     pub initialize: Option<InitializeRecorder>,
     pub delivery: u64,
+    /// Checked before the answer is published.
+    pub fence: ClaimFence,
     /// What the client sent the session after the request (stored), and
     /// what it sends while the request runs.
     pub history: Vec<Value>,
@@ -72,6 +75,7 @@ impl<S: ServerHandler + Clone> Run<'_, S> {
             self.inbound,
             self.publisher.clone(),
             self.initialize,
+            self.fence,
         );
         let ct = self.hard_stop.child_token();
         let running =

@@ -11,7 +11,10 @@
 //! write retried after a lost acknowledgement, during a NATS leader
 //! election, is applied once; reads are retried the same way.
 
-use crate::publish::{Out, OutMessage, Publisher};
+use crate::{
+    claim::ClaimFence,
+    publish::{Out, OutMessage, Publisher},
+};
 use async_nats::jetstream::kv;
 use futures::TryStreamExt;
 use jetway_shared::{
@@ -41,6 +44,10 @@ pub enum StateError {
     Encode(#[from] serde_json::Error),
     #[error("too many concurrent updates of {0}")]
     Contended(String),
+    /// Another worker took this request over while this one was cut off
+    /// from NATS; this run must not change state any more.
+    #[error("this request now runs on another worker")]
+    TakenOver,
 }
 
 impl From<StateError> for rmcp::ErrorData {
@@ -66,6 +73,15 @@ struct Inner {
     request: StreamKey,
     /// Writes started by this request so far.
     writes: AtomicU64,
+    /// Checked before every write.
+    fence: ClaimFence,
+}
+
+/// What a write did.
+enum Written {
+    Stored,
+    /// Compare-and-set: the key changed since it was read.
+    Conflict,
 }
 
 const MAX_CAS_ATTEMPTS: usize = 64;
@@ -74,6 +90,7 @@ impl Session {
     pub(crate) fn new(
         id: SessionId,
         request: StreamKey,
+        fence: ClaimFence,
         instance: String,
         state: kv::Store,
         sessions: kv::Store,
@@ -88,6 +105,7 @@ impl Session {
                 publisher,
                 request,
                 writes: AtomicU64::new(0),
+                fence,
             }),
         }
     }
@@ -110,8 +128,13 @@ impl Session {
         bytes: bytes::Bytes,
         expect: Expect,
         write_id: &str,
-    ) -> Result<u64, WriteError> {
-        kv_write::write(
+    ) -> Result<Written, StateError> {
+        match self.inner.fence.still_ours().await {
+            Ok(true) => {}
+            Ok(false) => return Err(StateError::TakenOver),
+            Err(e) => return Err(store(e)),
+        }
+        let written = kv_write::write(
             self.inner.publisher.jetstream(),
             &self.inner.state,
             &self.inner.id.state_key(key),
@@ -119,7 +142,12 @@ impl Session {
             expect,
             write_id,
         )
-        .await
+        .await;
+        match written {
+            Ok(_) => Ok(Written::Stored),
+            Err(WriteError::Conflict) => Ok(Written::Conflict),
+            Err(e) => Err(store(e)),
+        }
     }
 
     /// The session id the client holds.
@@ -154,8 +182,7 @@ impl Session {
         let bytes = serde_json::to_vec(value)?;
         let write_id = self.write_id(self.next_write(), key, &format!("p{}", digest(&bytes)));
         self.write(key, bytes.into(), Expect::Any, &write_id)
-            .await
-            .map_err(store)?;
+            .await?;
         Ok(())
     }
 
@@ -190,11 +217,10 @@ impl Session {
             let write_id = self.write_id(n, key, &format!("r{rev}"));
             match self
                 .write(key, bytes, Expect::Revision(rev), &write_id)
-                .await
+                .await?
             {
-                Ok(_) => return Ok(next),
-                Err(WriteError::Conflict) => continue,
-                Err(e) => return Err(store(e)),
+                Written::Stored => return Ok(next),
+                Written::Conflict => continue,
             }
         }
         Err(StateError::Contended(key.to_owned()))
@@ -215,9 +241,7 @@ impl Session {
                 .map_err(store)?
             {
                 let write_id = self.write_id(self.next_write(), &key, &format!("c.{from}"));
-                self.write(&key, value, Expect::Any, &write_id)
-                    .await
-                    .map_err(store)?;
+                self.write(&key, value, Expect::Any, &write_id).await?;
                 copied += 1;
             }
         }

@@ -17,7 +17,10 @@
 //! (answered, cancelled, or unanswered when the final publish failed), the
 //! loop's `receive()` ends on it, and the request's owner reads it.
 
-use crate::publish::{Out, OutMessage, Publisher};
+use crate::{
+    claim::ClaimFence,
+    publish::{Out, OutMessage, Publisher},
+};
 use async_nats::jetstream::{Context, kv};
 use jetway_shared::{
     jsonrpc::method,
@@ -136,6 +139,7 @@ pub struct RequestTransport {
     outcome: Arc<watch::Sender<Outcome>>,
     settled: watch::Receiver<Outcome>,
     initialize: Option<InitializeRecorder>,
+    fence: ClaimFence,
     /// Outbound request id (as rmcp numbered it) by the id the client sees.
     pending: HashMap<String, RequestId>,
     /// Client answers to ids of this request that are not pending (yet).
@@ -157,6 +161,7 @@ impl RequestTransport {
         inbound: mpsc::Receiver<Value>,
         publisher: Publisher,
         initialize: Option<InitializeRecorder>,
+        fence: ClaimFence,
     ) -> (Self, OutcomeHandle) {
         let (outcome, settled) = watch::channel(Outcome::Running);
         let outcome = Arc::new(outcome);
@@ -173,6 +178,7 @@ impl RequestTransport {
             outcome,
             settled,
             initialize,
+            fence,
             pending: HashMap::new(),
             early: HashMap::new(),
             next_ticket: 0,
@@ -338,6 +344,7 @@ impl Transport<RoleServer> for RequestTransport {
         let route = self.route.clone();
         let outcome = self.outcome.clone();
         let initialize = self.initialize.clone();
+        let fence = self.fence.clone();
         async move {
             let mut rx = turn.subscribe();
             let _ = rx.wait_for(|t| *t == ticket).await;
@@ -349,6 +356,12 @@ impl Transport<RoleServer> for RequestTransport {
             if final_ {
                 if *outcome.borrow() != Outcome::Running {
                     // Cancelled or past its deadline: the answer is settled.
+                    return Ok(());
+                }
+                if !fence.still_ours().await.unwrap_or(false) {
+                    // Another worker runs it now (or nobody can tell):
+                    // its answer is the one.
+                    settle(&outcome, Outcome::Stopped);
                     return Ok(());
                 }
                 if let Some(recorder) = &initialize {
