@@ -119,7 +119,7 @@ async fn read(
                     let _ = reader.tx.send(Item::Failed("subscription ended".into())).await;
                     return;
                 };
-                let Some((seq, prev)) = positions(msg.headers.as_ref()) else { continue };
+                let Some((seq, prev)) = headers::republished_positions(msg.headers.as_ref()) else { continue };
                 if seq <= reader.last {
                     continue;
                 }
@@ -214,21 +214,6 @@ impl Reader {
         }
         Flow::Continue(())
     }
-}
-
-/// `(Nats-Sequence, Nats-Last-Sequence)` of a republished message.
-fn positions(h: Option<&HeaderMap>) -> Option<(u64, u64)> {
-    let h = h?;
-    let seq = h
-        .get(async_nats::header::NATS_SEQUENCE)?
-        .as_str()
-        .parse()
-        .ok()?;
-    let prev = h
-        .get(async_nats::header::NATS_LAST_SEQUENCE)
-        .and_then(|v| v.as_str().parse().ok())
-        .unwrap_or(0);
-    Some((seq, prev))
 }
 
 /// Frames one SSE event. Stored payloads are compact JSON (no newlines).

@@ -38,6 +38,23 @@ pub mod kind {
     pub const RESPONSE: &str = "response";
 }
 
+/// `(Nats-Sequence, Nats-Last-Sequence)` of a message the stream republished:
+/// its sequence, and the sequence of the previous message on the same
+/// subject (0 if none), which tells a reader whether it missed one.
+pub fn republished_positions(h: Option<&async_nats::HeaderMap>) -> Option<(u64, u64)> {
+    let h = h?;
+    let seq = h
+        .get(async_nats::header::NATS_SEQUENCE)?
+        .as_str()
+        .parse()
+        .ok()?;
+    let prev = h
+        .get(async_nats::header::NATS_LAST_SEQUENCE)
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(0);
+    Some((seq, prev))
+}
+
 /// Milliseconds since the Unix epoch, for [`TIME_MS`].
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

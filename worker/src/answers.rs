@@ -141,7 +141,9 @@ impl Follower {
             tokio::select! {
                 m = live.next() => {
                     let Some(m) = m else { return };
-                    let Some((seq, prev)) = positions(&m.headers) else { continue };
+                    let Some((seq, prev)) = headers::republished_positions(m.headers.as_ref()) else {
+                        continue;
+                    };
                     if seq <= self.last {
                         continue;
                     }
@@ -204,18 +206,3 @@ impl Follower {
 }
 
 struct Closed;
-
-/// `(Nats-Sequence, Nats-Last-Sequence)` of a republished message.
-fn positions(h: &Option<async_nats::HeaderMap>) -> Option<(u64, u64)> {
-    let h = h.as_ref()?;
-    let seq = h
-        .get(async_nats::header::NATS_SEQUENCE)?
-        .as_str()
-        .parse()
-        .ok()?;
-    let prev = h
-        .get(async_nats::header::NATS_LAST_SEQUENCE)
-        .and_then(|v| v.as_str().parse().ok())
-        .unwrap_or(0);
-    Some((seq, prev))
-}

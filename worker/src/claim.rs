@@ -29,7 +29,7 @@
 //! request, read-only ones too: a bridged upstream's tools may have effects
 //! Jetway cannot see.
 
-use crate::answers::Answers;
+use crate::{answers::Answers, delivery::LeaseClock};
 use async_nats::jetstream::{Context, kv};
 use futures::StreamExt;
 use jetway_shared::{
@@ -288,6 +288,7 @@ impl Claims {
                 key: Arc::from(key),
                 revision,
                 connects: Arc::new(connects.into()),
+                lease: None,
             },
         }
     }
@@ -312,9 +313,13 @@ pub struct ClaimGuard {
 }
 
 impl ClaimGuard {
-    /// The check the request makes before its writes and its answer.
-    pub fn fence(&self) -> ClaimFence {
-        self.fence.clone()
+    /// The check the request makes before its writes and its answer, for a
+    /// run under the delivery whose lease `lease` tells about.
+    pub fn fence(&self, lease: LeaseClock) -> ClaimFence {
+        ClaimFence {
+            lease: Some(lease),
+            ..self.fence.clone()
+        }
     }
 }
 
@@ -335,19 +340,23 @@ pub struct ClaimFence {
     revision: u64,
     /// The connect count when it was written or last checked.
     connects: Arc<std::sync::atomic::AtomicU64>,
+    /// The lease of the delivery that runs under this claim.
+    lease: Option<LeaseClock>,
 }
 
 impl ClaimFence {
     /// True unless another process took the request over. Costs nothing
-    /// while the NATS connection has stayed up since the claim was taken
-    /// (nobody takes over a holder that answers probes); after an outage
-    /// it waits for the connection and reads the claim.
+    /// while the NATS connection has stayed up and the lease renewed since
+    /// the claim was taken (nobody takes over a holder that renews and
+    /// answers probes); after an outage, or a pause of this process longer
+    /// than a lease, it waits for the connection and reads the claim.
     pub async fn still_ours(&self) -> Result<bool, ClaimError> {
         let nats = &self.claims.nats;
         let connected = || nats.connection_state() == async_nats::connection::State::Connected;
         let seen = self.connects.load(std::sync::atomic::Ordering::Relaxed);
         let now = *self.claims.connects.borrow();
-        if connected() && now == seen {
+        let lapsed = self.lease.as_ref().is_some_and(LeaseClock::may_have_lapsed);
+        if connected() && now == seen && !lapsed {
             return Ok(true);
         }
         let mut connects = self.claims.connects.clone();

@@ -3,7 +3,13 @@
 //! term), and its lease (in-progress acks while this worker holds it).
 
 use async_nats::jetstream::{AckKind, Message};
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// A request message as the consumer handed it to this worker.
@@ -68,11 +74,21 @@ impl Delivery {
     }
 
     /// Renews the lease every `every` until the returned guard is dropped,
-    /// so only a dead (or cut-off) worker's requests are redelivered.
-    pub fn hold(&self, every: Duration) -> Lease {
+    /// so only a dead (or cut-off) worker's requests are redelivered. A
+    /// lease counts as lapsed once `lapse` passed without a renewal.
+    pub fn hold(&self, every: Duration, lapse: Duration) -> Lease {
         let stop = CancellationToken::new();
         let msg = self.msg.clone();
         let stopped = stop.clone();
+        let clock = LeaseClock {
+            inner: Arc::new(ClockInner {
+                start: Instant::now(),
+                renewed_ms: AtomicU64::new(0),
+                lapsed: AtomicBool::new(false),
+                lapse,
+            }),
+        };
+        let ticking = clock.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -80,6 +96,9 @@ impl Delivery {
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
+                        // A late tick (a frozen or starved process) may
+                        // have let the lease run out: say so first.
+                        ticking.renewing();
                         if let Err(e) = msg.ack_with(AckKind::Progress).await {
                             tracing::debug!(error = %e, "lease renewal failed");
                         }
@@ -89,6 +108,7 @@ impl Delivery {
             }
         });
         Lease {
+            clock,
             _stop: stop.drop_guard(),
         }
     }
@@ -96,5 +116,55 @@ impl Delivery {
 
 /// Keeps a delivery's lease renewed while alive.
 pub struct Lease {
+    clock: LeaseClock,
     _stop: DropGuard,
+}
+
+impl Lease {
+    /// Tells whether the lease may have run out at some point.
+    pub fn clock(&self) -> LeaseClock {
+        self.clock.clone()
+    }
+}
+
+/// Whether a lease may have lapsed: a renewal came later than the lapse
+/// time after the one before (or has not come for that long).
+#[derive(Clone)]
+pub struct LeaseClock {
+    inner: Arc<ClockInner>,
+}
+
+struct ClockInner {
+    start: Instant,
+    renewed_ms: AtomicU64,
+    lapsed: AtomicBool,
+    lapse: Duration,
+}
+
+impl LeaseClock {
+    fn now_ms(&self) -> u64 {
+        self.inner.start.elapsed().as_millis() as u64
+    }
+
+    fn renewing(&self) {
+        let now = self.now_ms();
+        let before = self.inner.renewed_ms.load(Ordering::SeqCst);
+        if now.saturating_sub(before) > self.inner.lapse.as_millis() as u64 {
+            self.inner.lapsed.store(true, Ordering::SeqCst);
+        }
+        self.inner.renewed_ms.store(now, Ordering::SeqCst);
+    }
+
+    /// True if the lease may have lapsed since [`Self::clear`] was last called.
+    pub fn may_have_lapsed(&self) -> bool {
+        let since = self
+            .now_ms()
+            .saturating_sub(self.inner.renewed_ms.load(Ordering::SeqCst));
+        self.inner.lapsed.load(Ordering::SeqCst) || since > self.inner.lapse.as_millis() as u64
+    }
+
+    /// The holder checked that it still owns the request.
+    pub fn clear(&self) {
+        self.inner.lapsed.store(false, Ordering::SeqCst);
+    }
 }

@@ -46,6 +46,22 @@ impl Publisher {
         &self.js
     }
 
+    /// Ends a request the client cancelled: a `cancelled` marker as its
+    /// final message, and no response.
+    pub async fn cancelled(
+        &self,
+        session: &SessionId,
+        stream: &StreamKey,
+    ) -> Result<(), PublishFailure> {
+        self.publish(OutMessage {
+            session,
+            stream,
+            payload: Vec::new(),
+            kind: Out::Cancelled,
+        })
+        .await
+    }
+
     pub async fn publish(&self, msg: OutMessage<'_>) -> Result<(), PublishFailure> {
         let mut h = HeaderMap::new();
         h.insert(headers::WORKER, self.instance.as_str());

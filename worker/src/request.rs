@@ -21,8 +21,8 @@ use crate::{
     answers::Answers,
     claim::{Acquired, ClaimFence, Claims},
     config::Config,
-    delivery::Delivery,
-    publish::{Out, OutMessage, Publisher},
+    delivery::{Delivery, Lease},
+    publish::Publisher,
     run::{Run, publish_final},
     session::Session,
     transport::{InitializeRecorder, Outcome},
@@ -149,7 +149,7 @@ impl Request {
 impl<S: ServerHandler + Clone> Runtime<S> {
     /// Handles one delivery; never panics, always acks, naks or terminates.
     pub async fn handle(self: Arc<Self>, delivery: Delivery, hard_stop: CancellationToken) {
-        let _lease = delivery.hold(self.config.lease_renewal());
+        let lease = delivery.hold(self.config.lease_renewal(), self.config.ack_wait);
         let request = match Request::parse(&delivery) {
             Ok(r) => r,
             Err(Unrunnable::Foreign(what)) => {
@@ -174,7 +174,7 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             method = %request.method,
             delivered = delivery.delivered,
         );
-        self.handle_in(&delivery, request, &hard_stop)
+        self.handle_in(&delivery, &lease, request, &hard_stop)
             .instrument(span)
             .await;
     }
@@ -182,6 +182,7 @@ impl<S: ServerHandler + Clone> Runtime<S> {
     async fn handle_in(
         &self,
         delivery: &Delivery,
+        lease: &Lease,
         request: Request,
         hard_stop: &CancellationToken,
     ) {
@@ -212,7 +213,13 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             }
         };
         let outcome = self
-            .answer(delivery, &request, claim.fence(), deadline, hard_stop)
+            .answer(
+                delivery,
+                &request,
+                claim.fence(lease.clock()),
+                deadline,
+                hard_stop,
+            )
             .await;
         settle(delivery, outcome, hard_stop.is_cancelled()).await;
         // The claim is let go only now, with the answer on the stream.
@@ -274,7 +281,14 @@ impl<S: ServerHandler + Clone> Runtime<S> {
         };
         if request.cancelled_in(&history) {
             tracing::info!("request was cancelled while it was queued; not running it");
-            return cancelled(&self.publisher, request).await;
+            return match self
+                .publisher
+                .cancelled(&request.session, &request.stream)
+                .await
+            {
+                Ok(()) => Outcome::Cancelled,
+                Err(_) => Outcome::Unanswered,
+            };
         }
         #[allow(deprecated)] // see set_level
         if let JsonRpcMessage::Request(r) = &request.message
@@ -333,20 +347,6 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             Ok(_) => jsonrpc::result(&request.id, json!({})),
             Err(e) => jsonrpc::error(Some(&request.id), jsonrpc::INTERNAL_ERROR, e.to_string()),
         }
-    }
-}
-
-/// Ends a request the client cancelled before it ran.
-async fn cancelled(publisher: &Publisher, request: &Request) -> Outcome {
-    let msg = OutMessage {
-        session: &request.session,
-        stream: &request.stream,
-        payload: Vec::new(),
-        kind: Out::Cancelled,
-    };
-    match publisher.publish(msg).await {
-        Ok(()) => Outcome::Cancelled,
-        Err(_) => Outcome::Unanswered,
     }
 }
 

@@ -437,13 +437,7 @@ impl Transport<RoleServer> for RequestTransport {
 /// The client cancelled this request: rmcp drops the handler's response, so
 /// put a `cancelled` marker on the POST stream for the gateway instead.
 pub async fn cancel(publisher: &Publisher, route: &RequestRoute, outcome: &watch::Sender<Outcome>) {
-    let msg = OutMessage {
-        session: &route.session,
-        stream: &route.stream,
-        payload: Vec::new(),
-        kind: Out::Cancelled,
-    };
-    match publisher.publish(msg).await {
+    match publisher.cancelled(&route.session, &route.stream).await {
         Ok(()) => settle(outcome, Outcome::Cancelled),
         Err(e) => {
             tracing::warn!(error = %e, "could not mark a cancelled request");
