@@ -332,8 +332,9 @@ struct InFlight {
 }
 
 /// NATS dies while a worker runs a tool: the tool's state write and its
-/// final response's publish fail. NATS comes back; the client resumes the
-/// request's stream with `Last-Event-ID` until the final response arrives.
+/// final response wait for NATS, and the request is handed back if NATS
+/// stays away. NATS comes back; the client resumes the request's stream
+/// with `Last-Event-ID` until the final response arrives.
 async fn in_flight_during_outage(worker_args: &[&str]) -> Result<InFlight> {
     let monitor = free_port()?;
     let mut nats = NatsServer::builder()
@@ -376,10 +377,14 @@ async fn in_flight_during_outage(worker_args: &[&str]) -> Result<InFlight> {
     wait_consumer_state_on_disk(&nats, &http, monitor, 1).await?;
 
     nats.kill().await?;
+    let ready = format!("{}/readyz", worker.base_url());
     eventually_msg(
-        "the worker fails to publish the final response",
+        "the worker sees the outage (its /readyz answers 503)",
         Duration::from_secs(60),
-        || async { worker.log().contains("fail to response message") },
+        || async {
+            let status = http.get(&ready).send().await?.status();
+            anyhow::Ok(status == StatusCode::SERVICE_UNAVAILABLE)
+        },
     )
     .await?;
     nats.restart().await?;

@@ -16,6 +16,7 @@
 //! - [`consumer`] — the consumer loop: slots, fair pulls, drain.
 //! - [`pull`] — asking the consumer for one request per free slot.
 //! - [`delivery`] — one delivery: ack, nak, term, and its lease.
+//! - [`incoming`] — a request as parsed from its delivery, once.
 //! - [`request`] — the lifecycle of one request, the same for every handler.
 //! - [`claim`] — which worker process runs a request, so it runs once.
 //! - [`answers`] — what the stream already holds for a request: its answer,
@@ -34,6 +35,7 @@ pub mod config;
 pub mod consumer;
 pub mod delivery;
 pub mod health;
+pub mod incoming;
 pub mod publish;
 pub mod pull;
 pub mod request;

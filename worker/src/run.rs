@@ -6,8 +6,8 @@
 
 use crate::{
     claim::ClaimFence,
+    incoming::Request,
     publish::{Out, OutMessage, Publisher},
-    request::Request,
     session::Session,
     transport::{InitializeRecorder, Outcome, RequestRoute, RequestTransport},
 };
