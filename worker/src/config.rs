@@ -113,12 +113,13 @@ impl Config {
     }
 
     /// How long claims give their holders (see `claim`): a holder that has
-    /// no responder gets half a lease to come back (a reconnect), one that
-    /// does not answer probes three leases.
+    /// no responder gets a quarter of a lease to come back (on top of the
+    /// lease that ran out before its request was redelivered: a reconnect
+    /// is over by then), one that does not answer probes three leases.
     pub fn claim_timing(&self) -> crate::claim::Timing {
         crate::claim::Timing {
             ttl: self.deadline + Duration::from_secs(60),
-            grace: self.ack_wait / 2,
+            grace: self.ack_wait / 4,
             patience: self.ack_wait * 3,
         }
     }
