@@ -45,7 +45,7 @@ pub struct Params {
     pub idle_hold: Duration,
     pub resume_samples: usize,
     pub crash_samples: usize,
-    /// Workers' `--ack-wait-secs` in `crash` (`None`: the default, 6 s).
+    /// Workers' `--ack-wait-secs` in `crash` (`None`: the worker's default).
     pub crash_ack_wait: Option<u64>,
     pub replay_messages: usize,
     pub scaling_workers: Vec<usize>,
@@ -85,7 +85,7 @@ impl Params {
             idle_hold: Duration::from_secs(1),
             resume_samples: 5,
             crash_samples: 1,
-            crash_ack_wait: Some(2),
+            crash_ack_wait: None,
             replay_messages: 2_000,
             scaling_workers: vec![1, 2],
             scaling_worker_concurrency: 2,
