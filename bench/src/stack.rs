@@ -140,6 +140,11 @@ impl Nats {
         })
     }
 
+    /// Stops the server (its store goes with it).
+    pub async fn stop(mut self) {
+        self.proc.stop(STOP_GRACE).await;
+    }
+
     /// A client connection of the benchmark's own (measurements, direct loads).
     pub async fn connect(&self) -> Result<async_nats::Client> {
         async_nats::connect(&self.url)

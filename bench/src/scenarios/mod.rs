@@ -9,7 +9,10 @@
 //! - [`crash`] — SIGKILL of the worker running a request to its result.
 //! - [`replay`] — reading a 100,000-message session back.
 //! - [`scaling`] — throughput with 1, 2 and 4 workers behind one gateway.
+//! - [`claims`] — what a request's claim (a KV compare-and-set create with a
+//!   TTL) costs, against a plain publish of the same size.
 
+pub mod claims;
 pub mod crash;
 pub mod idle_streams;
 pub mod replay;
@@ -23,13 +26,14 @@ use anyhow::Result;
 use std::time::Duration;
 
 /// Scenario names, in the order `all` runs them.
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 7] = [
     "tools_call",
     "idle_streams",
     "resume",
     "crash",
     "replay",
     "scaling",
+    "claims",
 ];
 
 /// Sizes and durations of one run.
@@ -52,6 +56,8 @@ pub struct Params {
     /// Scaling: each worker's `--max-concurrency`, and the client's concurrency.
     pub scaling_worker_concurrency: usize,
     pub scaling_sessions: (usize, usize),
+    /// Claims: sequential writes of each kind.
+    pub claims_writes: usize,
 }
 
 impl Params {
@@ -71,6 +77,7 @@ impl Params {
             scaling_workers: vec![1, 2, 4],
             scaling_worker_concurrency: 4,
             scaling_sessions: (16, 4),
+            claims_writes: 2_000,
         }
     }
 
@@ -90,6 +97,7 @@ impl Params {
             scaling_workers: vec![1, 2],
             scaling_worker_concurrency: 2,
             scaling_sessions: (2, 2),
+            claims_writes: 50,
         }
     }
 }
@@ -110,6 +118,7 @@ pub async fn run(ctx: &Ctx, name: &str) -> Result<Section> {
         "crash" => crash::run(ctx).await,
         "replay" => replay::run(ctx).await,
         "scaling" => scaling::run(ctx).await,
+        "claims" => claims::run(ctx).await,
         other => anyhow::bail!("unknown scenario {other}; known: {}", ALL.join(", ")),
     }
 }
