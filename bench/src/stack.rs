@@ -160,6 +160,16 @@ impl Nats {
         workers_consumer(&js).await
     }
 
+    /// The server's general statistics now (`/varz`: `in_msgs`, `cpu`, ...).
+    pub async fn varz(&self, http: &reqwest::Client) -> Result<serde_json::Value> {
+        http.get(format!("{}/varz", self.monitor))
+            .send()
+            .await?
+            .json()
+            .await
+            .context("reading /varz")
+    }
+
     /// JetStream consumers that exist now (`/jsz`).
     pub async fn consumers(&self, http: &reqwest::Client) -> Result<u64> {
         let jsz: serde_json::Value = http

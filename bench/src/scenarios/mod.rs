@@ -11,10 +11,12 @@
 //! - [`scaling`] — throughput with 1, 2 and 4 workers behind one gateway.
 //! - [`claims`] — what a request's claim (a KV compare-and-set create with a
 //!   TTL) costs, against a plain publish of the same size.
+//! - [`renewals`] — what lease renewals cost with 1,000 requests in flight.
 
 pub mod claims;
 pub mod crash;
 pub mod idle_streams;
+pub mod renewals;
 pub mod replay;
 pub mod resume;
 pub mod scaling;
@@ -26,7 +28,7 @@ use anyhow::Result;
 use std::time::Duration;
 
 /// Scenario names, in the order `all` runs them.
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 8] = [
     "tools_call",
     "idle_streams",
     "resume",
@@ -34,6 +36,7 @@ pub const ALL: [&str; 7] = [
     "replay",
     "scaling",
     "claims",
+    "renewals",
 ];
 
 /// Sizes and durations of one run.
@@ -58,6 +61,17 @@ pub struct Params {
     pub scaling_sessions: (usize, usize),
     /// Claims: sequential writes of each kind.
     pub claims_writes: usize,
+    /// Renewals: (sessions, concurrent calls per session); the worker's
+    /// `--max-concurrency` is their product.
+    pub renewals_sessions: (usize, usize),
+    /// Renewals: each call's `sleep_ms`.
+    pub renewals_sleep_ms: u64,
+    /// Renewals: the planned length of the idle and the loaded window.
+    pub renewals_window: Duration,
+    /// Renewals: from every call delivered to the loaded window.
+    pub renewals_settle: Duration,
+    /// Renewals: from the loaded window's end to the first call's earliest finish.
+    pub renewals_tail: Duration,
 }
 
 impl Params {
@@ -78,6 +92,11 @@ impl Params {
             scaling_worker_concurrency: 4,
             scaling_sessions: (16, 4),
             claims_writes: 2_000,
+            renewals_sessions: (50, 20),
+            renewals_sleep_ms: 8_000,
+            renewals_window: Duration::from_secs(4),
+            renewals_settle: Duration::from_secs(2),
+            renewals_tail: Duration::from_secs(1),
         }
     }
 
@@ -98,6 +117,11 @@ impl Params {
             scaling_worker_concurrency: 2,
             scaling_sessions: (2, 2),
             claims_writes: 50,
+            renewals_sessions: (4, 5),
+            renewals_sleep_ms: 2_000,
+            renewals_window: Duration::from_secs(1),
+            renewals_settle: Duration::from_millis(200),
+            renewals_tail: Duration::from_millis(200),
         }
     }
 }
@@ -119,6 +143,7 @@ pub async fn run(ctx: &Ctx, name: &str) -> Result<Section> {
         "replay" => replay::run(ctx).await,
         "scaling" => scaling::run(ctx).await,
         "claims" => claims::run(ctx).await,
+        "renewals" => renewals::run(ctx).await,
         other => anyhow::bail!("unknown scenario {other}; known: {}", ALL.join(", ")),
     }
 }
