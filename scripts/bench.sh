@@ -7,9 +7,15 @@
 # itself: a nats-server per scenario (temp store, random ports), gateways,
 # workers and the rmcp baseline; all traffic stays on 127.0.0.1.
 #
+# Scenarios, in order (full run and --smoke alike): tools_call, idle_streams,
+# resume, crash (worker SIGKILL → result, default lease), replay, scaling,
+# claims (what a request's claim costs against a plain publish) and renewals
+# (what lease renewals cost with 1,000 requests in flight).
+#
 # Usage: scripts/bench.sh                 (full run, a few minutes)
 #        scripts/bench.sh --smoke         (every scenario, tiny counts, < 1 min)
-#        scripts/bench.sh --only resume,replay --out /tmp/r.json
+#        scripts/bench.sh --only crash,claims,renewals --out /tmp/r.json
+#        scripts/bench.sh --only crash --crash-ack-wait-secs 6   (another lease)
 # Output: a Markdown report on stdout, target/bench/results.{json,md}
 # (smoke: target/bench/smoke.{json,md}), process logs in target/bench/logs/.
 set -euo pipefail

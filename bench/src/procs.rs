@@ -5,7 +5,8 @@
 //! harness can wait for a readiness line (`listening on`,
 //! `Server is ready`) with a deadline. It is SIGKILLed when dropped, so a
 //! failed run leaves nothing behind. [`Usage`] reads a process's resident
-//! memory and CPU time from `/proc`.
+//! memory and CPU time from `/proc`; [`ThreadTimes`] its threads' CPU time
+//! in nanoseconds, for windows too short for clock ticks.
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::VecDeque;
@@ -235,5 +236,48 @@ impl Usage {
 
     pub fn rss_mib(&self) -> f64 {
         self.rss_bytes as f64 / (1024.0 * 1024.0)
+    }
+}
+
+/// The CPU time of each live thread of a process (`/proc/<pid>/task/*/schedstat`,
+/// nanoseconds): finer than [`Usage`]'s clock ticks (10 ms), for short
+/// windows. A thread that exits between two snapshots takes its time in the
+/// window with it (an undercount); one that starts is counted from its start.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadTimes {
+    ns: std::collections::HashMap<u32, u64>,
+}
+
+impl ThreadTimes {
+    pub fn of(pid: u32) -> Result<Self> {
+        let dir = format!("/proc/{pid}/task");
+        let mut ns = std::collections::HashMap::new();
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+            let entry = entry?;
+            let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            // A thread may exit while we look: skip it.
+            let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else {
+                continue;
+            };
+            let run: u64 = text
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| anyhow!("unreadable {dir}/{tid}/schedstat"))?;
+            ns.insert(tid, run);
+        }
+        Ok(Self { ns })
+    }
+
+    /// CPU seconds the process's threads spent from `self` to `later`.
+    pub fn secs_until(&self, later: &ThreadTimes) -> f64 {
+        let ns: u64 = later
+            .ns
+            .iter()
+            .map(|(tid, &t)| t.saturating_sub(self.ns.get(tid).copied().unwrap_or(0)))
+            .sum();
+        ns as f64 / 1e9
     }
 }

@@ -20,6 +20,8 @@ pub struct Options {
     pub nats_server: Option<PathBuf>,
     /// Override the number of idle streams (profiling at a smaller scale).
     pub idle_streams: Option<usize>,
+    /// Workers' `--ack-wait-secs` in `crash` (default: the worker's own).
+    pub crash_ack_wait: Option<u64>,
     /// The command line, for the report.
     pub command: String,
 }
@@ -51,6 +53,9 @@ pub async fn all(opts: Options) -> Result<Report> {
     };
     if let Some(n) = opts.idle_streams {
         params.idle_streams = n;
+    }
+    if let Some(s) = opts.crash_ack_wait {
+        params.crash_ack_wait = Some(s);
     }
     let names: Vec<&str> = scenarios::ALL
         .iter()

@@ -17,6 +17,9 @@ use std::time::Duration;
 /// Environment variable naming a command to run gateways under (profiling).
 pub const GATEWAY_WRAPPER: &str = "JETWAY_BENCH_GATEWAY_WRAPPER";
 
+/// The workers' shared durable consumer (`jetway-worker`'s `CONSUMER`).
+pub const WORKERS_CONSUMER: &str = "jetway-workers";
+
 /// How long a process may take to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a process may take to stop on SIGTERM before it is killed.
@@ -137,6 +140,36 @@ impl Nats {
         })
     }
 
+    /// Stops the server (its store goes with it).
+    pub async fn stop(mut self) {
+        self.proc.stop(STOP_GRACE).await;
+    }
+
+    /// A client connection of the benchmark's own (measurements, direct loads).
+    pub async fn connect(&self) -> Result<async_nats::Client> {
+        async_nats::connect(&self.url)
+            .await
+            .with_context(|| format!("connecting to {}", self.url))
+    }
+
+    /// The workers' consumer as JetStream reports it now: its configuration
+    /// (the lease in force: `ack_wait`), requests delivered and not yet
+    /// acknowledged, requests not yet delivered.
+    pub async fn workers_consumer(&self) -> Result<async_nats::jetstream::consumer::Info> {
+        let js = async_nats::jetstream::new(self.connect().await?);
+        workers_consumer(&js).await
+    }
+
+    /// The server's general statistics now (`/varz`: `in_msgs`, `cpu`, ...).
+    pub async fn varz(&self, http: &reqwest::Client) -> Result<serde_json::Value> {
+        http.get(format!("{}/varz", self.monitor))
+            .send()
+            .await?
+            .json()
+            .await
+            .context("reading /varz")
+    }
+
     /// JetStream consumers that exist now (`/jsz`).
     pub async fn consumers(&self, http: &reqwest::Client) -> Result<u64> {
         let jsz: serde_json::Value = http
@@ -165,6 +198,19 @@ impl Nats {
             .and_then(serde_json::Value::as_u64)
             .ok_or_else(|| anyhow!("/subsz without a subscription count"))
     }
+}
+
+/// The workers' consumer on partition 0, read through `js`.
+pub async fn workers_consumer(
+    js: &async_nats::jetstream::Context,
+) -> Result<async_nats::jetstream::consumer::Info> {
+    let stream = jetway_shared::subjects::stream_name(0);
+    js.get_stream_no_info(&stream)
+        .await
+        .with_context(|| format!("stream {stream}"))?
+        .consumer_info(WORKERS_CONSUMER)
+        .await
+        .with_context(|| format!("consumer {WORKERS_CONSUMER} of {stream}"))
 }
 
 /// A `jetway-gateway` process.

@@ -1,5 +1,6 @@
 //! The benchmark still works: `jetway-bench all --smoke` runs every scenario
-//! with tiny counts against real processes and reports numbers for each.
+//! (the claims and lease-renewal costs included) with tiny counts against
+//! real processes and reports numbers for each.
 //! No timing is asserted — benchmarks measure, tests check behaviour.
 
 use std::time::Duration;
@@ -51,6 +52,8 @@ async fn smoke_mode_reports_numbers_for_every_scenario() -> Result<()> {
         "crash",
         "replay",
         "scaling",
+        "claims",
+        "renewals",
     ] {
         assert!(
             s[name].is_object() && s[name].get("error").is_none(),
@@ -84,6 +87,7 @@ async fn smoke_mode_reports_numbers_for_every_scenario() -> Result<()> {
     let crashes = s["crash"]["samples"].as_array().context("crash samples")?;
     assert!(!crashes.is_empty());
     for c in crashes {
+        assert!(positive(&c["redelivered_secs"]), "crash sample: {c}");
         assert!(positive(&c["result_secs"]), "crash sample: {c}");
     }
     assert!(positive(&s["replay"]["consumer_rate"]));
@@ -91,6 +95,27 @@ async fn smoke_mode_reports_numbers_for_every_scenario() -> Result<()> {
         assert_eq!(run["errors"], 0, "scaling run: {run}");
         assert!(positive(&run["throughput_rps"]), "scaling run: {run}");
     }
+    let claims = s["claims"]["rows"].as_array().context("claims rows")?;
+    assert_eq!(claims.len(), 3, "claim, plain publish, request publish");
+    for row in claims {
+        assert!(positive(&row["writes"]), "claims row: {row}");
+        assert!(positive(&row["latency"]["p50_ms"]), "claims row: {row}");
+    }
+    let renewals = &s["renewals"];
+    assert!(positive(&renewals["calls"]), "renewals: {renewals}");
+    assert_eq!(
+        renewals["succeeded"], renewals["calls"],
+        "renewals: {renewals}"
+    );
+    assert_eq!(renewals["failed"], 0, "renewals: {renewals}");
+    assert!(positive(&renewals["loaded_secs"]), "renewals: {renewals}");
+    assert!(
+        !renewals["cpu"]
+            .as_array()
+            .context("renewals cpu")?
+            .is_empty(),
+        "renewals: {renewals}"
+    );
     assert!(!report["targets"].as_array().context("targets")?.is_empty());
     Ok(())
 }

@@ -26,7 +26,7 @@ enum Command {
         #[arg(long)]
         smoke: bool,
         /// Only these scenarios (comma-separated): tools_call, idle_streams,
-        /// resume, crash, replay, scaling.
+        /// resume, crash, replay, scaling, claims, renewals.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// JSON report path. [default: target/bench/results.json; smoke: target/bench/smoke.json]
@@ -42,6 +42,9 @@ enum Command {
         /// Idle streams to open (default 10,000; smoke 20), e.g. for profiling.
         #[arg(long)]
         idle_streams: Option<usize>,
+        /// Workers' `--ack-wait-secs` in the crash scenario. [default: the worker's default]
+        #[arg(long)]
+        crash_ack_wait_secs: Option<u64>,
     },
 }
 
@@ -56,6 +59,7 @@ async fn main() -> ExitCode {
             bin_dir,
             nats_server,
             idle_streams,
+            crash_ack_wait_secs,
         } => jetway_bench::run::Options {
             smoke,
             only,
@@ -63,6 +67,7 @@ async fn main() -> ExitCode {
             bin_dir,
             nats_server,
             idle_streams,
+            crash_ack_wait: crash_ack_wait_secs,
             command: std::env::args().collect::<Vec<_>>().join(" "),
         },
     };

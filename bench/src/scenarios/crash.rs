@@ -1,27 +1,39 @@
 //! Scenario 4: worker-crash recovery — from SIGKILL of the worker running a
 //! request to the client reading the request's result.
 //!
-//! One gateway, two workers (default lease, `--ack-wait-secs` 6, unless the
-//! run says otherwise). The client calls `analyze_data(num_items = 2)`
+//! One gateway, two workers with the default lease (`--ack-wait-secs` 2,
+//! renewed with in-progress acks every third of it), unless the run asks for
+//! another (`--crash-ack-wait-secs`); the lease in force is read back from
+//! the workers' consumer. The client calls `analyze_data(num_items = 2)`
 //! (≈1.4 s of work), learns which worker runs it from the first log
 //! notification (`Starting analysis of 2 items on <instance>`), SIGKILLs that
 //! worker at once and keeps reading the same SSE stream: the request is
-//! redelivered to the other worker when the lease runs out, runs again from
-//! the start, and its result arrives on the stream. A fresh worker replaces
-//! the killed one before the next sample. The rmcp baseline has no
-//! counterpart: a direct server's crash loses the session and the request.
+//! redelivered to the other worker when the lease runs out, whose claim
+//! probe finds the killed holder gone (no responders), takes the claim over
+//! and runs the request again from the start; its result arrives on the
+//! stream. A fresh worker replaces the killed one before the next sample.
+//! The kill comes at the run's first log, before the lease's first renewal,
+//! so the lease runs its whole length from the delivery: the slowest case.
+//!
+//! The contract: the client has the result within 3 s plus the re-run time.
+//! Each sample reports kill → redelivery (the re-run's first log on the
+//! stream), kill → result, and the re-run (their difference); the target is
+//! met when every sample's kill → redelivery is at most 3 s. The rmcp
+//! baseline has no counterpart: a direct server's crash loses the session
+//! and the request.
 
 use super::Ctx;
 use crate::client::McpSession;
 use crate::report::{Section, Target, table};
 use crate::stack::{Spec, Stack};
+use crate::stats::median;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-/// Target: kill → result.
-const TARGET_SECS: f64 = 10.0;
+/// Target: kill → redelivery (the result may take this plus the re-run).
+const TARGET_SECS: f64 = 3.0;
 const ITEMS: u64 = 2;
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(90);
 const STARTING: &str = "Starting analysis of ";
@@ -34,6 +46,25 @@ struct Sample {
     redelivered_secs: f64,
     /// Kill → the result on the client's stream.
     result_secs: f64,
+    /// The re-run: result − redelivery.
+    rerun_secs: f64,
+}
+
+/// Median and worst of one column.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Summary {
+    median_secs: f64,
+    worst_secs: f64,
+}
+
+impl Summary {
+    fn of(values: impl Iterator<Item = f64>) -> Self {
+        let v: Vec<f64> = values.collect();
+        Self {
+            median_secs: median(&v),
+            worst_secs: v.iter().copied().fold(0.0, f64::max),
+        }
+    }
 }
 
 pub async fn run(ctx: &Ctx) -> Result<Section> {
@@ -52,9 +83,15 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         },
     )
     .await?;
+    let lease = stack
+        .nats
+        .workers_consumer()
+        .await
+        .map(|c| c.config.ack_wait);
     let result = measure(ctx, &mut stack, &worker_args).await;
     stack.stop().await;
     let samples = result?;
+    let lease = lease?;
 
     let rows = samples
         .iter()
@@ -66,17 +103,30 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
                 s.finished_on.clone(),
                 format!("{:.2}", s.redelivered_secs),
                 format!("{:.2}", s.result_secs),
+                format!("{:.2}", s.rerun_secs),
             ]
         })
         .collect();
-    let lease = ctx.params.crash_ack_wait.unwrap_or(6);
+    let redelivered = Summary::of(samples.iter().map(|s| s.redelivered_secs));
+    let result = Summary::of(samples.iter().map(|s| s.result_secs));
+    let rerun = Summary::of(samples.iter().map(|s| s.rerun_secs));
+    let lease_secs = lease.as_secs_f64();
     let mut markdown = format!(
         "`analyze_data(num_items = {ITEMS})` (≈1.4 s of work) on one gateway with two workers \
-         (`--ack-wait-secs {lease}`; leases renewed every {:.0} s while a request runs). \
-         Seconds from SIGKILL of the worker running the request to the re-run's first log \
-         on the client's stream, and to the result. The baseline has no counterpart (a direct \
-         server's crash loses the session).\n\n",
-        lease as f64 / 3.0
+         ({}: a lease of {lease_secs:.0} s, read back from the workers' consumer, renewed every \
+         {:.0} ms while a request runs). Seconds from SIGKILL of the worker running the request \
+         to the re-run's first log on the client's stream (redelivery, claim take-over and \
+         restart), and to the result; the re-run is their difference. The worker is killed at \
+         the run's first log, before its first renewal, so the lease runs its whole length from \
+         the delivery: the slowest case (a kill later in a run is redelivered between two thirds \
+         of a lease and a whole lease after it). Target: the result within {TARGET_SECS:.0} s \
+         plus the re-run, i.e. kill → redelivery ≤ {TARGET_SECS:.0} s in every sample. The \
+         baseline has no counterpart (a direct server's crash loses the session).\n\n",
+        match ctx.params.crash_ack_wait {
+            Some(s) => format!("`--ack-wait-secs {s}`"),
+            None => "the default `--ack-wait-secs`".to_owned(),
+        },
+        lease_secs * 1000.0 / 3.0
     );
     markdown.push_str(&table(
         &[
@@ -85,20 +135,38 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             "finished on",
             "kill → re-run starts (s)",
             "kill → result (s)",
+            "re-run (s)",
         ],
         rows,
     ));
-    let worst = samples.iter().map(|s| s.result_secs).fold(0.0, f64::max);
+    markdown.push_str(&format!(
+        "\nMedian (worst) of {}: kill → redelivery {:.2} s ({:.2} s), kill → result {:.2} s \
+         ({:.2} s), re-run {:.2} s ({:.2} s).\n",
+        samples.len(),
+        redelivered.median_secs,
+        redelivered.worst_secs,
+        result.median_secs,
+        result.worst_secs,
+        rerun.median_secs,
+        rerun.worst_secs,
+    ));
+    let worst = redelivered.worst_secs;
+    let met = samples.iter().all(|s| s.redelivered_secs <= TARGET_SECS);
     let targets = vec![Target {
         scenario: "4 worker crash".into(),
         what: format!(
-            "SIGKILL of the running worker → result at the client (worst of {})",
+            "SIGKILL of the running worker → redelivery (re-run starts), worst of {}; \
+             result = that + re-run",
             samples.len()
         ),
-        target: format!("≤ {TARGET_SECS:.0} s"),
-        measured: format!("{worst:.2} s"),
-        met: worst <= TARGET_SECS,
-        margin: if worst <= TARGET_SECS {
+        target: format!("≤ {TARGET_SECS:.0} s (+ re-run)"),
+        measured: format!(
+            "{worst:.2} s (median {:.2} s); result median {:.2} s, worst {:.2} s; \
+             re-run median {:.2} s",
+            redelivered.median_secs, result.median_secs, result.worst_secs, rerun.median_secs
+        ),
+        met,
+        margin: if met {
             format!("{:.2} s to spare", TARGET_SECS - worst)
         } else {
             format!("missed by {:.2} s", worst - TARGET_SECS)
@@ -108,7 +176,15 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         key: "crash",
         title: "4. Worker-crash recovery".into(),
         markdown,
-        json: json!({ "ack_wait_secs": lease, "samples": samples }),
+        json: json!({
+            "ack_wait_secs": lease_secs,
+            "ack_wait_override": ctx.params.crash_ack_wait,
+            "target_redelivered_secs": TARGET_SECS,
+            "redelivered": redelivered,
+            "result": result,
+            "rerun": rerun,
+            "samples": samples,
+        }),
         targets,
     })
 }
@@ -173,11 +249,15 @@ async fn one(session: &McpSession, url: &str, stack: &mut Stack, i: usize) -> Re
         if finished_on == victim {
             bail!("the killed worker {victim} answered");
         }
+        let redelivered = redelivered
+            .ok_or_else(|| anyhow!("the result came without a re-run's first log"))?
+            .as_secs_f64();
         return Ok(Sample {
             killed: victim,
             finished_on,
-            redelivered_secs: redelivered.map_or(f64::NAN, |d| d.as_secs_f64()),
+            redelivered_secs: redelivered,
             result_secs,
+            rerun_secs: result_secs - redelivered,
         });
     }
     bail!("the stream ended without the result")

@@ -9,9 +9,14 @@
 //! - [`crash`] — SIGKILL of the worker running a request to its result.
 //! - [`replay`] — reading a 100,000-message session back.
 //! - [`scaling`] — throughput with 1, 2 and 4 workers behind one gateway.
+//! - [`claims`] — what a request's claim (a KV compare-and-set create with a
+//!   TTL) costs, against a plain publish of the same size.
+//! - [`renewals`] — what lease renewals cost with 1,000 requests in flight.
 
+pub mod claims;
 pub mod crash;
 pub mod idle_streams;
+pub mod renewals;
 pub mod replay;
 pub mod resume;
 pub mod scaling;
@@ -23,13 +28,15 @@ use anyhow::Result;
 use std::time::Duration;
 
 /// Scenario names, in the order `all` runs them.
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 8] = [
     "tools_call",
     "idle_streams",
     "resume",
     "crash",
     "replay",
     "scaling",
+    "claims",
+    "renewals",
 ];
 
 /// Sizes and durations of one run.
@@ -45,13 +52,26 @@ pub struct Params {
     pub idle_hold: Duration,
     pub resume_samples: usize,
     pub crash_samples: usize,
-    /// Workers' `--ack-wait-secs` in `crash` (`None`: the default, 6 s).
+    /// Workers' `--ack-wait-secs` in `crash` (`None`: the worker's default).
     pub crash_ack_wait: Option<u64>,
     pub replay_messages: usize,
     pub scaling_workers: Vec<usize>,
     /// Scaling: each worker's `--max-concurrency`, and the client's concurrency.
     pub scaling_worker_concurrency: usize,
     pub scaling_sessions: (usize, usize),
+    /// Claims: sequential writes of each kind.
+    pub claims_writes: usize,
+    /// Renewals: (sessions, concurrent calls per session); the worker's
+    /// `--max-concurrency` is their product.
+    pub renewals_sessions: (usize, usize),
+    /// Renewals: each call's `sleep_ms`.
+    pub renewals_sleep_ms: u64,
+    /// Renewals: the planned length of the idle and the loaded window.
+    pub renewals_window: Duration,
+    /// Renewals: from every call delivered to the loaded window.
+    pub renewals_settle: Duration,
+    /// Renewals: from the loaded window's end to the first call's earliest finish.
+    pub renewals_tail: Duration,
 }
 
 impl Params {
@@ -71,6 +91,12 @@ impl Params {
             scaling_workers: vec![1, 2, 4],
             scaling_worker_concurrency: 4,
             scaling_sessions: (16, 4),
+            claims_writes: 2_000,
+            renewals_sessions: (50, 20),
+            renewals_sleep_ms: 8_000,
+            renewals_window: Duration::from_secs(4),
+            renewals_settle: Duration::from_secs(2),
+            renewals_tail: Duration::from_secs(1),
         }
     }
 
@@ -85,11 +111,17 @@ impl Params {
             idle_hold: Duration::from_secs(1),
             resume_samples: 5,
             crash_samples: 1,
-            crash_ack_wait: Some(2),
+            crash_ack_wait: None,
             replay_messages: 2_000,
             scaling_workers: vec![1, 2],
             scaling_worker_concurrency: 2,
             scaling_sessions: (2, 2),
+            claims_writes: 50,
+            renewals_sessions: (4, 5),
+            renewals_sleep_ms: 2_000,
+            renewals_window: Duration::from_secs(1),
+            renewals_settle: Duration::from_millis(200),
+            renewals_tail: Duration::from_millis(200),
         }
     }
 }
@@ -110,6 +142,8 @@ pub async fn run(ctx: &Ctx, name: &str) -> Result<Section> {
         "crash" => crash::run(ctx).await,
         "replay" => replay::run(ctx).await,
         "scaling" => scaling::run(ctx).await,
+        "claims" => claims::run(ctx).await,
+        "renewals" => renewals::run(ctx).await,
         other => anyhow::bail!("unknown scenario {other}; known: {}", ALL.join(", ")),
     }
 }
