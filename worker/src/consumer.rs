@@ -9,13 +9,15 @@
 //! finish within the grace period, then hands the rest back (nak) for
 //! other workers.
 
-use crate::{config::CONSUMER, delivery::Delivery, health::Health, pull::Puller, request::Runtime};
+use crate::{
+    config::CONSUMER, delivery::Delivery, handler::Handler, health::Health, pull::Puller,
+    request::Runtime,
+};
 use async_nats::jetstream::{
     consumer::{AckPolicy, PriorityPolicy, PullConsumer, pull},
     stream::Stream,
 };
 use jetway_shared::subjects;
-use rmcp::ServerHandler;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -50,8 +52,8 @@ pub async fn ensure_consumer(
 }
 
 /// Pulls requests until `shutdown`, then drains.
-pub async fn run<S: ServerHandler + Clone>(
-    runtime: Arc<Runtime<S>>,
+pub async fn run<H: Handler>(
+    runtime: Arc<Runtime<H>>,
     mut puller: Puller,
     health: Arc<Health>,
     shutdown: CancellationToken,

@@ -21,7 +21,9 @@
 //! - [`claim`] — which worker process runs a request, so it runs once.
 //! - [`answers`] — what the stream already holds for a request: its answer,
 //!   and what the client sent it (history, then live).
-//! - [`run`] — running the rmcp handler of one request, with its deadline.
+//! - [`handler`] — what runs a claimed request: the [`handler::Handler`] trait.
+//! - [`in_process`] — an rmcp server in this process as a handler, with its
+//!   deadline.
 //! - [`transport`] — the rmcp `Transport` of one request (routing, ordering,
 //!   server→client request ids, the request's outcome).
 //! - [`publish`] — publishing server messages with provenance headers.
@@ -34,12 +36,13 @@ pub mod claim;
 pub mod config;
 pub mod consumer;
 pub mod delivery;
+pub mod handler;
 pub mod health;
+pub mod in_process;
 pub mod incoming;
 pub mod publish;
 pub mod pull;
 pub mod request;
-pub mod run;
 pub mod session;
 pub mod toolsets;
 pub mod transport;
@@ -72,8 +75,8 @@ pub struct Nats {
     pub connects: watch::Receiver<u64>,
 }
 
-/// Runs a worker serving `handler` until `shutdown` is cancelled, then
-/// drains. `listener` serves the health endpoints.
+/// Runs a worker serving the rmcp server `handler` until `shutdown` is
+/// cancelled, then drains. `listener` serves the health endpoints.
 pub async fn run<S>(
     config: Config,
     nats: Nats,
@@ -84,6 +87,24 @@ pub async fn run<S>(
 where
     S: ServerHandler + Clone,
 {
+    run_handler(
+        config,
+        nats,
+        listener,
+        in_process::InProcess(handler),
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`] with any [`handler::Handler`] (the bridge, for one).
+pub async fn run_handler<H: handler::Handler>(
+    config: Config,
+    nats: Nats,
+    listener: tokio::net::TcpListener,
+    handler: H,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
     let health = health::Health::new(config.bus.instance_id.clone(), nats.client.clone());
     let http_stop = CancellationToken::new();
     let http = tokio::spawn(health::serve(listener, health.clone(), http_stop.clone()));

@@ -7,37 +7,31 @@
 //! 3. claim it ([`crate::claim`]): an answered request is acknowledged, one
 //!    running elsewhere is waited for, so it runs once;
 //! 4. answer what the runtime answers itself: a request past its deadline
-//!    or its deliveries, a session that no longer exists,
-//!    `logging/setLevel`, a request the client cancelled while it was queued;
-//! 5. run the handler ([`crate::run`]) until it answers, is cancelled, or
-//!    reaches its deadline;
+//!    or its deliveries, a session that no longer exists, a request the
+//!    client cancelled while it was queued;
+//! 5. run the handler ([`crate::handler`]) until it answers, is cancelled,
+//!    or reaches its deadline;
 //! 6. acknowledge once the final message is on the stream, else hand the
 //!    request back.
 //!
 //! Data flows one way: `consumer` → `request` → `delivery`, `claim`,
-//! `answers`, `run` → `transport` → `publish`.
+//! `answers`, `handler` (`in_process` → `transport`, or `bridge`) → `publish`.
 
 use crate::{
     answers::Answers,
     claim::{Acquired, ClaimFence, Claims},
     config::Config,
     delivery::{Delivery, Lease},
+    handler::{Handler, RunContext, publish_final},
     incoming::{Request, Unrunnable},
     publish::Publisher,
-    run::{Run, publish_final},
-    session::Session,
-    transport::{InitializeRecorder, Outcome},
+    transport::Outcome,
 };
 use async_nats::jetstream::kv;
 use jetway_shared::{
     jsonrpc, kv_write,
-    session::{LogLevel, SessionRecord, State, update_record},
+    session::{SessionRecord, State},
 };
-use rmcp::{
-    ServerHandler,
-    model::{ClientRequest, JsonRpcMessage},
-};
-use serde_json::{Value, json};
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
@@ -51,9 +45,9 @@ use tracing::Instrument;
 const WAIT_PAST_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Everything a request task needs, shared by all of them.
-pub struct Runtime<S> {
+pub struct Runtime<H> {
     pub config: Config,
-    pub handler: S,
+    pub handler: H,
     pub publisher: Publisher,
     pub sessions: kv::Store,
     pub state: kv::Store,
@@ -61,7 +55,7 @@ pub struct Runtime<S> {
     pub claims: Arc<Claims>,
 }
 
-impl<S: ServerHandler + Clone> Runtime<S> {
+impl<H: Handler> Runtime<H> {
     /// Handles one delivery; never panics, always acks, naks or terminates.
     pub async fn handle(self: Arc<Self>, delivery: Delivery, hard_stop: CancellationToken) {
         let lease = delivery.hold(self.config.lease_renewal(), self.config.ack_wait);
@@ -205,32 +199,12 @@ impl<S: ServerHandler + Clone> Runtime<S> {
                 Err(_) => Outcome::Unanswered,
             };
         }
-        #[allow(deprecated)] // see set_level
-        if let JsonRpcMessage::Request(r) = &request.message
-            && let ClientRequest::SetLevelRequest(set) = &r.request
-        {
-            let body = self.set_level(request, &set.params.level).await;
-            return publish_final(&self.publisher, &request.session, &request.stream, body).await;
-        }
-        let session = Session::new(
-            request.session.clone(),
-            request.stream.clone(),
-            fence.clone(),
-            self.config.bus.instance_id.clone(),
-            self.state.clone(),
-            self.sessions.clone(),
-            self.publisher.clone(),
-        );
-        let initialize = request.is_initialize().then(|| InitializeRecorder {
-            js: self.publisher.jetstream().clone(),
-            sessions: self.sessions.clone(),
-        });
-        let run = Run {
-            handler: &self.handler,
+        let ctx = RunContext {
             publisher: &self.publisher,
-            record: &record,
-            session,
-            initialize,
+            sessions: &self.sessions,
+            state: &self.state,
+            instance: &self.config.bus.instance_id,
+            record,
             delivery: delivery.delivered,
             fence,
             history,
@@ -238,30 +212,7 @@ impl<S: ServerHandler + Clone> Runtime<S> {
             deadline,
             hard_stop,
         };
-        run.run(request).await
-    }
-
-    #[allow(deprecated)] // logging is deprecated in the modern era, and still part of the legacy one
-    async fn set_level(&self, request: &Request, level: &rmcp::model::LoggingLevel) -> Value {
-        let level = serde_json::to_value(level)
-            .ok()
-            .and_then(|v| v.as_str().and_then(|s| s.parse::<LogLevel>().ok()));
-        let Some(level) = level else {
-            return jsonrpc::error(
-                Some(&request.id),
-                jsonrpc::INVALID_PARAMS,
-                "params.level must be one of debug, info, notice, warning, error, critical, alert, emergency",
-            );
-        };
-        let js = self.publisher.jetstream();
-        let set = update_record(js, &self.sessions, request.session.as_str(), |r| {
-            r.log_level = Some(level);
-            r.state != State::Closed
-        });
-        match set.await {
-            Ok(_) => jsonrpc::result(&request.id, json!({})),
-            Err(e) => jsonrpc::error(Some(&request.id), jsonrpc::INTERNAL_ERROR, e.to_string()),
-        }
+        self.handler.run(ctx, request).await
     }
 }
 

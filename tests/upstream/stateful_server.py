@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""A small stateful MCP server for Jetway's bridge-mode tests.
+
+Built on FastMCP from the pinned official Python SDK (PyPI `mcp`, see
+scripts/upstreams/requirements.txt; installed by scripts/install-upstreams.sh
+into .local/upstreams/py). It keeps per-session state in its own in-process
+store, so a test can tell whether the bridge keeps talking to the same
+upstream session:
+
+  remember(key, value)  stores value under key for this session; returns value
+  recall(key)           the value stored under key in this session, or null (text `null`)
+  count()               increments this session's counter and returns it (1, 2, ...)
+  whoami()              {"pid", "session_id", "state_key", "transport", "stateless",
+                        "stored_sessions"}: the server process id, the
+                        Mcp-Session-Id request header it saw (null when there is
+                        none: over stdio and in --stateless mode), the key of this
+                        session in its own store, how it is being served, and how
+                        many sessions' state the store holds (an entry is dropped
+                        once its session is gone: DELETE, idle reap, end of a
+                        stateless request)
+
+Usage (with PYTHONPATH=.local/upstreams/py, or via .local/upstreams/bin/stateful-server):
+
+  stateful_server.py [--port N]          Streamable HTTP on http://127.0.0.1:N/mcp
+                                         (N from --port, else env PORT, else 8000;
+                                         0 picks a free port). When it accepts
+                                         connections it prints exactly one line to
+                                         stdout: `listening on 127.0.0.1:N` (the
+                                         real port, also for --port 0).
+  stateful_server.py --stateless [...]   the same with FastMCP stateless_http=True:
+                                         no Mcp-Session-Id, every POST is a fresh
+                                         session, so state lives for one request
+                                         only: count() always returns 1 and recall()
+                                         never sees an earlier remember().
+  stateful_server.py --stdio             MCP over stdin/stdout (one session for the
+                                         process); prints `serving stdio` to stderr.
+
+  --json-response                        answer POSTs with application/json instead
+                                         of an SSE stream
+  --session-idle-timeout SECONDS         reap a stateful HTTP session after this much
+                                         idle time (default 1800, the SDK's); its id
+                                         then answers 404 Session not found
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import uuid
+import weakref
+from typing import Annotated, Any, Optional
+
+try:
+    from mcp.server.fastmcp import Context, FastMCP
+    from mcp.types import CallToolResult, TextContent
+except ImportError as exc:  # pragma: no cover - setup error
+    sys.exit(
+        f"stateful_server.py: cannot import the MCP SDK ({exc}); run scripts/install-upstreams.sh "
+        "and start with PYTHONPATH=.local/upstreams/py (or .local/upstreams/bin/stateful-server)"
+    )
+
+# session key -> {"values": {key: value}, "count": int}
+STORE: dict[str, dict[str, Any]] = {}
+MODE = {"transport": "streamable-http", "stateless": False}
+
+_KEY_ATTR = "_jetway_state_key"
+
+
+def _state_key(ctx: Context) -> str:
+    """The key of this MCP session in STORE.
+
+    One ServerSession object exists per MCP session: per Mcp-Session-Id in
+    stateful HTTP mode, per process over stdio, per request in stateless mode.
+    A fresh random key is attached to it the first time it is seen (not id(),
+    which Python may reuse once a stateless session is freed).
+    """
+    session = ctx.session
+    key = getattr(session, _KEY_ATTR, None)
+    if key is None:
+        key = uuid.uuid4().hex
+        setattr(session, _KEY_ATTR, key)
+        # Forget the state once the session object is gone (client DELETE,
+        # idle reap, or the end of a stateless request).
+        weakref.finalize(session, STORE.pop, key, None)
+    return key
+
+
+def _state(ctx: Context) -> dict[str, Any]:
+    return STORE.setdefault(_state_key(ctx), {"values": {}, "count": 0})
+
+
+def _header_session_id(ctx: Context) -> str | None:
+    request = getattr(ctx.request_context, "request", None)
+    headers = getattr(request, "headers", None)
+    if headers is None:
+        return None
+    return headers.get("mcp-session-id")
+
+
+def build(args: argparse.Namespace) -> FastMCP:
+    mcp = FastMCP(
+        "jetway-stateful-upstream",
+        instructions="Test upstream for Jetway's bridge mode: per-session state.",
+        host="127.0.0.1",
+        port=args.port,
+        streamable_http_path="/mcp",
+        stateless_http=args.stateless,
+        json_response=args.json_response,
+        session_idle_timeout=args.session_idle_timeout,
+        log_level="WARNING",
+    )
+
+    @mcp.tool(description="Store value under key in this session's state; returns the value.")
+    def remember(key: str, value: str, ctx: Context) -> str:
+        _state(ctx)["values"][key] = value
+        return value
+
+    @mcp.tool(description="The value stored under key in this session, or null if none.")
+    def recall(key: str, ctx: Context) -> Annotated[CallToolResult, Optional[str]]:
+        value = _state(ctx)["values"].get(key)
+        # FastMCP would send no content block at all for None; send the text `null`.
+        return CallToolResult(
+            content=[TextContent(type="text", text="null" if value is None else value)],
+            structuredContent={"result": value},
+        )
+
+    @mcp.tool(description="Increment this session's counter and return it (1 on the first call).")
+    def count(ctx: Context) -> int:
+        state = _state(ctx)
+        state["count"] += 1
+        return state["count"]
+
+    @mcp.tool(description="The server's pid and the upstream MCP session it sees.")
+    def whoami(ctx: Context) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "session_id": _header_session_id(ctx),
+            "state_key": _state_key(ctx),
+            "transport": MODE["transport"],
+            "stateless": MODE["stateless"],
+            "stored_sessions": len(STORE),
+        }
+
+    return mcp
+
+
+async def serve_http(mcp: FastMCP, port: int) -> None:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:  # type: ignore[override]
+            await super().startup(sockets)
+            if self.started:
+                bound = self.servers[0].sockets[0].getsockname()[1]
+                print(f"listening on 127.0.0.1:{bound}", flush=True)
+
+    config = uvicorn.Config(
+        mcp.streamable_http_app(),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+    )
+    await Server(config).serve()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (default: env PORT, else 8000; 0 = any free port)")
+    parser.add_argument("--stateless", action="store_true", help="FastMCP stateless_http=True: no sessions, state per request")
+    parser.add_argument("--stdio", action="store_true", help="serve MCP over stdin/stdout instead of HTTP")
+    parser.add_argument("--json-response", action="store_true", help="JSON responses instead of SSE streams")
+    parser.add_argument("--session-idle-timeout", type=float, default=1800, help="idle seconds before a session is reaped")
+    args = parser.parse_args()
+    if args.port is None:
+        env_port = os.environ.get("PORT", "")
+        try:
+            args.port = int(env_port) if env_port else 8000
+        except ValueError:
+            parser.error(f"PORT={env_port!r} is not a port number")
+    if not 0 <= args.port <= 65535:
+        parser.error(f"port {args.port} out of range")
+    if args.stdio and args.stateless:
+        parser.error("--stateless applies to HTTP only")
+
+    MODE["stateless"] = args.stateless
+    mcp = build(args)
+    if args.stdio:
+        MODE["transport"] = "stdio"
+        print("serving stdio", file=sys.stderr, flush=True)
+        mcp.run(transport="stdio")
+    else:
+        try:
+            asyncio.run(serve_http(mcp, args.port))
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

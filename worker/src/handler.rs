@@ -1,0 +1,77 @@
+//! What runs a request once the lifecycle ([`crate::request`]) holds its
+//! claim: a [`Handler`]. Two kinds exist: an rmcp server in this process
+//! ([`crate::in_process`]) and the bridge to an upstream MCP server
+//! ([`crate::bridge`]). Both get the same [`RunContext`] and report the
+//! same [`Outcome`], so deliveries, claims, deadlines and acknowledgements
+//! are one piece of code.
+
+use crate::{
+    claim::ClaimFence,
+    incoming::Request,
+    publish::{Out, OutMessage, Publisher},
+    transport::Outcome,
+};
+use async_nats::jetstream::kv;
+use jetway_shared::{
+    session::SessionRecord,
+    subjects::{SessionId, StreamKey},
+};
+use serde_json::Value;
+use std::future::Future;
+use tokio::{sync::mpsc, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Everything a handler gets for one run of one request.
+pub struct RunContext<'a> {
+    pub publisher: &'a Publisher,
+    pub sessions: &'a kv::Store,
+    pub state: &'a kv::Store,
+    /// This worker's instance id.
+    pub instance: &'a str,
+    /// The session record as it was when the run started.
+    pub record: SessionRecord,
+    /// 1 on the first delivery.
+    pub delivery: u64,
+    /// Checked before state writes and the answer.
+    pub fence: ClaimFence,
+    /// What the client sent the session after the request (stored), and
+    /// what it sends while the request runs.
+    pub history: Vec<Value>,
+    pub inbound: mpsc::Receiver<Value>,
+    /// When the request must be answered by.
+    pub deadline: Instant,
+    /// Cancelled when the worker stops for good.
+    pub hard_stop: &'a CancellationToken,
+}
+
+/// Runs requests: answers each with a final message on its POST stream, or
+/// says why not.
+pub trait Handler: Send + Sync + 'static {
+    fn run<'a>(
+        &'a self,
+        ctx: RunContext<'a>,
+        request: &'a Request,
+    ) -> impl Future<Output = Outcome> + Send + 'a;
+}
+
+/// Publishes a final answer the worker makes itself (not the handler).
+pub async fn publish_final(
+    publisher: &Publisher,
+    session: &SessionId,
+    stream: &StreamKey,
+    body: Value,
+) -> Outcome {
+    let msg = OutMessage {
+        session,
+        stream,
+        payload: serde_json::to_vec(&body).unwrap_or_default(),
+        kind: Out::Final,
+    };
+    match publisher.publish(msg).await {
+        Ok(()) => Outcome::Answered,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not publish the answer");
+            Outcome::Unanswered
+        }
+    }
+}
