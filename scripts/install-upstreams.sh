@@ -66,6 +66,7 @@ fi
 # --- 2. server-everything, pinned by the committed lockfile ------------------
 everything_ok() {
   [[ -f "$EV_JS" ]] &&
+    cmp -s "$PIN_DIR/package.json" "$UP_DIR/package.json" &&
     cmp -s "$PIN_DIR/package-lock.json" "$UP_DIR/package-lock.json" &&
     [[ "$("$NODE" -p "require('./$EV_PKG/package.json').version" 2>/dev/null || true)" == "$EVERYTHING_VERSION" ]]
 }

@@ -44,6 +44,20 @@ pub struct SessionRecord {
     pub last_seen_ms: u64,
     /// Gateway instance that created the session.
     pub created_by: String,
+    /// The session a bridge worker opened on its upstream MCP server for
+    /// this one; any bridge worker uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamSession>,
+}
+
+/// A Jetway session's counterpart on a bridged upstream server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamSession {
+    /// The upstream's `Mcp-Session-Id`; `None` for a stateless upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The protocol version the upstream negotiated.
+    pub protocol_version: String,
 }
 
 impl SessionRecord {
@@ -63,6 +77,7 @@ impl SessionRecord {
             created_ms: now,
             last_seen_ms: now,
             created_by: created_by.into(),
+            upstream: None,
         }
     }
 

@@ -40,6 +40,25 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_deliver: Option<i64>,
+    /// Bridge mode: the Streamable HTTP URL of an upstream MCP server to
+    /// forward every request to, instead of the built-in tools. [default: none]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_url: Option<String>,
+    /// Headers sent with every upstream request, `Name: value`, repeatable
+    /// (an API key, say). [default: none]
+    #[arg(long = "upstream-header", value_name = "HEADER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_headers: Option<Vec<String>>,
+    /// Seconds an upstream may take to start answering a request. [default: 30]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_timeout_secs: Option<u64>,
+    /// Seconds an unreachable upstream is retried before the client gets a
+    /// -32001 error. [default: 5]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_unreachable_secs: Option<u64>,
     /// Seconds to finish in-flight requests on SIGTERM before handing them back. [default: 20]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,6 +77,17 @@ pub struct Config {
     pub deadline: Duration,
     pub max_deliver: i64,
     pub grace_period: Duration,
+    /// Set in bridge mode.
+    pub upstream: Option<UpstreamConfig>,
+}
+
+/// Where a bridge worker forwards requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    pub url: reqwest::Url,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub unreachable_for: Duration,
 }
 
 const KEYS: &[&str] = &[
@@ -67,6 +97,10 @@ const KEYS: &[&str] = &[
     "deadline_secs",
     "max_deliver",
     "grace_period_secs",
+    "upstream_url",
+    "upstream_headers",
+    "upstream_timeout_secs",
+    "upstream_unreachable_secs",
 ];
 
 impl Config {
@@ -90,7 +124,21 @@ impl Config {
             deadline: Duration::from_secs(f.get("deadline_secs", 600)),
             max_deliver: f.get("max_deliver", 5),
             grace_period: Duration::from_secs(f.get("grace_period_secs", 20)),
+            upstream: None,
         };
+        let url: Option<String> = f.get("upstream_url", None);
+        let headers: Vec<String> = f.get("upstream_headers", Vec::new());
+        let timeout = Duration::from_secs(f.get("upstream_timeout_secs", 30));
+        let unreachable_for = Duration::from_secs(f.get("upstream_unreachable_secs", 5));
+        let mut cfg = cfg;
+        if let Some(url) = url {
+            match upstream_config(&url, &headers, timeout, unreachable_for) {
+                Ok(u) => cfg.upstream = Some(u),
+                Err(problem) => f.problem(problem),
+            }
+        } else if !headers.is_empty() {
+            f.problem("upstream_headers: set only with upstream_url");
+        }
         if cfg.max_concurrency == 0 {
             f.problem("max_concurrency: must be at least 1");
         }
@@ -126,3 +174,37 @@ impl Config {
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
+
+fn upstream_config(
+    url: &str,
+    headers: &[String],
+    timeout: Duration,
+    unreachable_for: Duration,
+) -> Result<UpstreamConfig, String> {
+    let parsed = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| u.scheme() == "http" || u.scheme() == "https")
+        .ok_or_else(|| format!("upstream_url: {url:?} is not an http:// or https:// URL"))?;
+    let mut pairs = Vec::new();
+    for h in headers {
+        let (name, value) = h
+            .split_once(':')
+            .map(|(n, v)| (n.trim(), v.trim()))
+            .filter(|(n, _)| !n.is_empty())
+            .ok_or_else(|| format!("upstream_headers: {h:?} is not `Name: value`"))?;
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || reqwest::header::HeaderValue::from_str(value).is_err()
+        {
+            return Err(format!(
+                "upstream_headers: {h:?} is not a valid HTTP header"
+            ));
+        }
+        pairs.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(UpstreamConfig {
+        url: parsed,
+        headers: pairs,
+        timeout,
+        unreachable_for,
+    })
+}

@@ -43,8 +43,15 @@ impl<S: ServerHandler + Clone> Handler for InProcess<S> {
 
 impl<S: ServerHandler + Clone> InProcess<S> {
     async fn run_one(&self, ctx: RunContext<'_>, request: &Request) -> Outcome {
+        let message = match &request.message {
+            Ok(m) => m,
+            Err(why) => {
+                let body = jsonrpc::error(Some(&request.id), jsonrpc::INVALID_PARAMS, why.clone());
+                return publish_final(ctx.publisher, &request.session, &request.stream, body).await;
+            }
+        };
         #[allow(deprecated)] // see set_level
-        if let JsonRpcMessage::Request(r) = &request.message
+        if let JsonRpcMessage::Request(r) = message
             && let ClientRequest::SetLevelRequest(set) = &r.request
         {
             let body = set_level(&ctx, request, &set.params.level).await;
@@ -63,7 +70,7 @@ impl<S: ServerHandler + Clone> InProcess<S> {
             js: ctx.publisher.jetstream().clone(),
             sessions: ctx.sessions.clone(),
         });
-        let peer_info: Option<InitializeRequestParams> = match &request.message {
+        let peer_info: Option<InitializeRequestParams> = match message {
             JsonRpcMessage::Request(r) => match &r.request {
                 ClientRequest::InitializeRequest(init) => Some(init.params.clone()),
                 _ => serde_json::from_value(ctx.record.client.clone()).ok(),
@@ -81,7 +88,7 @@ impl<S: ServerHandler + Clone> InProcess<S> {
         };
         let (transport, outcome) = RequestTransport::new(
             route,
-            request.message.clone(),
+            message.clone(),
             extensions,
             ctx.history,
             ctx.inbound,

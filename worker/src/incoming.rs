@@ -4,10 +4,10 @@
 use crate::delivery::Delivery;
 use jetway_shared::{
     headers,
-    jsonrpc::{self, method},
+    jsonrpc::method,
     subjects::{SessionId, StreamKey, session_of_subject},
 };
-use rmcp::{RoleServer, model::JsonRpcMessage, service::RxJsonRpcMessage};
+use rmcp::{RoleServer, service::RxJsonRpcMessage};
 use serde_json::Value;
 
 /// A request as parsed from its delivery, once.
@@ -18,65 +18,45 @@ pub struct Request {
     /// The JSON-RPC id, as the client sent it.
     pub id: Value,
     pub method: String,
-    pub message: RxJsonRpcMessage<RoleServer>,
+    /// The request exactly as the client sent it (what a bridge forwards).
+    pub raw: Value,
+    /// The request in rmcp's types, or why its params do not fit them.
+    pub message: Result<RxJsonRpcMessage<RoleServer>, String>,
 }
 
-/// Why a delivery is not a request the runtime can run.
-pub enum Unrunnable {
-    /// Not a Jetway request at all: terminate it.
-    Foreign(&'static str),
-    /// A request whose params do not parse: answer with this error.
-    Invalid {
-        session: SessionId,
-        stream: StreamKey,
-        body: Value,
-    },
-}
+/// Why a delivery is not a request the runtime can run: not a Jetway
+/// request at all, so it is terminated.
+#[derive(Debug)]
+pub struct Unrunnable(pub &'static str);
 
 impl Request {
     pub fn parse(delivery: &Delivery) -> Result<Self, Unrunnable> {
         let msg = delivery.message();
-        let session = session_of_subject(&msg.subject).ok_or(Unrunnable::Foreign("subject"))?;
+        let session = session_of_subject(&msg.subject).ok_or(Unrunnable("subject"))?;
         let stream = msg
             .headers
             .as_ref()
             .and_then(|h| h.get(headers::STREAM))
             .and_then(|v| StreamKey::parse(v.as_str()))
-            .ok_or(Unrunnable::Foreign("stream key"))?;
-        match serde_json::from_slice::<RxJsonRpcMessage<RoleServer>>(&msg.payload) {
-            Ok(message @ JsonRpcMessage::Request(_)) => {
-                let JsonRpcMessage::Request(r) = &message else {
-                    unreachable!("matched above")
-                };
-                Ok(Self {
-                    id: serde_json::to_value(&r.id).unwrap_or(Value::Null),
-                    method: r.request.method().to_owned(),
-                    session,
-                    stream,
-                    message,
-                })
-            }
-            Ok(_) => Err(Unrunnable::Foreign("not a request")),
-            Err(e) => {
-                // The gateway only publishes JSON-RPC requests here; their
-                // params may still not fit the method.
-                #[derive(serde::Deserialize)]
-                struct Envelope {
-                    id: Value,
-                }
-                let envelope: Envelope = serde_json::from_slice(&msg.payload)
-                    .map_err(|_| Unrunnable::Foreign("not JSON-RPC"))?;
-                Err(Unrunnable::Invalid {
-                    session,
-                    stream,
-                    body: jsonrpc::error(
-                        Some(&envelope.id),
-                        jsonrpc::INVALID_PARAMS,
-                        format!("invalid params: {e}"),
-                    ),
-                })
-            }
-        }
+            .ok_or(Unrunnable("stream key"))?;
+        let raw: Value =
+            serde_json::from_slice(&msg.payload).map_err(|_| Unrunnable("not JSON"))?;
+        let (Some(id), Some(method)) = (
+            raw.get("id").cloned(),
+            raw.get("method").and_then(Value::as_str).map(str::to_owned),
+        ) else {
+            return Err(Unrunnable("not a JSON-RPC request"));
+        };
+        let message = serde_json::from_value::<RxJsonRpcMessage<RoleServer>>(raw.clone())
+            .map_err(|e| format!("invalid params: {e}"));
+        Ok(Self {
+            session,
+            stream,
+            id,
+            method,
+            raw,
+            message,
+        })
     }
 
     pub fn is_initialize(&self) -> bool {

@@ -24,6 +24,8 @@
 //! - [`handler`] — what runs a claimed request: the [`handler::Handler`] trait.
 //! - [`in_process`] — an rmcp server in this process as a handler, with its
 //!   deadline.
+//! - [`bridge`] — the handler that forwards requests to an upstream MCP
+//!   server over Streamable HTTP.
 //! - [`transport`] — the rmcp `Transport` of one request (routing, ordering,
 //!   server→client request ids, the request's outcome).
 //! - [`publish`] — publishing server messages with provenance headers.
@@ -32,6 +34,7 @@
 //! - [`toolsets`] — the built-in demo and conformance servers of `jetway-worker`.
 
 pub mod answers;
+pub mod bridge;
 pub mod claim;
 pub mod config;
 pub mod consumer;

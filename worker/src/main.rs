@@ -1,8 +1,14 @@
-//! `jetway-worker`: hosts the built-in demo and conformance tool sets.
+//! `jetway-worker`: hosts the built-in demo and conformance tool sets, or
+//! bridges to an upstream MCP server (`--upstream-url`).
 
 use clap::Parser;
 use jetway_shared::{setup, telemetry};
-use jetway_worker::{Config, Nats, config::Args, toolsets::Builtin};
+use jetway_worker::{
+    Config, Nats,
+    bridge::{Bridge, upstream::Upstream},
+    config::{Args, UpstreamConfig},
+    toolsets::Builtin,
+};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -37,13 +43,41 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let handler = Builtin::new();
     let nats = Nats { client, connects };
-    match jetway_worker::run(config, nats, listener, handler, shutdown).await {
+    let ran = match config.upstream.clone() {
+        None => jetway_worker::run(config, nats, listener, Builtin::new(), shutdown).await,
+        Some(up) => {
+            let bridge = match bridge(&up) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up the upstream client");
+                    return ExitCode::FAILURE;
+                }
+            };
+            tracing::info!(upstream = %up.url, "bridging to an upstream MCP server");
+            jetway_worker::run_handler(config, nats, listener, bridge, shutdown).await
+        }
+    };
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "worker failed");
             ExitCode::FAILURE
         }
     }
+}
+
+fn bridge(up: &UpstreamConfig) -> Result<Bridge, reqwest::Error> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in &up.headers {
+        // Checked when the configuration was loaded.
+        if let (Ok(n), Ok(v)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            reqwest::header::HeaderValue::from_str(value),
+        ) {
+            headers.insert(n, v);
+        }
+    }
+    let upstream = Upstream::new(up.url.clone(), headers, up.timeout)?;
+    Ok(Bridge::new(upstream, up.timeout, up.unreachable_for))
 }

@@ -61,18 +61,9 @@ impl<H: Handler> Runtime<H> {
         let lease = delivery.hold(self.config.lease_renewal(), self.config.ack_wait);
         let request = match Request::parse(&delivery) {
             Ok(r) => r,
-            Err(Unrunnable::Foreign(what)) => {
+            Err(Unrunnable(what)) => {
                 tracing::warn!(subject = %delivery.message().subject, what, "not a Jetway request; dropping");
                 delivery.term().await;
-                return;
-            }
-            Err(Unrunnable::Invalid {
-                session,
-                stream,
-                body,
-            }) => {
-                let outcome = publish_final(&self.publisher, &session, &stream, body).await;
-                settle(&delivery, outcome, false).await;
                 return;
             }
         };

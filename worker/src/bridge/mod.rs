@@ -1,0 +1,492 @@
+//! The bridge: a [`Handler`] that forwards each request to an upstream MCP
+//! server that knows nothing about Jetway, over Streamable HTTP.
+//!
+//! - **Sessions.** Each Jetway session gets its own upstream session: the
+//!   client's `initialize` is forwarded as it came, and the upstream's
+//!   session id and negotiated version go into the Jetway session record,
+//!   so any bridge worker can use them. When the upstream answers 404 (it
+//!   restarted, expired the session, or a replica without it answered), the
+//!   bridge initializes a new upstream session with the client's recorded
+//!   `initialize` params and retries the request once: a request answered
+//!   404 never ran. A stateless upstream (no session id) works the same,
+//!   without one.
+//! - **Messages.** The request goes upstream unchanged. What comes back on
+//!   its SSE stream goes to the client unchanged: progress and logs on the
+//!   request's POST stream, other notifications on the session's GET stream,
+//!   server→client requests (sampling, elicitation, roots) on the POST
+//!   stream with a session-unique id; the client's answer, which may reach
+//!   any gateway, is posted back to the upstream with the upstream's id. A
+//!   client's cancellation is posted upstream too.
+//! - **Failures.** An upstream that cannot be reached within
+//!   `upstream_unreachable_secs` gets the client a -32001 error; one whose
+//!   stream breaks off before the answer (it died mid-call) has the request
+//!   handed back, to run again on another worker, as when a worker dies.
+//!
+//! Not yet bridged: an upstream's own GET stream (unsolicited notifications
+//! such as `notifications/resources/updated` or `list_changed`), stdio
+//! upstreams, and ending the upstream session when the Jetway session ends.
+
+pub mod upstream;
+
+use crate::{
+    handler::{Handler, RunContext, publish_final},
+    incoming::Request,
+    publish::{Out, OutMessage},
+    transport::Outcome,
+};
+use futures::StreamExt;
+use jetway_shared::{
+    jsonrpc::{self, method},
+    publish::Backoff,
+    session::{State, UpstreamSession, update_record},
+    subjects::{SessionId, StreamKey},
+};
+use serde_json::{Value, json};
+use std::{collections::HashMap, future::Future, time::Duration};
+use upstream::{Reply, SessionHeaders, Upstream, UpstreamError};
+
+/// How the bridge reaches its upstream.
+#[derive(Clone)]
+pub struct Bridge {
+    upstream: Upstream,
+    /// How long the upstream may take to answer with response headers.
+    response_timeout: Duration,
+    /// How long an unreachable upstream is retried before the client gets
+    /// an error.
+    unreachable_for: Duration,
+}
+
+impl Bridge {
+    pub fn new(upstream: Upstream, response_timeout: Duration, unreachable_for: Duration) -> Self {
+        Self {
+            upstream,
+            response_timeout,
+            unreachable_for,
+        }
+    }
+}
+
+impl Handler for Bridge {
+    fn run<'a>(
+        &'a self,
+        ctx: RunContext<'a>,
+        request: &'a Request,
+    ) -> impl Future<Output = Outcome> + Send + 'a {
+        self.run_one(ctx, request)
+    }
+}
+
+/// Why a run ends without going on.
+enum Stop {
+    /// Answer the client with this error.
+    Answer(Value),
+    /// Hand the request back.
+    HandBack(String),
+}
+
+impl Bridge {
+    async fn run_one(&self, mut ctx: RunContext<'_>, request: &Request) -> Outcome {
+        let deadline = ctx.deadline;
+        let hard_stop = ctx.hard_stop;
+        let publisher = ctx.publisher;
+        let outcome = tokio::select! {
+            o = self.forward(&mut ctx, request) => o,
+            _ = tokio::time::sleep_until(deadline) => Err(Stop::Answer(jsonrpc::error(
+                Some(&request.id),
+                jsonrpc::DEADLINE_EXCEEDED,
+                "request exceeded its deadline and was stopped",
+            ))),
+            _ = hard_stop.cancelled() => Err(Stop::HandBack("worker stopping".into())),
+        };
+        match outcome {
+            Ok(o) => o,
+            Err(Stop::Answer(body)) => {
+                publish_final(publisher, &request.session, &request.stream, body).await
+            }
+            Err(Stop::HandBack(why)) => {
+                tracing::warn!(%why, "handing the request back");
+                Outcome::Unanswered
+            }
+        }
+    }
+
+    async fn forward(&self, ctx: &mut RunContext<'_>, request: &Request) -> Result<Outcome, Stop> {
+        if request.is_initialize() {
+            return self.initialize(ctx, request).await;
+        }
+        let mut session = match ctx.record.upstream.clone() {
+            Some(s) => s,
+            None => self.reopen(ctx, &request.session, None).await?,
+        };
+        let mut reopened = false;
+        loop {
+            match self.post(&request.raw, headers(&session), ctx).await {
+                Ok(reply) => return self.relay(ctx, request, reply, &session).await,
+                Err(UpstreamError::SessionNotFound) if !reopened => {
+                    tracing::info!("upstream session not found; initializing a new one");
+                    reopened = true;
+                    session = self.reopen(ctx, &request.session, Some(&session)).await?;
+                }
+                Err(e) => return Err(self.failure(request, e)),
+            }
+        }
+    }
+
+    /// The client's own `initialize`: forwarded as it came; what the
+    /// upstream negotiated is recorded before the client sees the answer.
+    async fn initialize(&self, ctx: &RunContext<'_>, request: &Request) -> Result<Outcome, Stop> {
+        let none = SessionHeaders {
+            id: None,
+            version: None,
+        };
+        let (session, answer) = match self.post(&request.raw, none, ctx).await {
+            Ok(Reply::Json { session, message }) => (session, message),
+            Ok(Reply::Stream {
+                session,
+                mut messages,
+            }) => {
+                let answer = first_response(&mut messages, &request.id).await?;
+                (session, answer)
+            }
+            Ok(Reply::Accepted) => return Err(self.failure(request, accepted_request())),
+            Err(e) => return Err(self.failure(request, e)),
+        };
+        let Some(version) = answer
+            .pointer("/result/protocolVersion")
+            .and_then(Value::as_str)
+        else {
+            // An error: the client sees it as the upstream sent it.
+            return Ok(self.answer(ctx, request, answer).await);
+        };
+        let upstream = UpstreamSession {
+            id: session,
+            protocol_version: version.to_owned(),
+        };
+        self.initialized(&upstream, ctx).await;
+        let js = ctx.publisher.jetstream();
+        let recorded = update_record(js, ctx.sessions, request.session.as_str(), |r| {
+            r.state = State::Active;
+            r.protocol_version = upstream.protocol_version.clone();
+            r.upstream = Some(upstream.clone());
+            true
+        });
+        if let Err(e) = recorded.await {
+            self.upstream.end(headers(&upstream)).await;
+            return Err(Stop::HandBack(format!(
+                "could not record the upstream session: {e}"
+            )));
+        }
+        Ok(self.answer(ctx, request, answer).await)
+    }
+
+    /// Opens a new upstream session with the client's recorded `initialize`
+    /// params and records it, unless another worker replaced `stale` first
+    /// (then that one is used and the new one ended).
+    async fn reopen(
+        &self,
+        ctx: &RunContext<'_>,
+        session: &SessionId,
+        stale: Option<&UpstreamSession>,
+    ) -> Result<UpstreamSession, Stop> {
+        let init = json!({
+            "jsonrpc": "2.0",
+            "id": format!("jetway-init-{:016x}", rand::random::<u64>()),
+            "method": method::INITIALIZE,
+            "params": ctx.record.client,
+        });
+        let none = SessionHeaders {
+            id: None,
+            version: None,
+        };
+        let reply = self.post(&init, none, ctx).await;
+        let (id, answer) = match reply {
+            Ok(Reply::Json { session, message }) => (session, message),
+            Ok(Reply::Stream {
+                session,
+                mut messages,
+            }) => (session, first_response(&mut messages, &init["id"]).await?),
+            Ok(Reply::Accepted) => return Err(Stop::HandBack(accepted_request().to_string())),
+            Err(e) => return Err(Stop::HandBack(format!("re-initializing the upstream: {e}"))),
+        };
+        let Some(version) = answer
+            .pointer("/result/protocolVersion")
+            .and_then(Value::as_str)
+        else {
+            return Err(Stop::HandBack(format!(
+                "the upstream refused to initialize: {answer}"
+            )));
+        };
+        let fresh = UpstreamSession {
+            id,
+            protocol_version: version.to_owned(),
+        };
+        self.initialized(&fresh, ctx).await;
+        let mut current = None;
+        let js = ctx.publisher.jetstream();
+        let recorded = update_record(js, ctx.sessions, session.as_str(), |r| {
+            if r.upstream.as_ref() == stale || r.upstream.is_none() {
+                r.upstream = Some(fresh.clone());
+                current = None;
+                true
+            } else {
+                current = r.upstream.clone();
+                false
+            }
+        });
+        if let Err(e) = recorded.await {
+            self.upstream.end(headers(&fresh)).await;
+            return Err(Stop::HandBack(format!(
+                "could not record the upstream session: {e}"
+            )));
+        }
+        match current {
+            Some(theirs) => {
+                self.upstream.end(headers(&fresh)).await;
+                Ok(theirs)
+            }
+            None => Ok(fresh),
+        }
+    }
+
+    /// Sends `notifications/initialized` to a new upstream session.
+    async fn initialized(&self, session: &UpstreamSession, ctx: &RunContext<'_>) {
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        if let Err(e) = self.post(&note, headers(session), ctx).await {
+            tracing::warn!(error = %e, "upstream refused notifications/initialized");
+        }
+    }
+
+    /// POSTs, retrying an unreachable upstream for a bounded time.
+    async fn post(
+        &self,
+        message: &Value,
+        session: SessionHeaders<'_>,
+        ctx: &RunContext<'_>,
+    ) -> Result<Reply, UpstreamError> {
+        let mut backoff = Backoff::lasting(self.unreachable_for);
+        loop {
+            match self
+                .upstream
+                .post(message, session, self.response_timeout)
+                .await
+            {
+                Err(UpstreamError::Unreachable(e)) => {
+                    if tokio::time::Instant::now() >= ctx.deadline || !backoff.wait().await {
+                        return Err(UpstreamError::Unreachable(e));
+                    }
+                    tracing::debug!(error = %e, url = %self.upstream.url(), "upstream unreachable; retrying");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// What the client gets for an upstream failure.
+    fn failure(&self, request: &Request, e: UpstreamError) -> Stop {
+        match e {
+            UpstreamError::Unreachable(_) => Stop::Answer(jsonrpc::error(
+                Some(&request.id),
+                jsonrpc::SERVICE_UNAVAILABLE,
+                format!("{e} ({})", self.upstream.url()),
+            )),
+            UpstreamError::Status {
+                body: Some(body), ..
+            } if body.get("error").is_some() => {
+                let mut body = body;
+                body["id"] = request.id.clone();
+                Stop::Answer(body)
+            }
+            UpstreamError::Status { status, .. } => Stop::Answer(jsonrpc::error(
+                Some(&request.id),
+                jsonrpc::INTERNAL_ERROR,
+                format!("upstream answered HTTP {status}"),
+            )),
+            UpstreamError::SessionNotFound => Stop::Answer(jsonrpc::error(
+                Some(&request.id),
+                jsonrpc::INTERNAL_ERROR,
+                "the upstream lost its session again right after re-initializing",
+            )),
+            UpstreamError::Body(why) => Stop::HandBack(why),
+        }
+    }
+
+    /// Relays what the upstream sends for the request until its answer.
+    async fn relay(
+        &self,
+        ctx: &mut RunContext<'_>,
+        request: &Request,
+        reply: Reply,
+        session: &UpstreamSession,
+    ) -> Result<Outcome, Stop> {
+        let mut messages = match reply {
+            Reply::Json { message, .. } => return Ok(self.answer(ctx, request, message).await),
+            Reply::Accepted => return Err(self.failure(request, accepted_request())),
+            Reply::Stream { messages, .. } => messages,
+        };
+        let mut relay = Relay {
+            request,
+            session,
+            pending: HashMap::new(),
+            sent: 0,
+        };
+        let mut history = std::mem::take(&mut ctx.history).into_iter();
+        loop {
+            let event = match history.next() {
+                Some(m) => Event::Client(Some(m)),
+                None => tokio::select! {
+                    m = messages.next() => Event::Upstream(m),
+                    m = ctx.inbound.recv() => Event::Client(m),
+                },
+            };
+            match event {
+                Event::Upstream(None) => {
+                    return Err(Stop::HandBack(
+                        "the upstream's stream ended before its answer".into(),
+                    ));
+                }
+                Event::Upstream(Some(Err(e))) => return Err(Stop::HandBack(e.to_string())),
+                Event::Upstream(Some(Ok(msg))) => {
+                    if is_answer_to(&msg, &request.id) {
+                        return Ok(self.answer(ctx, request, msg).await);
+                    }
+                    relay.on_upstream(ctx, msg).await?;
+                }
+                // The client's side ended: the worker is going away.
+                Event::Client(None) => return Err(Stop::HandBack("inbound ended".into())),
+                Event::Client(Some(msg)) => {
+                    if let Some(outcome) = relay.on_client(self, ctx, msg).await {
+                        return Ok(outcome);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes the upstream's answer as the request's final message,
+    /// unless another worker holds the request now.
+    async fn answer(&self, ctx: &RunContext<'_>, request: &Request, mut answer: Value) -> Outcome {
+        if !ctx.fence.still_ours().await.unwrap_or(false) {
+            return Outcome::Stopped;
+        }
+        answer["id"] = request.id.clone();
+        publish_final(ctx.publisher, &request.session, &request.stream, answer).await
+    }
+}
+
+enum Event {
+    Upstream(Option<Result<Value, UpstreamError>>),
+    Client(Option<Value>),
+}
+
+/// The routing state of one relayed request.
+struct Relay<'r> {
+    request: &'r Request,
+    session: &'r UpstreamSession,
+    /// The upstream's id of each server→client request, by the id the client sees.
+    pending: HashMap<String, Value>,
+    sent: u64,
+}
+
+impl Relay<'_> {
+    /// A message the upstream sent before its answer.
+    async fn on_upstream(&mut self, ctx: &RunContext<'_>, mut msg: Value) -> Result<(), Stop> {
+        let method_name = msg.get("method").and_then(Value::as_str).map(str::to_owned);
+        let stream = match method_name.as_deref() {
+            None => return Ok(()), // a response to someone else: not ours to pass on
+            Some(_) if msg.get("id").is_some() => {
+                // A server→client request: an id unique in the session.
+                let public = format!("{}:{}", self.request.stream, msg["id"]);
+                self.pending.insert(public.clone(), msg["id"].clone());
+                msg["id"] = Value::from(public);
+                self.request.stream.clone()
+            }
+            Some(method::PROGRESS | method::MESSAGE) => self.request.stream.clone(),
+            Some(_) => StreamKey::get(),
+        };
+        self.sent += 1;
+        let out = OutMessage {
+            session: &self.request.session,
+            stream: &stream,
+            payload: serde_json::to_vec(&msg).unwrap_or_default(),
+            kind: Out::Message {
+                tag: format!("{}.{}.u{}", self.request.stream, ctx.delivery, self.sent),
+            },
+        };
+        ctx.publisher
+            .publish(out)
+            .await
+            .map_err(|e| Stop::HandBack(format!("could not publish: {e}")))
+    }
+
+    /// A message the client sent the session while the request runs:
+    /// answers to the upstream's requests and this request's cancellation
+    /// go upstream. `Some` ends the request.
+    async fn on_client(
+        &mut self,
+        bridge: &Bridge,
+        ctx: &RunContext<'_>,
+        mut msg: Value,
+    ) -> Option<Outcome> {
+        let headers = headers(self.session);
+        if msg.get("method").and_then(Value::as_str) == Some(method::CANCELLED) {
+            if msg.pointer("/params/requestId") != Some(&self.request.id) {
+                return None;
+            }
+            if let Err(e) = bridge.post(&msg, headers, ctx).await {
+                tracing::warn!(error = %e, "could not pass the cancellation upstream");
+            }
+            return Some(
+                match ctx
+                    .publisher
+                    .cancelled(&self.request.session, &self.request.stream)
+                    .await
+                {
+                    Ok(()) => Outcome::Cancelled,
+                    Err(_) => Outcome::Unanswered,
+                },
+            );
+        }
+        if msg.get("method").is_some() {
+            return None;
+        }
+        let public = msg.get("id").and_then(Value::as_str)?.to_owned();
+        let original = self.pending.remove(&public)?;
+        msg["id"] = original;
+        if let Err(e) = bridge.post(&msg, headers, ctx).await {
+            tracing::warn!(error = %e, "could not pass the client's answer upstream");
+        }
+        None
+    }
+}
+
+/// The upstream session headers of `s`.
+fn headers(s: &UpstreamSession) -> SessionHeaders<'_> {
+    SessionHeaders {
+        id: s.id.as_deref(),
+        version: Some(&s.protocol_version),
+    }
+}
+
+/// True for the response (result or error) to request `id`.
+fn is_answer_to(msg: &Value, id: &Value) -> bool {
+    msg.get("method").is_none()
+        && msg.get("id") == Some(id)
+        && (msg.get("result").is_some() || msg.get("error").is_some())
+}
+
+/// Reads an SSE stream up to the response to `id`.
+async fn first_response(messages: &mut upstream::Messages, id: &Value) -> Result<Value, Stop> {
+    while let Some(m) = messages.next().await {
+        let m = m.map_err(|e| Stop::HandBack(e.to_string()))?;
+        if is_answer_to(&m, id) {
+            return Ok(m);
+        }
+    }
+    Err(Stop::HandBack(
+        "the upstream's stream ended before its answer".into(),
+    ))
+}
+
+fn accepted_request() -> UpstreamError {
+    UpstreamError::Body("the upstream answered a request with 202 and no response".into())
+}
