@@ -9,6 +9,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/install-nats.sh
 export NATS_SERVER_BIN="$PWD/.local/bin/nats-server"
+# Upstream MCP servers for the bridge tests (server-everything, FastMCP).
+bash scripts/install-upstreams.sh
 
 # Build the binaries the integration tests start, once, before the tests run.
 cargo build --workspace --bins

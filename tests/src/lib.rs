@@ -18,6 +18,8 @@
 //! - [`mcp`]: [`McpClient`], a Streamable HTTP MCP client (2025-11-25).
 //! - [`exchange`]: [`Exchange`] and [`ResponseStream`], what a call returns.
 //! - [`sse`]: the incremental SSE parser and reader.
+//! - [`upstream`]: [`Upstream`], real upstream MCP servers for the bridge
+//!   (server-everything, and a FastMCP server of ours).
 //! - [`eventually`]: poll a condition until it holds or a deadline passes.
 //!
 //! ```no_run
@@ -44,6 +46,7 @@ pub mod mcp;
 pub mod nats;
 pub mod process;
 pub mod sse;
+pub mod upstream;
 
 use std::future::Future;
 use std::time::Duration;
@@ -57,6 +60,7 @@ pub use mcp::{McpClient, PROTOCOL_VERSION};
 pub use nats::{NatsServer, NatsServerBuilder, free_port};
 pub use process::{ProcessGuard, jetway_bin, workspace_root};
 pub use sse::{SseEvent, SseParser, SseStream};
+pub use upstream::Upstream;
 
 /// What an [`eventually`] condition may return: a `bool`, or a
 /// `Result<bool>` whose error is kept for the timeout message.

@@ -1,0 +1,370 @@
+//! The bridge: Jetway in front of real upstream MCP servers that know
+//! nothing about it, over Streamable HTTP. Two gateways and two bridge
+//! workers; requests alternate between the gateways.
+
+use anyhow::{Context, Result};
+use jetway_tests::{Gateway, McpClient, NatsServer, Upstream, Worker};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// JSON-RPC error of an upstream that cannot be reached.
+const SERVICE_UNAVAILABLE: i64 = -32001;
+
+struct Bridged {
+    _nats: NatsServer,
+    gateways: Vec<Gateway>,
+    _workers: Vec<Worker>,
+}
+
+impl Bridged {
+    async fn start(upstream_url: &str, workers: usize, extra: &[&str]) -> Result<Self> {
+        let nats = NatsServer::start().await?;
+        let mut ws = Vec::new();
+        for i in 0..workers {
+            ws.push(
+                Worker::builder(&nats.url())
+                    .instance_id(format!("bridge-{}", i + 1))
+                    .args(["--upstream-url", upstream_url])
+                    .args(extra.iter().copied())
+                    .start()
+                    .await?,
+            );
+        }
+        let mut gs = Vec::new();
+        for i in 0..2 {
+            gs.push(
+                Gateway::builder(&nats.url())
+                    .instance_id(format!("gw-{}", i + 1))
+                    .start()
+                    .await?,
+            );
+        }
+        Ok(Self {
+            _nats: nats,
+            gateways: gs,
+            _workers: ws,
+        })
+    }
+
+    fn url(&self, i: usize) -> String {
+        self.gateways[i % 2].mcp_url()
+    }
+}
+
+/// `structuredContent.result` of a stateful-server tool call.
+async fn tool(client: &McpClient, url: &str, name: &str, args: Value) -> Result<Value> {
+    let out = client
+        .call_tool_structured(url, name, args)
+        .await
+        .with_context(|| format!("{name} at {url}"))?;
+    Ok(out.get("result").cloned().unwrap_or(out))
+}
+
+#[tokio::test]
+async fn an_upstreams_session_state_holds_across_gateways() -> Result<()> {
+    let upstream = Upstream::stateful(&[]).await?;
+    let jw = Bridged::start(&upstream.url(), 2, &[]).await?;
+    let client = McpClient::initialize(&jw.url(0)).await?;
+    let info = client.initialize_result().context("initialize result")?;
+    assert!(
+        info.pointer("/capabilities/tools").is_some(),
+        "the upstream's capabilities reach the client: {info}"
+    );
+
+    tool(
+        &client,
+        &jw.url(0),
+        "remember",
+        json!({"key": "k", "value": "v1"}),
+    )
+    .await?;
+    assert_eq!(
+        tool(&client, &jw.url(1), "recall", json!({"key": "k"})).await?,
+        "v1"
+    );
+    for n in 1..=6 {
+        assert_eq!(
+            tool(&client, &jw.url(n), "count", json!({})).await?,
+            n as i64
+        );
+    }
+    // One upstream session served every call, whichever gateway and worker.
+    let first = client
+        .call_tool_structured(&jw.url(0), "whoami", json!({}))
+        .await?;
+    let again = client
+        .call_tool_structured(&jw.url(1), "whoami", json!({}))
+        .await?;
+    assert!(first["session_id"].is_string(), "{first}");
+    assert_eq!(first["session_id"], again["session_id"]);
+
+    // Another Jetway session is another upstream session.
+    let other = McpClient::initialize(&jw.url(1)).await?;
+    assert_eq!(tool(&other, &jw.url(0), "count", json!({})).await?, 1);
+    assert_eq!(
+        tool(&other, &jw.url(1), "recall", json!({"key": "k"})).await?,
+        Value::Null
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_restarted_upstream_is_reinitialized_and_the_client_never_sees_404() -> Result<()> {
+    let mut upstream = Upstream::stateful(&[]).await?;
+    let jw = Bridged::start(&upstream.url(), 2, &[]).await?;
+    let client = McpClient::initialize(&jw.url(0)).await?;
+    assert_eq!(tool(&client, &jw.url(0), "count", json!({})).await?, 1);
+    let before = client
+        .call_tool_structured(&jw.url(1), "whoami", json!({}))
+        .await?;
+
+    upstream.restart().await?;
+    // The upstream lost its session (and what it kept in it); the Jetway
+    // session goes on with a new upstream session.
+    let ex = client.call_tool(&jw.url(1), "count", json!({})).await?;
+    assert_eq!(ex.status, reqwest::StatusCode::OK);
+    assert_eq!(ex.error_code(), None, "{:?}", ex.response());
+    assert_eq!(ex.structured_content()?["result"], 1);
+    let after = client
+        .call_tool_structured(&jw.url(0), "whoami", json!({}))
+        .await?;
+    assert_ne!(before["session_id"], after["session_id"]);
+    assert_ne!(before["pid"], after["pid"]);
+    assert_eq!(tool(&client, &jw.url(1), "count", json!({})).await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stateless_upstream_works_without_upstream_sessions() -> Result<()> {
+    let upstream = Upstream::stateful(&["--stateless"]).await?;
+    let jw = Bridged::start(&upstream.url(), 1, &[]).await?;
+    let client = McpClient::initialize(&jw.url(0)).await?;
+    let who = client
+        .call_tool_structured(&jw.url(1), "whoami", json!({}))
+        .await?;
+    assert_eq!(who["stateless"], true, "{who}");
+    assert_eq!(tool(&client, &jw.url(0), "count", json!({})).await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_gets_an_error_in_bounded_time() -> Result<()> {
+    // Nothing listens on this port.
+    let port = jetway_tests::free_port()?;
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let jw = Bridged::start(&url, 1, &["--upstream-unreachable-secs", "2"]).await?;
+    let started = Instant::now();
+    let mut client = McpClient::new();
+    let ex = client
+        .request(
+            &jw.url(0),
+            "initialize",
+            jetway_tests::mcp::default_initialize_params(),
+        )
+        .await?;
+    assert_eq!(
+        ex.error_code(),
+        Some(SERVICE_UNAVAILABLE),
+        "{:?}",
+        ex.response()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    client.set_session_id(None);
+    Ok(())
+}
+
+/// `v` with the clock times the reference server puts into its dynamic
+/// resources (`created at 3:29:24 AM`) blanked: the two calls differ there.
+fn without_times(v: &Value) -> Value {
+    match v {
+        Value::String(s) => match s.find("created at ") {
+            Some(at) => Value::from(format!("{}created at <time>", &s[..at])),
+            None => v.clone(),
+        },
+        Value::Array(a) => Value::Array(a.iter().map(without_times).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), without_times(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Calls `method` on a session of the reference server directly and through
+/// Jetway, and returns both results (clock times blanked).
+async fn both(
+    direct: &McpClient,
+    direct_url: &str,
+    bridged: &McpClient,
+    bridged_url: &str,
+    method: &str,
+    params: Value,
+) -> Result<(Value, Value)> {
+    let d = direct.request(direct_url, method, params.clone()).await?;
+    let b = bridged.request(bridged_url, method, params).await?;
+    Ok((without_times(d.result()?), without_times(b.result()?)))
+}
+
+#[tokio::test]
+async fn the_reference_server_answers_the_same_through_jetway() -> Result<()> {
+    let upstream = Upstream::everything().await?;
+    let jw = Bridged::start(&upstream.url(), 2, &[]).await?;
+    let direct = McpClient::initialize(&upstream.url()).await?;
+    let bridged = McpClient::initialize(&jw.url(0)).await?;
+
+    let (d, b) = both(
+        &direct,
+        &upstream.url(),
+        &bridged,
+        &jw.url(1),
+        "tools/list",
+        json!({}),
+    )
+    .await?;
+    assert_eq!(d, b, "tools/list");
+    let tools: Vec<&str> = d["tools"]
+        .as_array()
+        .context("tools")?
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        tools.contains(&"echo") && tools.contains(&"get-sum"),
+        "{tools:?}"
+    );
+
+    let calls = [
+        ("echo", json!({"message": "hello"})),
+        ("get-sum", json!({"a": 2, "b": 40})),
+        ("get-tiny-image", json!({})),
+        ("get-structured-content", json!({"location": "New York"})),
+        (
+            "get-annotated-message",
+            json!({"messageType": "error", "includeImage": false}),
+        ),
+        (
+            "get-resource-reference",
+            json!({"resourceType": "Text", "resourceId": 1}),
+        ),
+        ("get-resource-links", json!({"count": 2})),
+    ];
+    for (i, (name, args)) in calls.iter().enumerate() {
+        let params = json!({"name": name, "arguments": args});
+        let (d, b) = both(
+            &direct,
+            &upstream.url(),
+            &bridged,
+            &jw.url(i),
+            "tools/call",
+            params,
+        )
+        .await?;
+        assert_eq!(d, b, "tools/call {name}");
+    }
+
+    for (i, method) in ["resources/list", "resources/templates/list", "prompts/list"]
+        .into_iter()
+        .enumerate()
+    {
+        let (d, b) = both(
+            &direct,
+            &upstream.url(),
+            &bridged,
+            &jw.url(i),
+            method,
+            json!({}),
+        )
+        .await?;
+        assert_eq!(d, b, "{method}");
+    }
+    let reads = [
+        (
+            "resources/read",
+            json!({"uri": "demo://resource/static/document/architecture.md"}),
+        ),
+        (
+            "resources/read",
+            json!({"uri": "demo://resource/dynamic/text/1"}),
+        ),
+        ("prompts/get", json!({"name": "simple-prompt"})),
+        (
+            "prompts/get",
+            json!({"name": "args-prompt", "arguments": {"city": "Paris", "state": "IDF"}}),
+        ),
+        (
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "completable-prompt"},
+                   "argument": {"name": "department", "value": "E"}}),
+        ),
+        ("ping", json!({})),
+    ];
+    for (i, (method, params)) in reads.iter().enumerate() {
+        let (d, b) = both(
+            &direct,
+            &upstream.url(),
+            &bridged,
+            &jw.url(i),
+            method,
+            params.clone(),
+        )
+        .await?;
+        assert_eq!(d, b, "{method} {params}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_reference_servers_progress_and_sampling_pass_through() -> Result<()> {
+    let upstream = Upstream::everything().await?;
+    let jw = Bridged::start(&upstream.url(), 2, &[]).await?;
+    let client = McpClient::initialize(&jw.url(0)).await?;
+
+    // Progress, on the request's own stream, before its result.
+    let ex = client
+        .request(
+            &jw.url(1),
+            "tools/call",
+            json!({"name": "trigger-long-running-operation",
+                   "arguments": {"duration": 1, "steps": 3},
+                   "_meta": {"progressToken": "p1"}}),
+        )
+        .await?;
+    let progress: Vec<f64> = ex
+        .notifications()
+        .iter()
+        .filter(|n| n["method"] == "notifications/progress")
+        .filter_map(|n| n.pointer("/params/progress").and_then(Value::as_f64))
+        .collect();
+    assert_eq!(progress, vec![1.0, 2.0, 3.0], "{:?}", ex.notifications());
+    assert!(ex.result().is_ok(), "{:?}", ex.response());
+
+    // Sampling: the upstream asks the client; the answer goes back through
+    // the other gateway.
+    let mut call = client
+        .send(
+            &jw.url(0),
+            "tools/call",
+            json!({"name": "trigger-sampling-request", "arguments": {"prompt": "hi", "maxTokens": 10}}),
+        )
+        .await?;
+    let request = call.next_request(EVENT_TIMEOUT).await?;
+    assert_eq!(request["method"], "sampling/createMessage");
+    let answer = json!({
+        "role": "assistant",
+        "content": {"type": "text", "text": "pong from the client"},
+        "model": "m",
+        "stopReason": "endTurn",
+    });
+    let ack = client.respond(&jw.url(1), &request["id"], answer).await?;
+    assert_eq!(ack.status, reqwest::StatusCode::ACCEPTED);
+    let ex = call.finish().await?;
+    let text = ex.result()?.to_string();
+    assert!(text.contains("pong from the client"), "{text}");
+    Ok(())
+}
