@@ -12,9 +12,9 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
 const SERVICE_UNAVAILABLE: i64 = -32001;
 
 struct Bridged {
-    _nats: NatsServer,
+    nats: NatsServer,
     gateways: Vec<Gateway>,
-    _workers: Vec<Worker>,
+    workers: Vec<Worker>,
 }
 
 impl Bridged {
@@ -41,9 +41,9 @@ impl Bridged {
             );
         }
         Ok(Self {
-            _nats: nats,
+            nats,
             gateways: gs,
-            _workers: ws,
+            workers: ws,
         })
     }
 
@@ -366,5 +366,135 @@ async fn the_reference_servers_progress_and_sampling_pass_through() -> Result<()
     let ex = call.finish().await?;
     let text = ex.result()?.to_string();
     assert!(text.contains("pong from the client"), "{text}");
+    Ok(())
+}
+
+/// A long call on the reference server: `steps` progress notifications
+/// over `secs` seconds, then the result.
+async fn long_call(
+    client: &McpClient,
+    url: &str,
+    secs: u64,
+    steps: u64,
+) -> Result<jetway_tests::ResponseStream> {
+    let call = client
+        .send(
+            url,
+            "tools/call",
+            json!({"name": "trigger-long-running-operation",
+                   "arguments": {"duration": secs, "steps": steps},
+                   "_meta": {"progressToken": "long"}}),
+        )
+        .await?;
+    Ok(call)
+}
+
+fn progress_of(ev: &jetway_tests::SseEvent) -> Option<f64> {
+    let m = ev.json.as_ref()?;
+    (m["method"] == "notifications/progress")
+        .then(|| m.pointer("/params/progress").and_then(Value::as_f64))
+        .flatten()
+}
+
+#[tokio::test]
+async fn a_bridge_worker_killed_mid_call_is_replaced_and_the_call_answers_once() -> Result<()> {
+    let upstream = Upstream::everything().await?;
+    let mut jw = Bridged::start(&upstream.url(), 1, &[]).await?;
+    let client = McpClient::initialize(&jw.url(0)).await?;
+
+    let mut call = long_call(&client, &jw.url(0), 3, 3).await?;
+    let first = call
+        .next_message(EVENT_TIMEOUT)
+        .await?
+        .context("a first event")?;
+    assert_eq!(progress_of(&first), Some(1.0), "{first:?}");
+    // A second bridge worker is ready; the one running the call dies.
+    let second = Worker::builder(&jw.nats.url())
+        .instance_id("bridge-2")
+        .args(["--upstream-url", upstream.url().as_str()])
+        .start()
+        .await?;
+    jw.workers[0].kill().await?;
+    jw.workers.push(second);
+
+    let ex = call.finish_within(Duration::from_secs(60)).await?;
+    let finals: Vec<&Value> = ex
+        .messages()
+        .into_iter()
+        .filter(|m| m.get("result").is_some() || m.get("error").is_some())
+        .collect();
+    assert_eq!(finals.len(), 1, "{finals:?}");
+    assert!(ex.result().is_ok(), "{:?}", ex.response());
+    // The re-run on the second worker reported its own progress, to the end.
+    let progress: Vec<f64> = ex.events.iter().filter_map(progress_of).collect();
+    assert_eq!(progress.last(), Some(&3.0), "{progress:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_upstream_killed_mid_call_ends_the_call_with_an_error_not_a_hang() -> Result<()> {
+    let mut upstream = Upstream::everything().await?;
+    let jw = Bridged::start(&upstream.url(), 1, &["--upstream-unreachable-secs", "2"]).await?;
+    let client = McpClient::initialize(&jw.url(0)).await?;
+
+    let mut call = long_call(&client, &jw.url(0), 3, 3).await?;
+    let first = call
+        .next_message(EVENT_TIMEOUT)
+        .await?
+        .context("a first event")?;
+    assert_eq!(progress_of(&first), Some(1.0), "{first:?}");
+    upstream.kill().await?;
+    let started = Instant::now();
+    let ex = call.finish_within(Duration::from_secs(60)).await?;
+    assert_eq!(
+        ex.error_code(),
+        Some(SERVICE_UNAVAILABLE),
+        "{:?}",
+        ex.response()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_gateway_killed_mid_stream_resumes_on_the_other_with_every_event_once() -> Result<()> {
+    let upstream = Upstream::everything().await?;
+    let mut jw = Bridged::start(&upstream.url(), 1, &[]).await?;
+    let client = McpClient::initialize(&jw.url(0)).await?;
+
+    let mut call = long_call(&client, &jw.url(0), 2, 4).await?;
+    let first = call
+        .next_message(EVENT_TIMEOUT)
+        .await?
+        .context("a first event")?;
+    assert_eq!(progress_of(&first), Some(1.0), "{first:?}");
+    let resume_from = call.last_event_id().context("an event id")?.to_owned();
+    jw.gateways[0].kill().await?;
+
+    let url = jw.url(1);
+    let mut resumed = client.get_stream(&url, Some(&resume_from)).await?;
+    assert_eq!(resumed.status, reqwest::StatusCode::OK);
+    let mut progress = vec![1.0];
+    let mut answer = None;
+    while let Some(ev) = resumed.next_event(EVENT_TIMEOUT).await? {
+        if let Some(p) = progress_of(&ev) {
+            progress.push(p);
+        }
+        if let Some(m) = ev.json.as_ref().filter(|m| m.get("result").is_some()) {
+            answer = Some(m.clone());
+        }
+    }
+    assert_eq!(progress, vec![1.0, 2.0, 3.0, 4.0]);
+    let answer = answer.context("the result after the resume")?;
+    assert!(
+        answer
+            .to_string()
+            .contains("Long running operation completed"),
+        "{answer}"
+    );
     Ok(())
 }
