@@ -122,7 +122,12 @@ async fn a_restarted_upstream_is_reinitialized_and_the_client_never_sees_404() -
     upstream.restart().await?;
     // The upstream lost its session (and what it kept in it); the Jetway
     // session goes on with a new upstream session.
+    let started = Instant::now();
     let ex = client.call_tool(&jw.url(1), "count", json!({})).await?;
+    println!(
+        "bridge: first call after the upstream restart (404, re-initialize, retry): {:?}",
+        started.elapsed()
+    );
     assert_eq!(ex.status, reqwest::StatusCode::OK);
     assert_eq!(ex.error_code(), None, "{:?}", ex.response());
     assert_eq!(ex.structured_content()?["result"], 1);
@@ -415,9 +420,14 @@ async fn a_bridge_worker_killed_mid_call_is_replaced_and_the_call_answers_once()
         .start()
         .await?;
     jw.workers[0].kill().await?;
+    let killed = Instant::now();
     jw.workers.push(second);
 
     let ex = call.finish_within(Duration::from_secs(60)).await?;
+    println!(
+        "bridge: bridge worker SIGKILL → result of the re-run (a 3 s call): {:?}",
+        killed.elapsed()
+    );
     let finals: Vec<&Value> = ex
         .messages()
         .into_iter()
