@@ -9,12 +9,15 @@
 #
 # Scenarios, in order (full run and --smoke alike): tools_call, idle_streams,
 # resume, crash (worker SIGKILL → result, default lease), replay, scaling,
-# claims (what a request's claim costs against a plain publish) and renewals
-# (what lease renewals cost with 1,000 requests in flight).
+# claims (what a request's claim costs against a plain publish), renewals
+# (what lease renewals cost with 1,000 requests in flight) and bridge (echo
+# through a bridge worker against its upstream, a jetway-baseline, called
+# directly).
 #
 # Usage: scripts/bench.sh                 (full run, a few minutes)
 #        scripts/bench.sh --smoke         (every scenario, tiny counts, < 1 min)
 #        scripts/bench.sh --only crash,claims,renewals --out /tmp/r.json
+#        scripts/bench.sh --only bridge      (the bridge scenario, < 2 min)
 #        scripts/bench.sh --only crash --crash-ack-wait-secs 6   (another lease)
 # Output: a Markdown report on stdout, target/bench/results.{json,md}
 # (smoke: target/bench/smoke.{json,md}), process logs in target/bench/logs/.

@@ -1,5 +1,5 @@
 //! The benchmark still works: `jetway-bench all --smoke` runs every scenario
-//! (the claims and lease-renewal costs included) with tiny counts against
+//! (the claims and lease-renewal costs and the bridge included) with tiny counts against
 //! real processes and reports numbers for each.
 //! No timing is asserted — benchmarks measure, tests check behaviour.
 
@@ -54,6 +54,7 @@ async fn smoke_mode_reports_numbers_for_every_scenario() -> Result<()> {
         "scaling",
         "claims",
         "renewals",
+        "bridge",
     ] {
         assert!(
             s[name].is_object() && s[name].get("error").is_none(),
@@ -116,6 +117,22 @@ async fn smoke_mode_reports_numbers_for_every_scenario() -> Result<()> {
             .is_empty(),
         "renewals: {renewals}"
     );
+    let levels = s["bridge"]["levels"].as_array().context("bridge levels")?;
+    assert_eq!(levels.len(), 2, "c=1 and c=16: {levels:?}");
+    for level in levels {
+        for side in ["direct", "bridged"] {
+            let v = &level[side];
+            assert_eq!(v["errors"], 0, "bridge {side}: {level}");
+            assert!(positive(&v["p50_ms"]), "bridge {side}: {level}");
+            assert!(positive(&v["throughput_rps"]), "bridge {side}: {level}");
+            assert!(positive(&v["samples"]), "bridge {side}: {level}");
+        }
+        assert!(level["p50_overhead_ms"].is_f64(), "bridge: {level}");
+        assert!(positive(&level["throughput_ratio"]), "bridge: {level}");
+    }
+    for run in s["bridge"]["runs"].as_array().context("bridge runs")? {
+        assert_eq!(run["errors"], 0, "bridge run: {run}");
+    }
     assert!(!report["targets"].as_array().context("targets")?.is_empty());
     Ok(())
 }

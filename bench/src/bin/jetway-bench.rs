@@ -26,7 +26,7 @@ enum Command {
         #[arg(long)]
         smoke: bool,
         /// Only these scenarios (comma-separated): tools_call, idle_streams,
-        /// resume, crash, replay, scaling, claims, renewals.
+        /// resume, crash, replay, scaling, claims, renewals, bridge.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// JSON report path. [default: target/bench/results.json; smoke: target/bench/smoke.json]

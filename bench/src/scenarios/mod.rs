@@ -12,7 +12,10 @@
 //! - [`claims`] — what a request's claim (a KV compare-and-set create with a
 //!   TTL) costs, against a plain publish of the same size.
 //! - [`renewals`] — what lease renewals cost with 1,000 requests in flight.
+//! - [`bridge`] — `echo` through a bridge worker (1 + 1) against its
+//!   upstream (`jetway-baseline`) called directly.
 
+pub mod bridge;
 pub mod claims;
 pub mod crash;
 pub mod idle_streams;
@@ -28,7 +31,7 @@ use anyhow::Result;
 use std::time::Duration;
 
 /// Scenario names, in the order `all` runs them.
-pub const ALL: [&str; 8] = [
+pub const ALL: [&str; 9] = [
     "tools_call",
     "idle_streams",
     "resume",
@@ -37,6 +40,7 @@ pub const ALL: [&str; 8] = [
     "scaling",
     "claims",
     "renewals",
+    "bridge",
 ];
 
 /// Sizes and durations of one run.
@@ -72,6 +76,12 @@ pub struct Params {
     pub renewals_settle: Duration,
     /// Renewals: from the loaded window's end to the first call's earliest finish.
     pub renewals_tail: Duration,
+    /// Bridge: concurrency levels, (sessions, requests per session).
+    pub bridge_concurrency: Vec<(usize, usize)>,
+    /// Bridge: rounds of direct and bridged, back to back, per level.
+    pub bridge_rounds: usize,
+    pub bridge_warmup: Duration,
+    pub bridge_duration: Duration,
 }
 
 impl Params {
@@ -97,6 +107,10 @@ impl Params {
             renewals_window: Duration::from_secs(4),
             renewals_settle: Duration::from_secs(2),
             renewals_tail: Duration::from_secs(1),
+            bridge_concurrency: vec![(1, 1), (4, 4)],
+            bridge_rounds: 3,
+            bridge_warmup: Duration::from_secs(1),
+            bridge_duration: Duration::from_secs(4),
         }
     }
 
@@ -122,6 +136,10 @@ impl Params {
             renewals_window: Duration::from_secs(1),
             renewals_settle: Duration::from_millis(200),
             renewals_tail: Duration::from_millis(200),
+            bridge_concurrency: vec![(1, 1), (4, 4)],
+            bridge_rounds: 1,
+            bridge_warmup: Duration::from_millis(100),
+            bridge_duration: Duration::from_millis(300),
         }
     }
 }
@@ -144,6 +162,7 @@ pub async fn run(ctx: &Ctx, name: &str) -> Result<Section> {
         "scaling" => scaling::run(ctx).await,
         "claims" => claims::run(ctx).await,
         "renewals" => renewals::run(ctx).await,
+        "bridge" => bridge::run(ctx).await,
         other => anyhow::bail!("unknown scenario {other}; known: {}", ALL.join(", ")),
     }
 }

@@ -21,6 +21,7 @@ use anyhow::Result;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The echo tool's argument: a short sentence, like a small tool result.
 pub const ECHO_TEXT: &str = "The quick brown fox jumps over the lazy dog.";
@@ -93,9 +94,10 @@ async fn measure(ctx: &Ctx, configs: &[Config<'_>]) -> Result<Vec<Row>> {
         }
         for (tool, arguments) in &tools {
             for (c, sessions) in configs.iter().zip(&opened) {
-                let before = usage(&c.procs);
-                let result = load::run(Load {
+                let (result, cpu) = measured_run(MeasuredRun {
+                    label: c.name,
                     urls: &c.urls,
+                    procs: &c.procs,
                     sessions,
                     per_session,
                     tool,
@@ -103,32 +105,7 @@ async fn measure(ctx: &Ctx, configs: &[Config<'_>]) -> Result<Vec<Row>> {
                     warmup: p.warmup,
                     duration: p.duration,
                 })
-                .await;
-                let after = usage(&c.procs);
-                if result.latency.samples == 0 {
-                    anyhow::bail!(
-                        "{tool} on {}: no request completed: {:?}",
-                        c.name,
-                        result.first_error
-                    );
-                }
-                let requests = result.latency.samples as f64;
-                // The CPU samples span the warm-up too: count the measured share.
-                let share = p.duration.as_secs_f64() / (p.duration + p.warmup).as_secs_f64();
-                let cpu = cpu_by_kind(&before, &after)
-                    .into_iter()
-                    .map(|(k, secs)| (k, secs * share * 1e6 / requests))
-                    .collect();
-                tracing::info!(
-                    tool,
-                    config = c.name,
-                    sessions = sessions.len(),
-                    per_session,
-                    p50_ms = result.latency.p50_ms,
-                    rps = result.throughput_rps,
-                    errors = result.errors,
-                    "tools/call measured"
-                );
+                .await?;
                 rows.push(Row {
                     tool,
                     concurrency: sessions.len() * per_session,
@@ -140,6 +117,65 @@ async fn measure(ctx: &Ctx, configs: &[Config<'_>]) -> Result<Vec<Row>> {
         }
     }
     Ok(rows)
+}
+
+/// One closed-loop run, with the processes whose CPU it is charged to.
+pub(super) struct MeasuredRun<'a> {
+    /// The configuration's name, for logs and errors.
+    pub label: &'a str,
+    pub urls: &'a [String],
+    /// Processes by kind (`"gateway"`, `"worker"`, `"nats"`, ...).
+    pub procs: &'a [(&'static str, &'a Proc)],
+    pub sessions: &'a [Arc<McpSession>],
+    pub per_session: usize,
+    pub tool: &'a str,
+    pub arguments: Value,
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
+/// Runs the load and returns its result with the CPU time each kind of
+/// process spent per measured request (µs, from `/proc`). Fails if no
+/// request completed.
+pub(super) async fn measured_run(run: MeasuredRun<'_>) -> Result<(LoadResult, Vec<(String, f64)>)> {
+    let before = usage(run.procs);
+    let result = load::run(Load {
+        urls: run.urls,
+        sessions: run.sessions,
+        per_session: run.per_session,
+        tool: run.tool,
+        arguments: run.arguments,
+        warmup: run.warmup,
+        duration: run.duration,
+    })
+    .await;
+    let after = usage(run.procs);
+    if result.latency.samples == 0 {
+        anyhow::bail!(
+            "{} on {}: no request completed: {:?}",
+            run.tool,
+            run.label,
+            result.first_error
+        );
+    }
+    let requests = result.latency.samples as f64;
+    // The CPU samples span the warm-up too: count the measured share.
+    let share = run.duration.as_secs_f64() / (run.duration + run.warmup).as_secs_f64();
+    let cpu = cpu_by_kind(&before, &after)
+        .into_iter()
+        .map(|(k, secs)| (k, secs * share * 1e6 / requests))
+        .collect();
+    tracing::info!(
+        tool = run.tool,
+        config = run.label,
+        sessions = run.sessions.len(),
+        per_session = run.per_session,
+        p50_ms = result.latency.p50_ms,
+        rps = result.throughput_rps,
+        errors = result.errors,
+        "tools/call measured"
+    );
+    Ok((result, cpu))
 }
 
 fn rmcp<'a>(name: &'static str, server: &'a Baseline) -> Config<'a> {
