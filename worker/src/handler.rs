@@ -7,6 +7,7 @@
 
 use crate::{
     claim::ClaimFence,
+    health::Health,
     incoming::Request,
     publish::{Out, OutMessage, Publisher},
     transport::Outcome,
@@ -17,7 +18,7 @@ use jetway_shared::{
     subjects::{SessionId, StreamKey},
 };
 use serde_json::Value;
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +53,10 @@ pub trait Handler: Send + Sync + 'static {
         ctx: RunContext<'a>,
         request: &'a Request,
     ) -> impl Future<Output = Outcome> + Send + 'a;
+
+    /// Gives the handler the worker's readiness to report on (the bridge
+    /// reports whether its upstream answers).
+    fn report_to(&self, _health: &Arc<Health>) {}
 }
 
 /// Publishes a final answer the worker makes itself (not the handler).

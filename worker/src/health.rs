@@ -1,6 +1,7 @@
 //! The worker's HTTP port: `/healthz` (liveness: the process serves HTTP)
 //! and `/readyz` (readiness: connected to NATS, pulling from the workers'
-//! consumer, not draining). Metrics join them later.
+//! consumer, not draining, and for a bridge worker, its upstream answering).
+//! Metrics join them later.
 
 use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
 use serde_json::{Value, json};
@@ -16,6 +17,7 @@ pub struct Health {
     nats: async_nats::Client,
     consuming: AtomicBool,
     draining: AtomicBool,
+    upstream_unreachable: AtomicBool,
 }
 
 impl Health {
@@ -25,12 +27,19 @@ impl Health {
             nats,
             consuming: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            upstream_unreachable: AtomicBool::new(false),
         })
     }
 
     /// The consumer loop pulls (true) or cannot (false).
     pub fn set_consuming(&self, on: bool) {
         self.consuming.store(on, Ordering::Relaxed);
+    }
+
+    /// A bridge worker's upstream answered (true) or could not be reached.
+    pub fn set_upstream_reachable(&self, reachable: bool) {
+        self.upstream_unreachable
+            .store(!reachable, Ordering::Relaxed);
     }
 
     /// The worker stopped taking requests.
@@ -45,6 +54,8 @@ impl Health {
             Some("NATS unreachable")
         } else if !self.consuming.load(Ordering::Relaxed) {
             Some("not consuming")
+        } else if self.upstream_unreachable.load(Ordering::Relaxed) {
+            Some("upstream unreachable")
         } else {
             None
         }

@@ -109,6 +109,7 @@ pub async fn run_handler<H: handler::Handler>(
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let health = health::Health::new(config.bus.instance_id.clone(), nats.client.clone());
+    handler.report_to(&health);
     let http_stop = CancellationToken::new();
     let http = tokio::spawn(health::serve(listener, health.clone(), http_stop.clone()));
 

@@ -21,6 +21,8 @@
 //!   `upstream_unreachable_secs` gets the client a -32001 error; one whose
 //!   stream breaks off before the answer (it died mid-call) has the request
 //!   handed back, to run again on another worker, as when a worker dies.
+//!   The worker's `/readyz` answers 503 while its last attempt to reach the
+//!   upstream failed, until one succeeds.
 //!
 //! Not yet bridged: an upstream's own GET stream (unsolicited notifications
 //! such as `notifications/resources/updated` or `list_changed`), stdio
@@ -30,6 +32,7 @@ pub mod upstream;
 
 use crate::{
     handler::{Handler, RunContext, publish_final},
+    health::Health,
     incoming::Request,
     publish::{Out, OutMessage},
     transport::Outcome,
@@ -42,7 +45,12 @@ use jetway_shared::{
     subjects::{SessionId, StreamKey},
 };
 use serde_json::{Value, json};
-use std::{collections::HashMap, future::Future, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 use upstream::{Reply, SessionHeaders, Upstream, UpstreamError};
 
 /// How the bridge reaches its upstream.
@@ -54,6 +62,8 @@ pub struct Bridge {
     /// How long an unreachable upstream is retried before the client gets
     /// an error.
     unreachable_for: Duration,
+    /// The worker's readiness, told whether the upstream answers.
+    health: Arc<OnceLock<Arc<Health>>>,
 }
 
 impl Bridge {
@@ -62,6 +72,7 @@ impl Bridge {
             upstream,
             response_timeout,
             unreachable_for,
+            health: Arc::default(),
         }
     }
 }
@@ -73,6 +84,10 @@ impl Handler for Bridge {
         request: &'a Request,
     ) -> impl Future<Output = Outcome> + Send + 'a {
         self.run_one(ctx, request)
+    }
+
+    fn report_to(&self, health: &Arc<Health>) {
+        let _ = self.health.set(health.clone());
     }
 }
 
@@ -265,11 +280,15 @@ impl Bridge {
     ) -> Result<Reply, UpstreamError> {
         let mut backoff = Backoff::lasting(self.unreachable_for);
         loop {
-            match self
+            let posted = self
                 .upstream
                 .post(message, session, self.response_timeout)
-                .await
-            {
+                .await;
+            if let Some(health) = self.health.get() {
+                health
+                    .set_upstream_reachable(!matches!(posted, Err(UpstreamError::Unreachable(_))));
+            }
+            match posted {
                 Err(UpstreamError::Unreachable(e)) => {
                     if tokio::time::Instant::now() >= ctx.deadline || !backoff.wait().await {
                         return Err(UpstreamError::Unreachable(e));
