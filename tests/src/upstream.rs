@@ -47,6 +47,15 @@ fn launcher(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The command line that runs server-everything over stdio, for a bridge
+/// worker's `--upstream-cmd`.
+pub fn everything_stdio_command() -> Result<String> {
+    Ok(format!(
+        "{} stdio",
+        launcher("server-everything")?.display()
+    ))
+}
+
 impl Upstream {
     /// The Python stateful server over Streamable HTTP; `args` such as `--stateless`.
     pub async fn stateful(args: &[&str]) -> Result<Self> {

@@ -508,3 +508,177 @@ async fn a_gateway_killed_mid_stream_resumes_on_the_other_with_every_event_once(
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_stdio_upstream_serves_every_session_through_its_process_pool() -> Result<()> {
+    let command = jetway_tests::upstream::everything_stdio_command()?;
+    let direct_server = Upstream::everything().await?;
+    let nats = NatsServer::start().await?;
+    let mut workers = Vec::new();
+    for i in 0..2 {
+        workers.push(
+            Worker::builder(&nats.url())
+                .instance_id(format!("stdio-bridge-{}", i + 1))
+                .args([
+                    "--upstream-cmd",
+                    command.as_str(),
+                    "--upstream-processes",
+                    "2",
+                ])
+                .start()
+                .await?,
+        );
+    }
+    let gateways = [
+        Gateway::start(&nats.url()).await?,
+        Gateway::start(&nats.url()).await?,
+    ];
+    let url = |i: usize| gateways[i % 2].mcp_url();
+
+    let direct = McpClient::initialize(&direct_server.url()).await?;
+    let a = McpClient::initialize(&url(0)).await?;
+    let b = McpClient::initialize(&url(1)).await?;
+    let info = a.initialize_result().context("initialize result")?;
+    assert!(info.pointer("/capabilities/tools").is_some(), "{info}");
+
+    let listed = a.request(&url(1), "tools/list", json!({})).await?;
+    let names: Vec<&str> = listed.result()?["tools"]
+        .as_array()
+        .context("tools")?
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"echo") && names.contains(&"get-sum"),
+        "{names:?}"
+    );
+
+    // The same answers as the same server over HTTP, for both sessions, on
+    // both gateways.
+    let calls = [
+        ("echo", json!({"message": "over stdio"})),
+        ("get-sum", json!({"a": 1, "b": 2})),
+        ("get-structured-content", json!({"location": "Chicago"})),
+    ];
+    for (i, (name, args)) in calls.iter().enumerate() {
+        let params = json!({"name": name, "arguments": args});
+        let d = direct
+            .request(&direct_server.url(), "tools/call", params.clone())
+            .await?;
+        for (client, gw) in [(&a, i), (&b, i + 1)] {
+            let got = client
+                .request(&url(gw), "tools/call", params.clone())
+                .await?;
+            assert_eq!(
+                without_times(d.result()?),
+                without_times(got.result()?),
+                "{name}"
+            );
+        }
+    }
+
+    // Progress and sampling pass through the process too.
+    let ex = a
+        .request(
+            &url(0),
+            "tools/call",
+            json!({"name": "trigger-long-running-operation",
+                   "arguments": {"duration": 1, "steps": 2},
+                   "_meta": {"progressToken": 7}}),
+        )
+        .await?;
+    let progress: Vec<f64> = ex
+        .notifications()
+        .iter()
+        .filter(|n| n["method"] == "notifications/progress")
+        .filter_map(|n| n.pointer("/params/progress").and_then(Value::as_f64))
+        .collect();
+    assert_eq!(progress, vec![1.0, 2.0]);
+    let mut call = b
+        .send(
+            &url(1),
+            "tools/call",
+            json!({"name": "trigger-sampling-request", "arguments": {"prompt": "hi", "maxTokens": 5}}),
+        )
+        .await?;
+    let request = call.next_request(EVENT_TIMEOUT).await?;
+    assert_eq!(request["method"], "sampling/createMessage");
+    let answer = json!({"role": "assistant", "content": {"type": "text", "text": "stdio pong"},
+                        "model": "m", "stopReason": "endTurn"});
+    b.respond(&url(0), &request["id"], answer).await?;
+    let ex = call.finish().await?;
+    assert!(
+        ex.result()?.to_string().contains("stdio pong"),
+        "{:?}",
+        ex.response()
+    );
+    Ok(())
+}
+
+/// Process ids of `pid`'s children (whichever of its threads started them).
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    out.sort_unstable();
+    out
+}
+
+#[tokio::test]
+async fn a_stdio_process_that_dies_mid_call_is_restarted_and_the_call_runs_again() -> Result<()> {
+    let command = jetway_tests::upstream::everything_stdio_command()?;
+    let nats = NatsServer::start().await?;
+    let mut worker = Worker::builder(&nats.url())
+        .instance_id("stdio-bridge")
+        .args([
+            "--upstream-cmd",
+            command.as_str(),
+            "--upstream-processes",
+            "1",
+        ])
+        .start()
+        .await?;
+    let gateway = Gateway::start(&nats.url()).await?;
+    let client = McpClient::initialize(&gateway.mcp_url()).await?;
+
+    let mut call = long_call(&client, &gateway.mcp_url(), 2, 2).await?;
+    let first = call
+        .next_message(EVENT_TIMEOUT)
+        .await?
+        .context("a first event")?;
+    assert_eq!(progress_of(&first), Some(1.0), "{first:?}");
+    let pid = worker.process().pid().context("worker pid")?;
+    let upstream = children(pid);
+    assert_eq!(upstream.len(), 1, "one upstream process: {upstream:?}");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &upstream[0].to_string()])
+        .status()?;
+    assert!(killed.success());
+
+    let ex = call.finish_within(Duration::from_secs(60)).await?;
+    assert!(ex.result().is_ok(), "{:?}", ex.response());
+    let finals = ex
+        .messages()
+        .into_iter()
+        .filter(|m| m.get("result").is_some() || m.get("error").is_some())
+        .count();
+    assert_eq!(finals, 1);
+    // A new process serves what comes next.
+    let again = children(pid);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_ne!(again, upstream);
+    let echo = client
+        .call_tool(&gateway.mcp_url(), "echo", json!({"message": "after"}))
+        .await?;
+    assert!(echo.result()?.to_string().contains("after"));
+    Ok(())
+}

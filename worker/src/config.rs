@@ -50,6 +50,16 @@ pub struct Args {
     #[arg(long = "upstream-header", value_name = "HEADER")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_headers: Option<Vec<String>>,
+    /// Bridge mode: the command line of a stdio upstream MCP server, run as
+    /// a pool of processes (e.g. `npx @modelcontextprotocol/server-everything`). [default: none]
+    #[arg(long, value_name = "COMMAND")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_cmd: Option<String>,
+    /// stdio upstream processes per bridge worker, each running one request
+    /// at a time. [default: 4]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_processes: Option<usize>,
     /// Seconds an upstream may take to start answering a request. [default: 30]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -83,7 +93,20 @@ pub struct Config {
 
 /// Where a bridge worker forwards requests.
 #[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamConfig {
+pub enum UpstreamConfig {
+    /// A Streamable HTTP server.
+    Http(HttpUpstream),
+    /// A stdio server: its command line (program and arguments), and how
+    /// many processes of it each worker runs.
+    Stdio {
+        command: Vec<String>,
+        processes: usize,
+    },
+}
+
+/// A Streamable HTTP upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpUpstream {
     pub url: reqwest::Url,
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
@@ -98,6 +121,8 @@ const KEYS: &[&str] = &[
     "max_deliver",
     "grace_period_secs",
     "upstream_url",
+    "upstream_cmd",
+    "upstream_processes",
     "upstream_headers",
     "upstream_timeout_secs",
     "upstream_unreachable_secs",
@@ -130,13 +155,30 @@ impl Config {
         let headers: Vec<String> = f.get("upstream_headers", Vec::new());
         let timeout = Duration::from_secs(f.get("upstream_timeout_secs", 30));
         let unreachable_for = Duration::from_secs(f.get("upstream_unreachable_secs", 5));
+        let cmd: Option<String> = f.get("upstream_cmd", None);
+        let processes: usize = f.get("upstream_processes", 4);
         let mut cfg = cfg;
-        if let Some(url) = url {
-            match upstream_config(&url, &headers, timeout, unreachable_for) {
-                Ok(u) => cfg.upstream = Some(u),
+        match (url, cmd) {
+            (Some(_), Some(_)) => f.problem("upstream_url and upstream_cmd: set one of them"),
+            (Some(url), None) => match upstream_config(&url, &headers, timeout, unreachable_for) {
+                Ok(u) => cfg.upstream = Some(UpstreamConfig::Http(u)),
                 Err(problem) => f.problem(problem),
-            }
-        } else if !headers.is_empty() {
+            },
+            (None, Some(cmd)) => match shell_words::split(&cmd) {
+                Ok(words) if !words.is_empty() => {
+                    cfg.upstream = Some(UpstreamConfig::Stdio {
+                        command: words,
+                        processes,
+                    });
+                }
+                _ => f.problem(format!("upstream_cmd: {cmd:?} is not a command line")),
+            },
+            (None, None) => {}
+        }
+        if processes == 0 {
+            f.problem("upstream_processes: must be at least 1");
+        }
+        if !headers.is_empty() && !matches!(cfg.upstream, Some(UpstreamConfig::Http(_))) {
             f.problem("upstream_headers: set only with upstream_url");
         }
         if cfg.max_concurrency == 0 {
@@ -180,7 +222,7 @@ fn upstream_config(
     headers: &[String],
     timeout: Duration,
     unreachable_for: Duration,
-) -> Result<UpstreamConfig, String> {
+) -> Result<HttpUpstream, String> {
     let parsed = reqwest::Url::parse(url)
         .ok()
         .filter(|u| u.scheme() == "http" || u.scheme() == "https")
@@ -201,7 +243,7 @@ fn upstream_config(
         }
         pairs.push((name.to_owned(), value.to_owned()));
     }
-    Ok(UpstreamConfig {
+    Ok(HttpUpstream {
         url: parsed,
         headers: pairs,
         timeout,

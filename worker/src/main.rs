@@ -5,7 +5,7 @@ use clap::Parser;
 use jetway_shared::{setup, telemetry};
 use jetway_worker::{
     Config, Nats,
-    bridge::{Bridge, upstream::Upstream},
+    bridge::{Bridge, stdio::Pool, upstream::Upstream},
     config::{Args, UpstreamConfig},
     toolsets::Builtin,
 };
@@ -54,7 +54,14 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            tracing::info!(upstream = %up.url, "bridging to an upstream MCP server");
+            // Never the headers: they may hold the upstream's credentials.
+            let target = match &up {
+                UpstreamConfig::Http(h) => h.url.to_string(),
+                UpstreamConfig::Stdio { command, processes } => {
+                    format!("{} ({processes} processes)", command.join(" "))
+                }
+            };
+            tracing::info!(upstream = %target, "bridging to an upstream MCP server");
             jetway_worker::run_handler(config, nats, listener, bridge, shutdown).await
         }
     };
@@ -68,6 +75,12 @@ async fn main() -> ExitCode {
 }
 
 fn bridge(up: &UpstreamConfig) -> Result<Bridge, reqwest::Error> {
+    let up = match up {
+        UpstreamConfig::Stdio { command, processes } => {
+            return Ok(Bridge::stdio(Pool::new(command.clone(), *processes)));
+        }
+        UpstreamConfig::Http(up) => up,
+    };
     let mut headers = reqwest::header::HeaderMap::new();
     for (name, value) in &up.headers {
         // Checked when the configuration was loaded.
@@ -79,5 +92,5 @@ fn bridge(up: &UpstreamConfig) -> Result<Bridge, reqwest::Error> {
         }
     }
     let upstream = Upstream::new(up.url.clone(), headers, up.timeout)?;
-    Ok(Bridge::new(upstream, up.timeout, up.unreachable_for))
+    Ok(Bridge::http(upstream, up.timeout, up.unreachable_for))
 }

@@ -1,5 +1,5 @@
 //! The bridge: a [`Handler`] that forwards each request to an upstream MCP
-//! server that knows nothing about Jetway, over Streamable HTTP.
+//! server that knows nothing about Jetway, over Streamable HTTP or stdio.
 //!
 //! - **Sessions.** Each Jetway session gets its own upstream session: the
 //!   client's `initialize` is forwarded as it came, and the upstream's
@@ -24,10 +24,14 @@
 //!   The worker's `/readyz` answers 503 while its last attempt to reach the
 //!   upstream failed, until one succeeds.
 //!
+//! stdio upstreams ([`stdio`]) run as a pool of processes per worker, one
+//! request per process at a time.
+//!
 //! Not yet bridged: an upstream's own GET stream (unsolicited notifications
-//! such as `notifications/resources/updated` or `list_changed`), stdio
-//! upstreams, and ending the upstream session when the Jetway session ends.
+//! such as `notifications/resources/updated` or `list_changed`), and ending
+//! the upstream session when the Jetway session ends.
 
+pub mod stdio;
 pub mod upstream;
 
 use crate::{
@@ -56,7 +60,7 @@ use upstream::{Reply, SessionHeaders, Upstream, UpstreamError};
 /// How the bridge reaches its upstream.
 #[derive(Clone)]
 pub struct Bridge {
-    upstream: Upstream,
+    target: Target,
     /// How long the upstream may take to answer with response headers.
     response_timeout: Duration,
     /// How long an unreachable upstream is retried before the client gets
@@ -66,13 +70,39 @@ pub struct Bridge {
     health: Arc<OnceLock<Arc<Health>>>,
 }
 
+/// The upstream: a Streamable HTTP server, or a pool of stdio processes.
+#[derive(Clone)]
+enum Target {
+    Http(Upstream),
+    Stdio(Arc<stdio::Pool>),
+}
+
 impl Bridge {
-    pub fn new(upstream: Upstream, response_timeout: Duration, unreachable_for: Duration) -> Self {
+    /// A bridge to a Streamable HTTP upstream.
+    pub fn http(upstream: Upstream, response_timeout: Duration, unreachable_for: Duration) -> Self {
         Self {
-            upstream,
+            target: Target::Http(upstream),
             response_timeout,
             unreachable_for,
             health: Arc::default(),
+        }
+    }
+
+    /// A bridge to stdio upstream processes.
+    pub fn stdio(pool: stdio::Pool) -> Self {
+        Self {
+            target: Target::Stdio(Arc::new(pool)),
+            response_timeout: Duration::ZERO,
+            unreachable_for: Duration::ZERO,
+            health: Arc::default(),
+        }
+    }
+
+    /// The HTTP upstream (every method but [`Self::forward_stdio`] runs for one).
+    fn upstream(&self) -> &Upstream {
+        match &self.target {
+            Target::Http(u) => u,
+            Target::Stdio(_) => unreachable!("stdio requests do not reach the HTTP path"),
         }
     }
 }
@@ -126,6 +156,9 @@ impl Bridge {
     }
 
     async fn forward(&self, ctx: &mut RunContext<'_>, request: &Request) -> Result<Outcome, Stop> {
+        if let Target::Stdio(pool) = &self.target {
+            return self.forward_stdio(pool, ctx, request).await;
+        }
         if request.is_initialize() {
             return self.initialize(ctx, request).await;
         }
@@ -186,7 +219,7 @@ impl Bridge {
             true
         });
         if let Err(e) = recorded.await {
-            self.upstream.end(headers(&upstream)).await;
+            self.upstream().end(headers(&upstream)).await;
             return Err(Stop::HandBack(format!(
                 "could not record the upstream session: {e}"
             )));
@@ -249,14 +282,14 @@ impl Bridge {
             }
         });
         if let Err(e) = recorded.await {
-            self.upstream.end(headers(&fresh)).await;
+            self.upstream().end(headers(&fresh)).await;
             return Err(Stop::HandBack(format!(
                 "could not record the upstream session: {e}"
             )));
         }
         match current {
             Some(theirs) => {
-                self.upstream.end(headers(&fresh)).await;
+                self.upstream().end(headers(&fresh)).await;
                 Ok(theirs)
             }
             None => Ok(fresh),
@@ -281,7 +314,7 @@ impl Bridge {
         let mut backoff = Backoff::lasting(self.unreachable_for);
         loop {
             let posted = self
-                .upstream
+                .upstream()
                 .post(message, session, self.response_timeout)
                 .await;
             if let Some(health) = self.health.get() {
@@ -293,7 +326,7 @@ impl Bridge {
                     if tokio::time::Instant::now() >= ctx.deadline || !backoff.wait().await {
                         return Err(UpstreamError::Unreachable(e));
                     }
-                    tracing::debug!(error = %e, url = %self.upstream.url(), "upstream unreachable; retrying");
+                    tracing::debug!(error = %e, url = %self.upstream().url(), "upstream unreachable; retrying");
                 }
                 other => return other,
             }
@@ -306,7 +339,7 @@ impl Bridge {
             UpstreamError::Unreachable(_) => Stop::Answer(jsonrpc::error(
                 Some(&request.id),
                 jsonrpc::SERVICE_UNAVAILABLE,
-                format!("{e} ({})", self.upstream.url()),
+                format!("{e} ({})", self.upstream().url()),
             )),
             UpstreamError::Status {
                 body: Some(body), ..
@@ -344,7 +377,6 @@ impl Bridge {
         };
         let mut relay = Relay {
             request,
-            session,
             pending: HashMap::new(),
             sent: 0,
         };
@@ -372,11 +404,127 @@ impl Bridge {
                 }
                 // The client's side ended: the worker is going away.
                 Event::Client(None) => return Err(Stop::HandBack("inbound ended".into())),
+                Event::Process(_) => {}
                 Event::Client(Some(msg)) => {
-                    if let Some(outcome) = relay.on_client(self, ctx, msg).await {
+                    if let Some(outcome) = relay.on_client(self, session, ctx, msg).await {
                         return Ok(outcome);
                     }
                 }
+            }
+        }
+    }
+
+    /// A request on a stdio upstream: one process, one request at a time.
+    async fn forward_stdio(
+        &self,
+        pool: &stdio::Pool,
+        ctx: &mut RunContext<'_>,
+        request: &Request,
+    ) -> Result<Outcome, Stop> {
+        let mut lease = pool.lease().await.map_err(|e| {
+            Stop::Answer(jsonrpc::error(
+                Some(&request.id),
+                jsonrpc::SERVICE_UNAVAILABLE,
+                format!("upstream unavailable: {e}"),
+            ))
+        })?;
+        if let Some(health) = self.health.get() {
+            health.set_upstream_reachable(true);
+        }
+        let Some(process) = lease.slot.as_mut() else {
+            return Err(Stop::HandBack("no upstream process".into()));
+        };
+        if request.is_initialize() {
+            // Every process was initialized once, by the bridge: the client
+            // gets that answer, and the version it negotiated is recorded.
+            let answer = process.initialized.clone();
+            let version = answer
+                .pointer("/result/protocolVersion")
+                .and_then(Value::as_str)
+                .unwrap_or(jetway_shared::protocol::LATEST)
+                .to_owned();
+            let js = ctx.publisher.jetstream();
+            let recorded = update_record(js, ctx.sessions, request.session.as_str(), |r| {
+                r.state = State::Active;
+                r.protocol_version = version.clone();
+                true
+            });
+            if let Err(e) = recorded.await {
+                return Err(Stop::HandBack(format!("could not record the session: {e}")));
+            }
+            return Ok(self.answer(ctx, request, answer).await);
+        }
+        let wire = pool.wire_id();
+        let mut msg = request.raw.clone();
+        msg["id"] = wire.clone();
+        if let Err(e) = process.send(&msg).await {
+            *lease.slot = None;
+            return Err(Stop::HandBack(e.to_string()));
+        }
+        let mut relay = Relay {
+            request,
+            pending: HashMap::new(),
+            sent: 0,
+        };
+        let mut history = std::mem::take(&mut ctx.history).into_iter();
+        loop {
+            let Some(process) = lease.slot.as_mut() else {
+                return Err(Stop::HandBack("no upstream process".into()));
+            };
+            let event = match history.next() {
+                Some(m) => Event::Client(Some(m)),
+                None => tokio::select! {
+                    m = process.next() => Event::Process(m),
+                    m = ctx.inbound.recv() => Event::Client(m),
+                },
+            };
+            match event {
+                Event::Process(Err(e)) => {
+                    // Dead or broken: start a new one for the next request.
+                    *lease.slot = None;
+                    return Err(Stop::HandBack(e.to_string()));
+                }
+                Event::Process(Ok(msg)) => {
+                    if is_answer_to(&msg, &wire) {
+                        return Ok(self.answer(ctx, request, msg).await);
+                    }
+                    relay.on_upstream(ctx, msg).await?;
+                }
+                Event::Client(None) => return Err(Stop::HandBack("inbound ended".into())),
+                Event::Client(Some(mut msg)) => {
+                    if msg.get("method").and_then(Value::as_str) == Some(method::CANCELLED) {
+                        if msg.pointer("/params/requestId") != Some(&request.id) {
+                            continue;
+                        }
+                        msg["params"]["requestId"] = wire.clone();
+                        let _ = process.send(&msg).await;
+                        return Ok(
+                            match ctx
+                                .publisher
+                                .cancelled(&request.session, &request.stream)
+                                .await
+                            {
+                                Ok(()) => Outcome::Cancelled,
+                                Err(_) => Outcome::Unanswered,
+                            },
+                        );
+                    }
+                    if msg.get("method").is_some() {
+                        continue;
+                    }
+                    let original = msg
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .and_then(|public| relay.pending.remove(public));
+                    if let Some(original) = original {
+                        msg["id"] = original;
+                        if let Err(e) = process.send(&msg).await {
+                            *lease.slot = None;
+                            return Err(Stop::HandBack(e.to_string()));
+                        }
+                    }
+                }
+                Event::Upstream(_) => {}
             }
         }
     }
@@ -394,13 +542,13 @@ impl Bridge {
 
 enum Event {
     Upstream(Option<Result<Value, UpstreamError>>),
+    Process(Result<Value, stdio::ProcessError>),
     Client(Option<Value>),
 }
 
 /// The routing state of one relayed request.
 struct Relay<'r> {
     request: &'r Request,
-    session: &'r UpstreamSession,
     /// The upstream's id of each server→client request, by the id the client sees.
     pending: HashMap<String, Value>,
     sent: u64,
@@ -443,10 +591,11 @@ impl Relay<'_> {
     async fn on_client(
         &mut self,
         bridge: &Bridge,
+        session: &UpstreamSession,
         ctx: &RunContext<'_>,
         mut msg: Value,
     ) -> Option<Outcome> {
-        let headers = headers(self.session);
+        let headers = headers(session);
         if msg.get("method").and_then(Value::as_str) == Some(method::CANCELLED) {
             if msg.pointer("/params/requestId") != Some(&self.request.id) {
                 return None;

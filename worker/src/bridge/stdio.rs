@@ -1,0 +1,198 @@
+//! stdio upstreams: each bridge worker runs a small pool of upstream
+//! processes (`upstream_cmd`, `upstream_processes` of them), each
+//! initialized once by the bridge, and gives each process one request at a
+//! time. One request per process keeps routing exact: everything a process
+//! writes while it runs a request (progress, logs, server→client requests,
+//! notifications) belongs to that request's session. Requests of many
+//! sessions share the processes, so an upstream that keeps per-connection
+//! state sees every session as one client: such state is neither per Jetway
+//! session nor kept when a worker dies. Roots are not offered (they belong
+//! to a connection), and a message a process sends while idle reaches the
+//! session of the next request it runs. Ids are rewritten on the way in and
+//! restored on the way out. A process that dies (or whose output breaks
+//! off) is started again for the next request, and the request it was
+//! running is handed back, to run again.
+
+use serde_json::{Value, json};
+use std::{
+    process::Stdio,
+    sync::atomic::{AtomicU64, Ordering},
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdin, ChildStdout, Command},
+    sync::{Mutex, OwnedSemaphorePermit, Semaphore},
+};
+
+/// Why a process could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("could not start the upstream command: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("the upstream process closed its output")]
+    Closed,
+    #[error("could not talk to the upstream process: {0}")]
+    Io(#[source] std::io::Error),
+    #[error("the upstream process refused to initialize: {0}")]
+    Initialize(String),
+}
+
+/// One running upstream process.
+pub struct Process {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    /// The answer to the bridge's own `initialize`.
+    pub initialized: Value,
+}
+
+impl Process {
+    async fn start(command: &[String], init: &Value) -> Result<Self, ProcessError> {
+        let (program, args) = command
+            .split_first()
+            .ok_or_else(|| ProcessError::Spawn(std::io::Error::other("empty upstream command")))?;
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(ProcessError::Spawn)?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(ProcessError::Spawn(std::io::Error::other("no stdio pipes")));
+        };
+        let mut p = Self {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            initialized: Value::Null,
+        };
+        p.send(init).await?;
+        let answer = loop {
+            let m = p.next().await?;
+            if m.get("id") == init.get("id") && m.get("method").is_none() {
+                break m;
+            }
+        };
+        if answer.get("result").is_none() {
+            return Err(ProcessError::Initialize(answer.to_string()));
+        }
+        p.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await?;
+        p.initialized = answer;
+        Ok(p)
+    }
+
+    /// Writes one message (one line).
+    pub async fn send(&mut self, msg: &Value) -> Result<(), ProcessError> {
+        let mut line = serde_json::to_vec(msg).unwrap_or_default();
+        line.push(b'\n');
+        self.stdin
+            .write_all(&line)
+            .await
+            .map_err(ProcessError::Io)?;
+        self.stdin.flush().await.map_err(ProcessError::Io)
+    }
+
+    /// The next message the process writes (lines that are not JSON are skipped).
+    pub async fn next(&mut self) -> Result<Value, ProcessError> {
+        loop {
+            let line = self
+                .lines
+                .next_line()
+                .await
+                .map_err(ProcessError::Io)?
+                .ok_or(ProcessError::Closed)?;
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                return Ok(v);
+            }
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// The pool of one bridge worker.
+pub struct Pool {
+    command: Vec<String>,
+    init: Value,
+    slots: Vec<std::sync::Arc<Mutex<Option<Process>>>>,
+    free: std::sync::Arc<Semaphore>,
+    next_id: AtomicU64,
+}
+
+/// A process lent to one request; given back when dropped.
+pub struct Lease {
+    pub slot: tokio::sync::OwnedMutexGuard<Option<Process>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Pool {
+    /// `size` processes of `command`, started on first use.
+    pub fn new(command: Vec<String>, size: usize) -> Self {
+        let init = json!({
+            "jsonrpc": "2.0",
+            "id": "jetway-bridge-init",
+            "method": "initialize",
+            "params": {
+                "protocolVersion": jetway_shared::protocol::LATEST,
+                // The processes serve every session. Sampling and elicitation
+                // happen inside a request, so they reach that request's client;
+                // roots belong to a connection, which a pooled process does
+                // not have per session, so none are offered.
+                "capabilities": {
+                    "sampling": {},
+                    "elicitation": {},
+                },
+                "clientInfo": {"name": "jetway-bridge", "version": env!("CARGO_PKG_VERSION")},
+            },
+        });
+        Self {
+            command,
+            init,
+            slots: (0..size.max(1))
+                .map(|_| std::sync::Arc::new(Mutex::new(None)))
+                .collect(),
+            free: std::sync::Arc::new(Semaphore::new(size.max(1))),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// A running process for one request, started if its slot has none.
+    pub async fn lease(&self) -> Result<Lease, ProcessError> {
+        let permit = self
+            .free
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ProcessError::Closed)?;
+        // A permit means a slot is unlocked.
+        let mut slot = None;
+        for s in &self.slots {
+            if let Ok(g) = s.clone().try_lock_owned() {
+                slot = Some(g);
+                break;
+            }
+        }
+        let Some(mut slot) = slot else {
+            return Err(ProcessError::Closed);
+        };
+        if slot.is_none() {
+            *slot = Some(Process::start(&self.command, &self.init).await?);
+        }
+        Ok(Lease {
+            slot,
+            _permit: permit,
+        })
+    }
+
+    /// An id for a request sent to a process, unique in this worker.
+    pub fn wire_id(&self) -> Value {
+        Value::from(format!("j{}", self.next_id.fetch_add(1, Ordering::Relaxed)))
+    }
+}
