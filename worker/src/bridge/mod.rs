@@ -55,6 +55,7 @@ use std::{
     sync::{Arc, OnceLock},
     time::Duration,
 };
+use tokio::time::Instant;
 use upstream::{Reply, SessionHeaders, Upstream, UpstreamError};
 
 /// How the bridge reaches its upstream.
@@ -168,7 +169,10 @@ impl Bridge {
         };
         let mut reopened = false;
         loop {
-            match self.post(&request.raw, headers(&session), ctx).await {
+            match self
+                .post(&request.raw, headers(&session), ctx.deadline)
+                .await
+            {
                 Ok(reply) => return self.relay(ctx, request, reply, &session).await,
                 Err(UpstreamError::SessionNotFound) if !reopened => {
                     tracing::info!("upstream session not found; initializing a new one");
@@ -187,7 +191,7 @@ impl Bridge {
             id: None,
             version: None,
         };
-        let (session, answer) = match self.post(&request.raw, none, ctx).await {
+        let (session, answer) = match self.post(&request.raw, none, ctx.deadline).await {
             Ok(Reply::Json { session, message }) => (session, message),
             Ok(Reply::Stream {
                 session,
@@ -246,7 +250,7 @@ impl Bridge {
             id: None,
             version: None,
         };
-        let reply = self.post(&init, none, ctx).await;
+        let reply = self.post(&init, none, ctx.deadline).await;
         let (id, answer) = match reply {
             Ok(Reply::Json { session, message }) => (session, message),
             Ok(Reply::Stream {
@@ -299,7 +303,7 @@ impl Bridge {
     /// Sends `notifications/initialized` to a new upstream session.
     async fn initialized(&self, session: &UpstreamSession, ctx: &RunContext<'_>) {
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        if let Err(e) = self.post(&note, headers(session), ctx).await {
+        if let Err(e) = self.post(&note, headers(session), ctx.deadline).await {
             tracing::warn!(error = %e, "upstream refused notifications/initialized");
         }
     }
@@ -309,7 +313,7 @@ impl Bridge {
         &self,
         message: &Value,
         session: SessionHeaders<'_>,
-        ctx: &RunContext<'_>,
+        deadline: Instant,
     ) -> Result<Reply, UpstreamError> {
         let mut backoff = Backoff::lasting(self.unreachable_for);
         loop {
@@ -323,7 +327,7 @@ impl Bridge {
             }
             match posted {
                 Err(UpstreamError::Unreachable(e)) => {
-                    if tokio::time::Instant::now() >= ctx.deadline || !backoff.wait().await {
+                    if Instant::now() >= deadline || !backoff.wait().await {
                         return Err(UpstreamError::Unreachable(e));
                     }
                     tracing::debug!(error = %e, url = %self.upstream().url(), "upstream unreachable; retrying");
@@ -370,11 +374,30 @@ impl Bridge {
         reply: Reply,
         session: &UpstreamSession,
     ) -> Result<Outcome, Stop> {
-        let mut messages = match reply {
+        let messages = match reply {
             Reply::Json { message, .. } => return Ok(self.answer(ctx, request, message).await),
             Reply::Accepted => return Err(self.failure(request, accepted_request())),
             Reply::Stream { messages, .. } => messages,
         };
+        let mut conversation = HttpConversation {
+            bridge: self,
+            session,
+            messages,
+            id: request.id.clone(),
+            deadline: ctx.deadline,
+        };
+        self.converse(ctx, request, &mut conversation).await
+    }
+
+    /// The one relay loop: what the upstream sends before its answer goes
+    /// to the client, what the client sends for the request (its answers
+    /// to the upstream's requests, its cancellation) goes upstream.
+    async fn converse(
+        &self,
+        ctx: &mut RunContext<'_>,
+        request: &Request,
+        upstream: &mut impl Conversation,
+    ) -> Result<Outcome, Stop> {
         let mut relay = Relay {
             request,
             pending: HashMap::new(),
@@ -385,28 +408,22 @@ impl Bridge {
             let event = match history.next() {
                 Some(m) => Event::Client(Some(m)),
                 None => tokio::select! {
-                    m = messages.next() => Event::Upstream(m),
+                    m = upstream.next() => Event::Upstream(m),
                     m = ctx.inbound.recv() => Event::Client(m),
                 },
             };
             match event {
-                Event::Upstream(None) => {
-                    return Err(Stop::HandBack(
-                        "the upstream's stream ended before its answer".into(),
-                    ));
-                }
-                Event::Upstream(Some(Err(e))) => return Err(Stop::HandBack(e.to_string())),
-                Event::Upstream(Some(Ok(msg))) => {
-                    if is_answer_to(&msg, &request.id) {
+                Event::Upstream(Err(stop)) => return Err(stop),
+                Event::Upstream(Ok(msg)) => {
+                    if is_answer_to(&msg, upstream.id()) {
                         return Ok(self.answer(ctx, request, msg).await);
                     }
                     relay.on_upstream(ctx, msg).await?;
                 }
                 // The client's side ended: the worker is going away.
                 Event::Client(None) => return Err(Stop::HandBack("inbound ended".into())),
-                Event::Process(_) => {}
                 Event::Client(Some(msg)) => {
-                    if let Some(outcome) = relay.on_client(self, session, ctx, msg).await {
+                    if let Some(outcome) = relay.on_client(ctx, upstream, msg).await? {
                         return Ok(outcome);
                     }
                 }
@@ -457,76 +474,12 @@ impl Bridge {
         let wire = pool.wire_id();
         let mut msg = request.raw.clone();
         msg["id"] = wire.clone();
-        if let Err(e) = process.send(&msg).await {
-            *lease.slot = None;
-            return Err(Stop::HandBack(e.to_string()));
-        }
-        let mut relay = Relay {
-            request,
-            pending: HashMap::new(),
-            sent: 0,
+        let mut conversation = StdioConversation {
+            slot: &mut lease.slot,
+            id: wire,
         };
-        let mut history = std::mem::take(&mut ctx.history).into_iter();
-        loop {
-            let Some(process) = lease.slot.as_mut() else {
-                return Err(Stop::HandBack("no upstream process".into()));
-            };
-            let event = match history.next() {
-                Some(m) => Event::Client(Some(m)),
-                None => tokio::select! {
-                    m = process.next() => Event::Process(m),
-                    m = ctx.inbound.recv() => Event::Client(m),
-                },
-            };
-            match event {
-                Event::Process(Err(e)) => {
-                    // Dead or broken: start a new one for the next request.
-                    *lease.slot = None;
-                    return Err(Stop::HandBack(e.to_string()));
-                }
-                Event::Process(Ok(msg)) => {
-                    if is_answer_to(&msg, &wire) {
-                        return Ok(self.answer(ctx, request, msg).await);
-                    }
-                    relay.on_upstream(ctx, msg).await?;
-                }
-                Event::Client(None) => return Err(Stop::HandBack("inbound ended".into())),
-                Event::Client(Some(mut msg)) => {
-                    if msg.get("method").and_then(Value::as_str) == Some(method::CANCELLED) {
-                        if msg.pointer("/params/requestId") != Some(&request.id) {
-                            continue;
-                        }
-                        msg["params"]["requestId"] = wire.clone();
-                        let _ = process.send(&msg).await;
-                        return Ok(
-                            match ctx
-                                .publisher
-                                .cancelled(&request.session, &request.stream)
-                                .await
-                            {
-                                Ok(()) => Outcome::Cancelled,
-                                Err(_) => Outcome::Unanswered,
-                            },
-                        );
-                    }
-                    if msg.get("method").is_some() {
-                        continue;
-                    }
-                    let original = msg
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .and_then(|public| relay.pending.remove(public));
-                    if let Some(original) = original {
-                        msg["id"] = original;
-                        if let Err(e) = process.send(&msg).await {
-                            *lease.slot = None;
-                            return Err(Stop::HandBack(e.to_string()));
-                        }
-                    }
-                }
-                Event::Upstream(_) => {}
-            }
-        }
+        conversation.send(&msg).await?;
+        self.converse(ctx, request, &mut conversation).await
     }
 
     /// Publishes the upstream's answer as the request's final message,
@@ -541,9 +494,95 @@ impl Bridge {
 }
 
 enum Event {
-    Upstream(Option<Result<Value, UpstreamError>>),
-    Process(Result<Value, stdio::ProcessError>),
+    Upstream(Result<Value, Stop>),
     Client(Option<Value>),
+}
+
+/// One request's exchange with its upstream.
+trait Conversation: Send {
+    /// The id the upstream knows the request by.
+    fn id(&self) -> &Value;
+    /// The next message the upstream sends for the request.
+    fn next(&mut self) -> impl Future<Output = Result<Value, Stop>> + Send;
+    /// Sends the upstream a message for the request.
+    fn send(&mut self, msg: &Value) -> impl Future<Output = Result<(), Stop>> + Send;
+}
+
+/// A request's SSE stream from an HTTP upstream; messages for it are POSTed.
+struct HttpConversation<'a> {
+    bridge: &'a Bridge,
+    session: &'a UpstreamSession,
+    messages: upstream::Messages,
+    id: Value,
+    deadline: Instant,
+}
+
+impl Conversation for HttpConversation<'_> {
+    fn id(&self) -> &Value {
+        &self.id
+    }
+
+    async fn next(&mut self) -> Result<Value, Stop> {
+        match self.messages.next().await {
+            Some(Ok(m)) => Ok(m),
+            Some(Err(e)) => Err(Stop::HandBack(e.to_string())),
+            None => Err(Stop::HandBack(
+                "the upstream's stream ended before its answer".into(),
+            )),
+        }
+    }
+
+    async fn send(&mut self, msg: &Value) -> Result<(), Stop> {
+        // Its answer (202) matters not; a failure is only logged: the
+        // request's own stream tells how it ends.
+        if let Err(e) = self
+            .bridge
+            .post(msg, headers(self.session), self.deadline)
+            .await
+        {
+            tracing::warn!(error = %e, "could not pass a client message upstream");
+        }
+        Ok(())
+    }
+}
+
+/// A request on a stdio process, which it has to itself.
+struct StdioConversation<'a> {
+    slot: &'a mut Option<stdio::Process>,
+    id: Value,
+}
+
+impl Conversation for StdioConversation<'_> {
+    fn id(&self) -> &Value {
+        &self.id
+    }
+
+    async fn next(&mut self) -> Result<Value, Stop> {
+        let process = self
+            .slot
+            .as_mut()
+            .ok_or_else(|| Stop::HandBack("no upstream process".into()))?;
+        match process.next().await {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                // Dead or broken: a new one starts for the next request.
+                *self.slot = None;
+                Err(Stop::HandBack(e.to_string()))
+            }
+        }
+    }
+
+    async fn send(&mut self, msg: &Value) -> Result<(), Stop> {
+        let process = self
+            .slot
+            .as_mut()
+            .ok_or_else(|| Stop::HandBack("no upstream process".into()))?;
+        if let Err(e) = process.send(msg).await {
+            *self.slot = None;
+            return Err(Stop::HandBack(e.to_string()));
+        }
+        Ok(())
+    }
 }
 
 /// The routing state of one relayed request.
@@ -590,40 +629,37 @@ impl Relay<'_> {
     /// go upstream. `Some` ends the request.
     async fn on_client(
         &mut self,
-        bridge: &Bridge,
-        session: &UpstreamSession,
         ctx: &RunContext<'_>,
+        upstream: &mut impl Conversation,
         mut msg: Value,
-    ) -> Option<Outcome> {
-        let headers = headers(session);
+    ) -> Result<Option<Outcome>, Stop> {
         if msg.get("method").and_then(Value::as_str) == Some(method::CANCELLED) {
             if msg.pointer("/params/requestId") != Some(&self.request.id) {
-                return None;
+                return Ok(None);
             }
-            if let Err(e) = bridge.post(&msg, headers, ctx).await {
-                tracing::warn!(error = %e, "could not pass the cancellation upstream");
-            }
-            return Some(
-                match ctx
-                    .publisher
-                    .cancelled(&self.request.session, &self.request.stream)
-                    .await
-                {
-                    Ok(()) => Outcome::Cancelled,
-                    Err(_) => Outcome::Unanswered,
-                },
-            );
+            msg["params"]["requestId"] = upstream.id().clone();
+            upstream.send(&msg).await?;
+            let marked = ctx
+                .publisher
+                .cancelled(&self.request.session, &self.request.stream)
+                .await;
+            return Ok(Some(match marked {
+                Ok(()) => Outcome::Cancelled,
+                Err(_) => Outcome::Unanswered,
+            }));
         }
         if msg.get("method").is_some() {
-            return None;
+            return Ok(None);
         }
-        let public = msg.get("id").and_then(Value::as_str)?.to_owned();
-        let original = self.pending.remove(&public)?;
-        msg["id"] = original;
-        if let Err(e) = bridge.post(&msg, headers, ctx).await {
-            tracing::warn!(error = %e, "could not pass the client's answer upstream");
+        let original = msg
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|public| self.pending.remove(public));
+        if let Some(original) = original {
+            msg["id"] = original;
+            upstream.send(&msg).await?;
         }
-        None
+        Ok(None)
     }
 }
 
