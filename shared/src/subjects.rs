@@ -259,6 +259,13 @@ pub fn claim_key(session: &SessionId, key: &StreamKey) -> String {
     format!("{session}.{key}")
 }
 
+/// Key, in the claims bucket, of the lease on listening to a bridged
+/// session's upstream GET stream (not a stream key: no request's claim
+/// shares it).
+pub fn listener_key(session: &SessionId) -> String {
+    format!("{session}.listener")
+}
+
 /// Message id of one claim write: `attempt` names the claiming attempt,
 /// `from` the revision it replaces (0: none), so only a retry shares it.
 pub fn claim_write_id(session: &SessionId, key: &StreamKey, attempt: &str, from: u64) -> String {

@@ -682,3 +682,41 @@ async fn a_stdio_process_that_dies_mid_call_is_restarted_and_the_call_runs_again
     assert!(echo.result()?.to_string().contains("after"));
     Ok(())
 }
+
+#[tokio::test]
+async fn the_reference_servers_resource_updates_reach_the_get_stream() -> Result<()> {
+    let upstream = Upstream::everything().await?;
+    let jw = Bridged::start(&upstream.url(), 2, &[]).await?;
+    let client = McpClient::initialize(&jw.url(0)).await?;
+    let mut get = client.get_stream(&jw.url(1), None).await?;
+    assert_eq!(get.status, reqwest::StatusCode::OK);
+
+    let uri = "demo://resource/static/document/architecture.md";
+    let sub = client
+        .request(&jw.url(0), "resources/subscribe", json!({"uri": uri}))
+        .await?;
+    assert!(sub.result().is_ok(), "{:?}", sub.response());
+    let toggled = client
+        .call_tool(&jw.url(1), "toggle-subscriber-updates", json!({}))
+        .await?;
+    assert!(toggled.result().is_ok(), "{:?}", toggled.response());
+
+    // The upstream sends updates every 5 s on its own session stream, long
+    // after the call that turned them on ended; a bridge worker relays them
+    // to the Jetway session's GET stream.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut updates = 0;
+    while updates < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = get
+            .next_message(left)
+            .await?
+            .context("the GET stream ended before the updates")?;
+        let m = ev.json.as_ref().context("a JSON event")?;
+        if m["method"] == "notifications/resources/updated" {
+            assert_eq!(m.pointer("/params/uri"), Some(&json!(uri)), "{m}");
+            updates += 1;
+        }
+    }
+    Ok(())
+}

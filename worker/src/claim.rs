@@ -278,6 +278,46 @@ impl Claims {
         }
     }
 
+    /// Takes the lease `key` for this process if nobody holds it (it is
+    /// absent, or its TTL ran out); the revision to renew it from.
+    pub async fn try_lease(&self, key: &str, ttl: Duration) -> Result<Option<u64>, ClaimError> {
+        let entry = kv_write::read(&self.store, key)
+            .await
+            .map_err(ClaimError::Read)?;
+        let from = match entry {
+            None => 0,
+            Some(e) if e.operation != kv::Operation::Put => e.revision,
+            Some(_) => return Ok(None),
+        };
+        self.renew_lease(key, from, ttl).await
+    }
+
+    /// Renews the lease `key` held at `revision`; `None` if someone else
+    /// took it meanwhile.
+    pub async fn renew_lease(
+        &self,
+        key: &str,
+        revision: u64,
+        ttl: Duration,
+    ) -> Result<Option<u64>, ClaimError> {
+        let id = format!("ls.{key}.{}.{revision}", self.nonce);
+        let wrote = kv_write::write_expiring(
+            &self.js,
+            &self.store,
+            key,
+            self.holder.clone(),
+            Expect::Revision(revision),
+            &id,
+            Some(ttl),
+        )
+        .await;
+        match wrote {
+            Ok(r) => Ok(Some(r)),
+            Err(WriteError::Conflict) => Ok(None),
+            Err(e) => Err(ClaimError::Write(e)),
+        }
+    }
+
     fn guard(self: &Arc<Self>, key: String, revision: u64, connects: u64) -> ClaimGuard {
         if let Ok(mut r) = self.running.lock() {
             r.insert(key.clone());

@@ -6,7 +6,7 @@
 //! are one piece of code.
 
 use crate::{
-    claim::ClaimFence,
+    claim::{ClaimFence, Claims},
     health::Health,
     incoming::Request,
     publish::{Out, OutMessage, Publisher},
@@ -29,6 +29,8 @@ pub struct RunContext<'a> {
     pub state: &'a kv::Store,
     /// This worker's instance id.
     pub instance: &'a str,
+    /// Claims and leases in the claims bucket.
+    pub claims: &'a Arc<Claims>,
     /// The session record as it was when the run started.
     pub record: SessionRecord,
     /// 1 on the first delivery.

@@ -195,6 +195,7 @@ impl<H: Handler> Runtime<H> {
             sessions: &self.sessions,
             state: &self.state,
             instance: &self.config.bus.instance_id,
+            claims: &self.claims,
             record,
             delivery: delivery.delivered,
             fence,

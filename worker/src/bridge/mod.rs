@@ -27,10 +27,13 @@
 //! stdio upstreams ([`stdio`]) run as a pool of processes per worker, one
 //! request per process at a time.
 //!
-//! Not yet bridged: an upstream's own GET stream (unsolicited notifications
-//! such as `notifications/resources/updated` or `list_changed`), and ending
-//! the upstream session when the Jetway session ends.
+//! What an HTTP upstream sends outside any request, on its session's own
+//! GET stream, reaches the Jetway session's GET stream ([`listener`]).
+//!
+//! Not yet bridged: server→client requests on that stream (`roots/list`),
+//! and ending the upstream session when the Jetway session ends.
 
+pub mod listener;
 pub mod stdio;
 pub mod upstream;
 
@@ -69,6 +72,8 @@ pub struct Bridge {
     unreachable_for: Duration,
     /// The worker's readiness, told whether the upstream answers.
     health: Arc<OnceLock<Arc<Health>>>,
+    /// Who relays each upstream session's own stream.
+    listeners: listener::Listeners,
 }
 
 /// The upstream: a Streamable HTTP server, or a pool of stdio processes.
@@ -86,6 +91,7 @@ impl Bridge {
             response_timeout,
             unreachable_for,
             health: Arc::default(),
+            listeners: listener::Listeners::default(),
         }
     }
 
@@ -96,7 +102,20 @@ impl Bridge {
             response_timeout: Duration::ZERO,
             unreachable_for: Duration::ZERO,
             health: Arc::default(),
+            listeners: listener::Listeners::default(),
         }
+    }
+
+    /// Makes sure the upstream session's own stream is relayed (see [`listener`]).
+    fn listen(&self, ctx: &RunContext<'_>, session: &SessionId, upstream: &UpstreamSession) {
+        self.listeners
+            .ensure(session, upstream, || listener::ListenerContext {
+                upstream: self.upstream().clone(),
+                claims: ctx.claims.clone(),
+                sessions: ctx.sessions.clone(),
+                publisher: ctx.publisher.clone(),
+                timeout: self.response_timeout,
+            });
     }
 
     /// The HTTP upstream (every method but [`Self::forward_stdio`] runs for one).
@@ -169,6 +188,7 @@ impl Bridge {
         };
         let mut reopened = false;
         loop {
+            self.listen(ctx, &request.session, &session);
             match self
                 .post(&request.raw, headers(&session), ctx.deadline)
                 .await
@@ -228,6 +248,7 @@ impl Bridge {
                 "could not record the upstream session: {e}"
             )));
         }
+        self.listen(ctx, &request.session, &upstream);
         Ok(self.answer(ctx, request, answer).await)
     }
 

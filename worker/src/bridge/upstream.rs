@@ -63,6 +63,17 @@ pub enum Reply {
 /// The messages of an upstream SSE stream, in order.
 pub type Messages = Pin<Box<dyn Stream<Item = Result<Value, UpstreamError>> + Send>>;
 
+/// The messages of an upstream SSE stream with their event ids.
+pub type Events =
+    Pin<Box<dyn Stream<Item = Result<(Option<String>, Value), UpstreamError>> + Send>>;
+
+/// What opening the upstream's GET stream brought.
+pub enum Listen {
+    Open(Events),
+    /// 405: the upstream offers no GET stream.
+    NotOffered,
+}
+
 /// The upstream session headers of one request.
 #[derive(Clone, Copy)]
 pub struct SessionHeaders<'a> {
@@ -157,6 +168,40 @@ impl Upstream {
         Ok(Reply::Json { session, message })
     }
 
+    /// Opens the upstream session's standalone GET stream, resuming after
+    /// `last_event_id`.
+    pub async fn listen(
+        &self,
+        session: SessionHeaders<'_>,
+        last_event_id: Option<&str>,
+        response_timeout: Duration,
+    ) -> Result<Listen, UpstreamError> {
+        let mut req = self
+            .http
+            .get(self.url.clone())
+            .headers(self.headers.clone())
+            .header(header::ACCEPT, "text/event-stream");
+        if let Some(id) = session.id {
+            req = req.header(SESSION_HEADER, id);
+        }
+        if let Some(v) = session.version {
+            req = req.header(VERSION_HEADER, v);
+        }
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = tokio::time::timeout(response_timeout, req.send())
+            .await
+            .map_err(|_| UpstreamError::Body("no response headers in time".into()))?
+            .map_err(UpstreamError::Unreachable)?;
+        match resp.status() {
+            StatusCode::METHOD_NOT_ALLOWED => Ok(Listen::NotOffered),
+            StatusCode::NOT_FOUND => Err(UpstreamError::SessionNotFound),
+            s if s.is_success() => Ok(Listen::Open(sse_events(resp.bytes_stream()))),
+            status => Err(UpstreamError::Status { status, body: None }),
+        }
+    }
+
     /// Ends an upstream session (DELETE); errors are only logged: the
     /// upstream expires it anyway.
     pub async fn end(&self, session: SessionHeaders<'_>) {
@@ -187,6 +232,11 @@ fn names_session(body: Option<&Value>) -> bool {
 fn sse_messages(
     body: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
 ) -> Messages {
+    Box::pin(sse_events(body).map(|e| e.map(|(_, message)| message)))
+}
+
+/// [`sse_messages`], with each message's event id.
+fn sse_events(body: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static) -> Events {
     let events = sse_stream::SseStream::from_bytes_stream(body);
     Box::pin(events.filter_map(|event| async move {
         match event {
@@ -196,7 +246,9 @@ fn sse_messages(
                 if data.trim().is_empty() {
                     return None;
                 }
-                Some(serde_json::from_str(&data).map_err(|e| UpstreamError::Body(e.to_string())))
+                let message =
+                    serde_json::from_str(&data).map_err(|e| UpstreamError::Body(e.to_string()));
+                Some(message.map(|m| (sse.id, m)))
             }
         }
     }))

@@ -1,0 +1,207 @@
+//! What an HTTP upstream sends outside any request: its session's
+//! standalone GET stream (`notifications/resources/updated` after a
+//! subscription, `list_changed`, log messages of background work), relayed
+//! to the Jetway session's GET stream.
+//!
+//! One bridge worker listens per session, holding a lease in the claims
+//! bucket (`<session>.listener`, a TTL of [`LEASE`], renewed every
+//! [`RENEW`]); any bridge worker that serves a request of the session
+//! checks, at most every [`RECHECK`], that somebody holds it, and takes it
+//! when nobody does (its holder died). The listener reconnects with
+//! `Last-Event-ID` when the stream breaks off, and stops when the Jetway
+//! session ends, its upstream session changes, the upstream offers no GET
+//! stream, or another worker holds the lease. Server→client requests on that
+//! stream (such as `roots/list`) are not relayed: the answer would have no
+//! way back to this listener.
+
+use super::upstream::{Listen, SessionHeaders, Upstream, UpstreamError};
+use crate::{
+    claim::Claims,
+    publish::{Out, OutMessage, Publisher},
+};
+use async_nats::jetstream::kv;
+use futures::StreamExt;
+use jetway_shared::{
+    kv_write,
+    session::{SessionRecord, State, UpstreamSession},
+    subjects::{self, SessionId, StreamKey},
+};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::time::Instant;
+
+/// How long a listener's lease lasts without renewal.
+pub const LEASE: Duration = Duration::from_secs(15);
+/// How often the listener renews its lease and re-reads the session.
+pub const RENEW: Duration = Duration::from_secs(5);
+/// How often a worker checks that a session has a listener.
+pub const RECHECK: Duration = Duration::from_secs(10);
+/// Sessions whose last check this worker remembers (a cache: forgetting one
+/// costs one more check).
+const REMEMBERED: usize = 10_000;
+
+/// The listeners of one bridge worker.
+#[derive(Clone, Default)]
+pub struct Listeners {
+    /// When each session was last seen to have a listener, and by which
+    /// upstream session.
+    checked: Arc<Mutex<HashMap<String, (Instant, Option<String>)>>>,
+}
+
+/// What a listener needs, owned.
+pub struct ListenerContext {
+    pub upstream: Upstream,
+    pub claims: Arc<Claims>,
+    pub sessions: kv::Store,
+    pub publisher: Publisher,
+    pub timeout: Duration,
+}
+
+impl Listeners {
+    /// Makes sure somebody listens to `upstream` for `session`, without
+    /// waiting: a recent check is remembered; otherwise the lease is tried
+    /// in the background, and a listener started if it is taken.
+    pub fn ensure(
+        &self,
+        session: &SessionId,
+        upstream: &UpstreamSession,
+        ctx: impl FnOnce() -> ListenerContext,
+    ) {
+        let Some(upstream_id) = upstream.id.clone() else {
+            return; // a stateless upstream has no session stream
+        };
+        {
+            let Ok(mut checked) = self.checked.lock() else {
+                return;
+            };
+            if let Some((at, id)) = checked.get(session.as_str())
+                && at.elapsed() < RECHECK
+                && id.as_deref() == Some(upstream_id.as_str())
+            {
+                return;
+            }
+            if checked.len() >= REMEMBERED {
+                checked.retain(|_, (at, _)| at.elapsed() < RECHECK);
+            }
+            checked.insert(session.to_string(), (Instant::now(), Some(upstream_id)));
+        }
+        let ctx = ctx();
+        let session = session.clone();
+        let upstream = upstream.clone();
+        tokio::spawn(async move {
+            let key = subjects::listener_key(&session);
+            match ctx.claims.try_lease(&key, LEASE).await {
+                Ok(Some(revision)) => listen(ctx, session, upstream, key, revision).await,
+                Ok(None) => {} // somebody listens
+                Err(e) => tracing::debug!(error = %e, "could not check the session's listener"),
+            }
+        });
+    }
+}
+
+/// Relays the upstream session's GET stream until there is no reason to.
+async fn listen(
+    ctx: ListenerContext,
+    session: SessionId,
+    upstream: UpstreamSession,
+    key: String,
+    mut revision: u64,
+) {
+    let headers = SessionHeaders {
+        id: upstream.id.as_deref(),
+        version: Some(&upstream.protocol_version),
+    };
+    let mut last_event: Option<String> = None;
+    let mut relayed = 0u64;
+    let mut renew = tokio::time::interval(RENEW);
+    renew.tick().await;
+    tracing::info!(session = %session, "listening to the upstream session's stream");
+    'connect: loop {
+        let opened = ctx
+            .upstream
+            .listen(headers, last_event.as_deref(), ctx.timeout)
+            .await;
+        let mut events = match opened {
+            Ok(Listen::Open(events)) => events,
+            Ok(Listen::NotOffered) | Err(UpstreamError::SessionNotFound) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "upstream stream not open; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if !still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(Ok((id, message))) => {
+                        if id.is_some() {
+                            last_event = id;
+                        }
+                        if message.get("id").is_some() {
+                            tracing::debug!("not relaying a server→client request from the upstream's stream");
+                            continue;
+                        }
+                        relayed += 1;
+                        let out = OutMessage {
+                            session: &session,
+                            stream: &StreamKey::get(),
+                            payload: serde_json::to_vec(&message).unwrap_or_default(),
+                            kind: Out::Message {
+                                tag: format!("up.{revision}.{relayed}"),
+                            },
+                        };
+                        if let Err(e) = ctx.publisher.publish(out).await {
+                            tracing::warn!(error = %e, "could not relay an upstream notification");
+                        }
+                    }
+                    // Broke off: reconnect after the last event seen.
+                    Some(Err(_)) | None => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue 'connect;
+                    }
+                },
+                _ = renew.tick() => {
+                    if !still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
+                        break 'connect;
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!(session = %session, "stopped listening to the upstream session's stream");
+}
+
+/// Renews the lease; false once the lease is lost, the Jetway session
+/// ended, or it uses another upstream session.
+async fn still_wanted(
+    ctx: &ListenerContext,
+    session: &SessionId,
+    upstream: &UpstreamSession,
+    key: &str,
+    revision: &mut u64,
+) -> bool {
+    let record = kv_write::get(&ctx.sessions, session.as_str())
+        .await
+        .ok()
+        .flatten()
+        .and_then(|raw| SessionRecord::from_bytes(&raw).ok());
+    let current = record
+        .filter(|r| r.state != State::Closed)
+        .is_some_and(|r| r.upstream.as_ref() == Some(upstream));
+    if !current {
+        return false;
+    }
+    match ctx.claims.renew_lease(key, *revision, LEASE).await {
+        Ok(Some(r)) => {
+            *revision = r;
+            true
+        }
+        _ => false,
+    }
+}
