@@ -43,12 +43,15 @@ pub const RECHECK: Duration = Duration::from_secs(10);
 /// costs one more check).
 const REMEMBERED: usize = 10_000;
 
+/// When a session was last seen to have a listener, and for which
+/// upstream session id.
+type Checked = (Instant, Option<String>);
+
 /// The listeners of one bridge worker.
 #[derive(Clone, Default)]
 pub struct Listeners {
-    /// When each session was last seen to have a listener, and by which
-    /// upstream session.
-    checked: Arc<Mutex<HashMap<String, (Instant, Option<String>)>>>,
+    /// The last check of each session.
+    checked: Arc<Mutex<HashMap<String, Checked>>>,
 }
 
 /// What a listener needs, owned.
