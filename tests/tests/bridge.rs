@@ -720,3 +720,32 @@ async fn the_reference_servers_resource_updates_reach_the_get_stream() -> Result
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn ending_a_jetway_session_ends_its_upstream_session() -> Result<()> {
+    let upstream = Upstream::stateful(&[]).await?;
+    let jw = Bridged::start(&upstream.url(), 2, &[]).await?;
+    let ending = McpClient::initialize(&jw.url(0)).await?;
+    let staying = McpClient::initialize(&jw.url(1)).await?;
+    let stored = |client: McpClient, url: String| async move {
+        let who = client
+            .call_tool_structured(&url, "whoami", json!({}))
+            .await?;
+        who["stored_sessions"].as_i64().context("stored_sessions")
+    };
+    // Each keeps something in the upstream's per-session store.
+    assert_eq!(tool(&ending, &jw.url(0), "count", json!({})).await?, 1);
+    assert_eq!(tool(&staying, &jw.url(1), "count", json!({})).await?, 1);
+    assert_eq!(stored(staying.clone(), jw.url(0)).await?, 2);
+
+    assert_eq!(ending.delete(&jw.url(1)).await?, reqwest::StatusCode::OK);
+    // The bridge worker listening to that session's upstream stream sees it
+    // end within a renewal and DELETEs the upstream session.
+    jetway_tests::eventually(Duration::from_secs(20), || {
+        let (client, url) = (staying.clone(), jw.url(0));
+        async move { anyhow::Ok(stored(client, url).await? == 1) }
+    })
+    .await
+    .context("the upstream still holds the ended session")?;
+    Ok(())
+}

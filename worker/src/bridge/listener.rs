@@ -9,8 +9,9 @@
 //! checks, at most every [`RECHECK`], that somebody holds it, and takes it
 //! when nobody does (its holder died). The listener reconnects with
 //! `Last-Event-ID` when the stream breaks off, and stops when the Jetway
-//! session ends, its upstream session changes, the upstream offers no GET
-//! stream, or another worker holds the lease. Server→client requests on that
+//! session ends (then it ends the upstream session too: DELETE), its
+//! upstream session changes, the upstream offers no GET stream, or another
+//! worker holds the lease. Server→client requests on that
 //! stream (such as `roots/list`) are not relayed: the answer would have no
 //! way back to this listener.
 
@@ -121,6 +122,7 @@ async fn listen(
     let mut relayed = 0u64;
     let mut renew = tokio::time::interval(RENEW);
     renew.tick().await;
+    let mut ended = false;
     tracing::info!(session = %session, "listening to the upstream session's stream");
     'connect: loop {
         let opened = ctx
@@ -129,14 +131,28 @@ async fn listen(
             .await;
         let mut events = match opened {
             Ok(Listen::Open(events)) => events,
-            Ok(Listen::NotOffered) | Err(UpstreamError::SessionNotFound) => break,
+            Err(UpstreamError::SessionNotFound) => break,
+            // No stream to relay: still watch for the session's end.
+            Ok(Listen::NotOffered) => loop {
+                renew.tick().await;
+                match still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
+                    Wanted::Yes => {}
+                    Wanted::SessionEnded => {
+                        ended = true;
+                        break 'connect;
+                    }
+                    Wanted::Elsewhere => break 'connect,
+                }
+            },
             Err(e) => {
                 tracing::debug!(error = %e, "upstream stream not open; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                if !still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
-                    break;
+                match still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
+                    Wanted::Yes => continue,
+                    Wanted::SessionEnded => ended = true,
+                    Wanted::Elsewhere => {}
                 }
-                continue;
+                break;
             }
         };
         loop {
@@ -170,41 +186,61 @@ async fn listen(
                     }
                 },
                 _ = renew.tick() => {
-                    if !still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
-                        break 'connect;
+                    match still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
+                        Wanted::Yes => {}
+                        Wanted::SessionEnded => {
+                            ended = true;
+                            break 'connect;
+                        }
+                        Wanted::Elsewhere => break 'connect,
                     }
                 }
             }
         }
     }
-    tracing::info!(session = %session, "stopped listening to the upstream session's stream");
+    if ended {
+        // The Jetway session is over: so is its upstream session.
+        ctx.upstream.end(headers).await;
+    }
+    tracing::info!(session = %session, ended, "stopped listening to the upstream session's stream");
 }
 
-/// Renews the lease; false once the lease is lost, the Jetway session
-/// ended, or it uses another upstream session.
+/// Whether a listener goes on.
+enum Wanted {
+    Yes,
+    /// The Jetway session was closed or is gone.
+    SessionEnded,
+    /// Another upstream session, or another worker's lease.
+    Elsewhere,
+}
+
+/// Renews the lease, unless the session no longer needs this listener.
 async fn still_wanted(
     ctx: &ListenerContext,
     session: &SessionId,
     upstream: &UpstreamSession,
     key: &str,
     revision: &mut u64,
-) -> bool {
-    let record = kv_write::get(&ctx.sessions, session.as_str())
-        .await
-        .ok()
-        .flatten()
-        .and_then(|raw| SessionRecord::from_bytes(&raw).ok());
-    let current = record
-        .filter(|r| r.state != State::Closed)
-        .is_some_and(|r| r.upstream.as_ref() == Some(upstream));
-    if !current {
-        return false;
+) -> Wanted {
+    let record = match kv_write::get(&ctx.sessions, session.as_str()).await {
+        Ok(raw) => raw.and_then(|raw| SessionRecord::from_bytes(&raw).ok()),
+        // Cannot tell now: keep the lease, look again at the next renewal.
+        Err(_) => return renewed(ctx, key, revision).await,
+    };
+    match record {
+        None => Wanted::SessionEnded,
+        Some(r) if r.state == State::Closed => Wanted::SessionEnded,
+        Some(r) if r.upstream.as_ref() != Some(upstream) => Wanted::Elsewhere,
+        Some(_) => renewed(ctx, key, revision).await,
     }
+}
+
+async fn renewed(ctx: &ListenerContext, key: &str, revision: &mut u64) -> Wanted {
     match ctx.claims.renew_lease(key, *revision, LEASE).await {
         Ok(Some(r)) => {
             *revision = r;
-            true
+            Wanted::Yes
         }
-        _ => false,
+        _ => Wanted::Elsewhere,
     }
 }

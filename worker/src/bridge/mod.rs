@@ -30,8 +30,10 @@
 //! What an HTTP upstream sends outside any request, on its session's own
 //! GET stream, reaches the Jetway session's GET stream ([`listener`]).
 //!
-//! Not yet bridged: server→client requests on that stream (`roots/list`),
-//! and ending the upstream session when the Jetway session ends.
+//! When the Jetway session ends, so does the upstream session (the
+//! listener ends it).
+//!
+//! Not yet bridged: server→client requests on that stream (`roots/list`).
 
 pub mod listener;
 pub mod stdio;
