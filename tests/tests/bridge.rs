@@ -52,6 +52,16 @@ impl Bridged {
     }
 }
 
+/// The tool names of a `tools/list` result.
+fn tool_names(list: &Value) -> Result<Vec<&str>> {
+    Ok(list["tools"]
+        .as_array()
+        .context("tools")?
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect())
+}
+
 /// `structuredContent.result` of a stateful-server tool call.
 async fn tool(client: &McpClient, url: &str, name: &str, args: Value) -> Result<Value> {
     let out = client
@@ -233,12 +243,7 @@ async fn the_reference_server_answers_the_same_through_jetway() -> Result<()> {
     )
     .await?;
     assert_eq!(d, b, "tools/list");
-    let tools: Vec<&str> = d["tools"]
-        .as_array()
-        .context("tools")?
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
+    let tools = tool_names(&d)?;
     assert!(
         tools.contains(&"echo") && tools.contains(&"get-sum"),
         "{tools:?}"
@@ -542,12 +547,7 @@ async fn a_stdio_upstream_serves_every_session_through_its_process_pool() -> Res
     assert!(info.pointer("/capabilities/tools").is_some(), "{info}");
 
     let listed = a.request(&url(1), "tools/list", json!({})).await?;
-    let names: Vec<&str> = listed.result()?["tools"]
-        .as_array()
-        .context("tools")?
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
+    let names = tool_names(listed.result()?)?;
     assert!(
         names.contains(&"echo") && names.contains(&"get-sum"),
         "{names:?}"

@@ -122,26 +122,21 @@ async fn listen(
     let mut relayed = 0u64;
     let mut renew = tokio::time::interval(RENEW);
     renew.tick().await;
-    let mut ended = false;
     tracing::info!(session = %session, "listening to the upstream session's stream");
-    'connect: loop {
+    let why = 'connect: loop {
         let opened = ctx
             .upstream
             .listen(headers, last_event.as_deref(), ctx.timeout)
             .await;
         let mut events = match opened {
             Ok(Listen::Open(events)) => events,
-            Err(UpstreamError::SessionNotFound) => break,
+            Err(UpstreamError::SessionNotFound) => break Wanted::Elsewhere,
             // No stream to relay: still watch for the session's end.
             Ok(Listen::NotOffered) => loop {
                 renew.tick().await;
                 match still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
                     Wanted::Yes => {}
-                    Wanted::SessionEnded => {
-                        ended = true;
-                        break 'connect;
-                    }
-                    Wanted::Elsewhere => break 'connect,
+                    other => break 'connect other,
                 }
             },
             Err(e) => {
@@ -149,10 +144,8 @@ async fn listen(
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 match still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
                     Wanted::Yes => continue,
-                    Wanted::SessionEnded => ended = true,
-                    Wanted::Elsewhere => {}
+                    other => break other,
                 }
-                break;
             }
         };
         loop {
@@ -188,16 +181,13 @@ async fn listen(
                 _ = renew.tick() => {
                     match still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
                         Wanted::Yes => {}
-                        Wanted::SessionEnded => {
-                            ended = true;
-                            break 'connect;
-                        }
-                        Wanted::Elsewhere => break 'connect,
+                        other => break 'connect other,
                     }
                 }
             }
         }
-    }
+    };
+    let ended = matches!(why, Wanted::SessionEnded);
     if ended {
         // The Jetway session is over: so is its upstream session.
         ctx.upstream.end(headers).await;
