@@ -59,16 +59,6 @@ pub enum Kind {
     Response { id: Value },
 }
 
-impl Kind {
-    /// The method, for requests and notifications.
-    pub fn method(&self) -> Option<&str> {
-        match self {
-            Kind::Request { method, .. } | Kind::Notification { method } => Some(method),
-            Kind::Response { .. } => None,
-        }
-    }
-}
-
 /// Why a JSON value is not a valid JSON-RPC 2.0 message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Invalid {
@@ -122,15 +112,6 @@ pub fn classify(v: &Value) -> Result<Kind, Invalid> {
             Ok(Kind::Response { id })
         }
         (None, None) => Err(Invalid::Shape),
-    }
-}
-
-/// A subject- and header-safe token for a JSON-RPC id (used to route
-/// cancellations and client responses).
-pub fn id_token(id: &Value) -> String {
-    match id {
-        Value::String(s) => format!("s{s}"),
-        other => format!("n{other}"),
     }
 }
 
