@@ -379,15 +379,16 @@ async fn the_reference_servers_progress_and_sampling_pass_through() -> Result<()
     Ok(())
 }
 
-/// A long call on the reference server: `steps` progress notifications
-/// over `secs` seconds, then the result.
+/// A long call on the reference server (`steps` progress notifications
+/// over `secs` seconds, then the result), returned once its first
+/// progress arrived.
 async fn long_call(
     client: &McpClient,
     url: &str,
     secs: u64,
     steps: u64,
 ) -> Result<jetway_tests::ResponseStream> {
-    let call = client
+    let mut call = client
         .send(
             url,
             "tools/call",
@@ -396,6 +397,12 @@ async fn long_call(
                    "_meta": {"progressToken": "long"}}),
         )
         .await?;
+    // Started: its first progress is on the stream.
+    let first = call
+        .next_message(EVENT_TIMEOUT)
+        .await?
+        .context("a first event")?;
+    assert_eq!(progress_of(&first), Some(1.0), "{first:?}");
     Ok(call)
 }
 
@@ -412,12 +419,7 @@ async fn a_bridge_worker_killed_mid_call_is_replaced_and_the_call_answers_once()
     let mut jw = Bridged::start(&upstream.url(), 1, &[]).await?;
     let client = McpClient::initialize(&jw.url(0)).await?;
 
-    let mut call = long_call(&client, &jw.url(0), 3, 3).await?;
-    let first = call
-        .next_message(EVENT_TIMEOUT)
-        .await?
-        .context("a first event")?;
-    assert_eq!(progress_of(&first), Some(1.0), "{first:?}");
+    let call = long_call(&client, &jw.url(0), 3, 3).await?;
     // A second bridge worker is ready; the one running the call dies.
     let second = Worker::builder(&jw.nats.url())
         .instance_id("bridge-2")
@@ -452,12 +454,7 @@ async fn an_upstream_killed_mid_call_ends_the_call_with_an_error_not_a_hang() ->
     let jw = Bridged::start(&upstream.url(), 1, &["--upstream-unreachable-secs", "2"]).await?;
     let client = McpClient::initialize(&jw.url(0)).await?;
 
-    let mut call = long_call(&client, &jw.url(0), 3, 3).await?;
-    let first = call
-        .next_message(EVENT_TIMEOUT)
-        .await?
-        .context("a first event")?;
-    assert_eq!(progress_of(&first), Some(1.0), "{first:?}");
+    let call = long_call(&client, &jw.url(0), 3, 3).await?;
     upstream.kill().await?;
     let started = Instant::now();
     let ex = call.finish_within(Duration::from_secs(60)).await?;
@@ -481,12 +478,7 @@ async fn a_gateway_killed_mid_stream_resumes_on_the_other_with_every_event_once(
     let mut jw = Bridged::start(&upstream.url(), 1, &[]).await?;
     let client = McpClient::initialize(&jw.url(0)).await?;
 
-    let mut call = long_call(&client, &jw.url(0), 2, 4).await?;
-    let first = call
-        .next_message(EVENT_TIMEOUT)
-        .await?
-        .context("a first event")?;
-    assert_eq!(progress_of(&first), Some(1.0), "{first:?}");
+    let call = long_call(&client, &jw.url(0), 2, 4).await?;
     let resume_from = call.last_event_id().context("an event id")?.to_owned();
     jw.gateways[0].kill().await?;
 
@@ -650,12 +642,7 @@ async fn a_stdio_process_that_dies_mid_call_is_restarted_and_the_call_runs_again
     let gateway = Gateway::start(&nats.url()).await?;
     let client = McpClient::initialize(&gateway.mcp_url()).await?;
 
-    let mut call = long_call(&client, &gateway.mcp_url(), 2, 2).await?;
-    let first = call
-        .next_message(EVENT_TIMEOUT)
-        .await?
-        .context("a first event")?;
-    assert_eq!(progress_of(&first), Some(1.0), "{first:?}");
+    let call = long_call(&client, &gateway.mcp_url(), 2, 2).await?;
     let pid = worker.process().pid().context("worker pid")?;
     let upstream = children(pid);
     assert_eq!(upstream.len(), 1, "one upstream process: {upstream:?}");

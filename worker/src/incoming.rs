@@ -8,6 +8,7 @@ use jetway_shared::{
     subjects::{SessionId, StreamKey, session_of_subject},
 };
 use rmcp::{RoleServer, service::RxJsonRpcMessage};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// A request as parsed from its delivery, once.
@@ -47,7 +48,7 @@ impl Request {
         ) else {
             return Err(Unrunnable("not a JSON-RPC request"));
         };
-        let message = serde_json::from_value::<RxJsonRpcMessage<RoleServer>>(raw.clone())
+        let message = RxJsonRpcMessage::<RoleServer>::deserialize(&raw)
             .map_err(|e| format!("invalid params: {e}"));
         Ok(Self {
             session,
