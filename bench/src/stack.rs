@@ -204,7 +204,7 @@ impl Nats {
 pub async fn workers_consumer(
     js: &async_nats::jetstream::Context,
 ) -> Result<async_nats::jetstream::consumer::Info> {
-    let stream = jetway_shared::subjects::stream_name(0);
+    let stream = jetway_shared::subjects::stream_name(&Default::default(), 0);
     js.get_stream_no_info(&stream)
         .await
         .with_context(|| format!("stream {stream}"))?

@@ -56,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let client = setup::connect(&bus, "replay-rate").await?;
     let js = setup::context(client, &bus);
-    let resources = setup::ensure(&js, &bus).await?;
+    let resources = setup::ensure(&js, &bus, &Default::default()).await?;
     // Workers would execute the benchmark's requests and add their own messages.
     if resources
         .stream
@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         return Err("this NATS server has Jetway workers; benchmark against one without".into());
     }
-    let session = SessionId::generate(0);
+    let session = SessionId::generate(&Default::default(), 0);
     let record = SessionRecord::new(
         State::Active,
         "2025-11-25",
@@ -139,7 +139,7 @@ async fn publish(
     per_request: usize,
     noise: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let other = SessionId::generate(0);
+    let other = SessionId::generate(&Default::default(), 0);
     let mut acks = Vec::with_capacity(1024);
     let mut key = StreamKey::new_request();
     for i in 0..n {

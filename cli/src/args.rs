@@ -20,6 +20,10 @@ pub struct Cli {
     #[command(flatten)]
     #[serde(flatten)]
     pub common: CommonArgs,
+    /// The service whose sessions to read (its streams and buckets on NATS). [default: default]
+    #[arg(long, value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// Colour in human-readable output: `auto` (only on a terminal, and not
     /// when NO_COLOR is set), `always` or `never`.
     #[arg(long, value_name = "WHEN", default_value = "auto")]

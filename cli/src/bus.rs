@@ -12,7 +12,7 @@ use async_nats::jetstream::{
     stream::Stream,
 };
 use jetway_shared::{
-    session::{SESSIONS_BUCKET, STATE_BUCKET},
+    service::{Bucket, Service},
     subjects::{self, SessionId},
 };
 use std::time::Duration;
@@ -24,6 +24,8 @@ pub struct Bus {
     pub js: Context,
     pub url: String,
     pub instance: String,
+    /// The service whose streams and buckets this CLI reads.
+    pub service: Service,
 }
 
 impl Bus {
@@ -55,12 +57,13 @@ impl Bus {
             js,
             url,
             instance: config.bus.instance_id.clone(),
+            service: config.service.clone(),
         })
     }
 
     /// The stream holding partition `p`.
     pub async fn stream(&self, partition: u32) -> Result<Stream, CliError> {
-        let name = subjects::stream_name(partition);
+        let name = subjects::stream_name(&self.service, partition);
         match self.js.get_stream(&name).await {
             Ok(s) => Ok(s),
             Err(e) if is_stream_not_found(&e) => Err(CliError::NoStream {
@@ -76,14 +79,14 @@ impl Bus {
         self.stream(session.partition()).await
     }
 
-    /// The `jetway_sessions` bucket.
+    /// The service's sessions bucket (`jetway_sessions` for the default).
     pub async fn sessions(&self) -> Result<kv::Store, CliError> {
-        self.bucket(SESSIONS_BUCKET).await
+        self.bucket(&self.service.bucket(Bucket::Sessions)).await
     }
 
-    /// The `jetway_state` bucket.
+    /// The service's state bucket (`jetway_state` for the default).
     pub async fn state(&self) -> Result<kv::Store, CliError> {
-        self.bucket(STATE_BUCKET).await
+        self.bucket(&self.service.bucket(Bucket::State)).await
     }
 
     async fn bucket(&self, name: &str) -> Result<kv::Store, CliError> {

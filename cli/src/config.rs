@@ -7,11 +7,18 @@
 //! TOML file.
 
 use crate::args::Cli;
-use jetway_shared::config::{Bus, ConfigError, Fields, figment};
+use jetway_shared::{
+    config::{Bus, ConfigError, Fields, figment},
+    service::Service,
+};
 use std::time::Duration;
+
+/// Keys `jetway` reads besides the bus settings.
+const KEYS: &[&str] = &["service"];
 
 /// Keys the gateway and worker read that `jetway` does not need.
 const OTHER_BINARIES_KEYS: &[&str] = &[
+    "services",
     "listen",
     "allowed_origins",
     "max_body_bytes",
@@ -33,15 +40,21 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub bus: Bus,
+    pub service: Service,
 }
 
 impl Config {
     /// Loads the settings, reporting every problem at once.
     pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
         let file = cli.common.config.as_ref();
-        let mut f = Fields::new(figment(file, cli), file, &[Bus::KEYS, OTHER_BINARIES_KEYS]);
+        let mut f = Fields::new(
+            figment(file, cli),
+            file,
+            &[Bus::KEYS, KEYS, OTHER_BINARIES_KEYS],
+        );
         let bus = Bus::from_fields(&mut f);
-        f.finish(Self { bus })
+        let service = f.get("service", Service::default());
+        f.finish(Self { bus, service })
     }
 
     /// Timeout of one connection attempt: the shorter of [`CONNECT_TIMEOUT`]

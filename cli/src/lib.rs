@@ -56,7 +56,7 @@ pub async fn run(cli: &Cli, config: &Config, out: &mut impl Write) -> Result<Fin
     let style = Style::for_stdout(cli.color);
     // Refuse a malformed id before touching the network.
     if let Some(id) = session_arg(&cli.command) {
-        sessions::parse_id(id)?;
+        sessions::parse_id(&config.service, id)?;
     }
     let bus = Bus::connect(config).await?;
     match &cli.command {

@@ -1,7 +1,10 @@
 //! `gateway::Config`: the gateway's settings (see `jetway_shared::config`
 //! for the loading rules and the bus settings shared with workers).
 
-use jetway_shared::config::{Bus, CommonArgs, ConfigError, Fields, figment};
+use jetway_shared::{
+    config::{Bus, CommonArgs, ConfigError, Fields, figment},
+    service::Service,
+};
 use serde::Serialize;
 use std::{net::SocketAddr, time::Duration};
 
@@ -16,6 +19,11 @@ pub struct Args {
     #[command(flatten)]
     #[serde(flatten)]
     pub common: CommonArgs,
+    /// Services this gateway serves, comma-separated: the first on `/mcp`,
+    /// each on `/services/<name>/mcp`. [default: default]
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<String>>,
     /// Address to listen on. [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,6 +62,8 @@ pub struct Args {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub bus: Bus,
+    /// The first is the one `/mcp` serves.
+    pub services: Vec<Service>,
     pub listen: SocketAddr,
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
@@ -65,6 +75,7 @@ pub struct Config {
 }
 
 const KEYS: &[&str] = &[
+    "services",
     "listen",
     "allowed_origins",
     "max_body_bytes",
@@ -91,12 +102,20 @@ impl Config {
                 "listen: {listen:?} is not an address like 127.0.0.1:8080"
             ));
         }
-        let origins: Vec<String> = f.get(
+        let origins: Vec<String> = f.get_list(
             "allowed_origins",
             LOCAL_ORIGINS.iter().map(|s| s.to_string()).collect(),
         );
+        let mut services = Vec::new();
+        for name in f.get_list("services", vec![jetway_shared::service::DEFAULT.to_owned()]) {
+            match Service::parse(&name) {
+                Ok(s) => services.push(s),
+                Err(e) => f.problem(format!("services: {e}")),
+            }
+        }
         let cfg = Self {
             bus,
+            services,
             listen: parsed_listen.unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
             allowed_origins: origins,
             max_body_bytes: f.get("max_body_bytes", 1024 * 1024),
@@ -106,6 +125,14 @@ impl Config {
             sse_poll: Some(Duration::from_secs(f.get("sse_poll_secs", 0))).filter(|d| !d.is_zero()),
             grace_period: Duration::from_secs(f.get("grace_period_secs", 20)),
         };
+        if cfg.services.is_empty() {
+            f.problem("services: name at least one service");
+        }
+        for (i, s) in cfg.services.iter().enumerate() {
+            if cfg.services[..i].contains(s) {
+                f.problem(format!("services: {s} is listed twice"));
+            }
+        }
         if cfg.max_body_bytes == 0 {
             f.problem("max_body_bytes: must be greater than 0");
         }
@@ -146,5 +173,20 @@ mod tests {
         assert!(!cfg.origin_allowed("http://localhost.evil.example.com"));
         assert!(!cfg.origin_allowed("http://localhost:80@evil"));
         assert!(!cfg.origin_allowed("https://localhost"));
+    }
+
+    #[test]
+    fn services_default_to_the_default_service_and_are_checked() {
+        let cfg = Config::load(&Args::default()).expect("defaults are valid");
+        assert_eq!(cfg.services, vec![Service::default()]);
+        let named = |names: &[&str]| Args {
+            services: Some(names.iter().map(|n| n.to_string()).collect()),
+            ..Args::default()
+        };
+        let cfg = Config::load(&named(&["billing", "default"])).expect("valid");
+        assert_eq!(cfg.services[0].name(), "billing");
+        for bad in [&["Billing"][..], &["a", "a"], &[]] {
+            assert!(Config::load(&named(bad)).is_err(), "{bad:?}");
+        }
     }
 }

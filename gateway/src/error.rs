@@ -19,6 +19,8 @@ pub enum GatewayError {
     MissingSession,
     #[error("Session not found")]
     SessionNotFound,
+    #[error("Not Found: this gateway serves no such service")]
+    UnknownService,
     #[error("Bad Request: Unsupported protocol version: {0} (supported: {1})")]
     UnsupportedVersion(String, String),
     #[error("Bad Request: malformed Last-Event-ID")]
@@ -52,7 +54,7 @@ impl GatewayError {
             | Self::UnsupportedVersion(..)
             | Self::MalformedEventId
             | Self::UnknownEventId => StatusCode::BAD_REQUEST,
-            Self::SessionNotFound => StatusCode::NOT_FOUND,
+            Self::SessionNotFound | Self::UnknownService => StatusCode::NOT_FOUND,
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ForbiddenOrigin(_) => StatusCode::FORBIDDEN,

@@ -9,7 +9,9 @@
 //!
 //! Layout:
 //! - [`config`] — `gateway::Config` and the `jetway-gateway` flags.
-//! - [`transport`] — the MCP transports on `/mcp` (Streamable HTTP today).
+//! - [`served`] — the services a gateway serves, and which one a request is for.
+//! - [`transport`] — the MCP transports on `/mcp` and `/services/<name>/mcp`
+//!   (Streamable HTTP today).
 //! - [`sse`] — reading one SSE stream of a session from the bus, live and
 //!   from any position (core subscription + direct-get gap fill).
 //! - [`sessions`] — session records in KV: create, look up, close.
@@ -19,6 +21,7 @@
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod served;
 pub mod sessions;
 pub mod sse;
 pub mod transport;
@@ -44,10 +47,8 @@ pub struct Gateway {
     pub config: Config,
     pub nats: async_nats::Client,
     pub js: async_nats::jetstream::Context,
-    /// The session stream, without its info: cloned for every SSE
-    /// connection, which only needs direct gets.
-    pub stream: async_nats::jetstream::stream::Stream<()>,
-    pub sessions: sessions::Sessions,
+    /// Each service this gateway serves: its stream and session records.
+    pub services: served::Services,
     /// Cancelled when draining starts: readiness fails, new requests get 503.
     pub draining: CancellationToken,
     /// Cancelled to end every open SSE stream with a `retry` hint.
@@ -63,6 +64,12 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route(
             "/mcp",
+            get(transport::streamable_http::get)
+                .post(transport::streamable_http::post)
+                .delete(transport::streamable_http::delete),
+        )
+        .route(
+            "/services/{service}/mcp",
             get(transport::streamable_http::get)
                 .post(transport::streamable_http::post)
                 .delete(transport::streamable_http::delete),
@@ -93,18 +100,17 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), SetupError> {
     let js = setup::context(nats.clone(), &config.bus);
-    let resources = setup::ensure_with_retry(&js, &config.bus, &shutdown).await?;
+    let mut services = Vec::new();
+    for service in &config.services {
+        let resources = setup::ensure_with_retry(&js, &config.bus, service, &shutdown).await?;
+        services.push(served::Served::new(&js, resources, config.bus.retention()).await?);
+    }
     let grace = config.grace_period;
-    let stream = js
-        .get_stream_no_info(resources.stream.cached_info().config.name.as_str())
-        .await
-        .map_err(|e| SetupError::Unavailable(e.to_string()))?;
     let gw = Arc::new(Gateway {
-        sessions: sessions::Sessions::new(resources.sessions, js.clone(), config.bus.retention()),
+        services: served::Services::new(services),
         config,
         nats,
         js,
-        stream,
         draining: CancellationToken::new(),
         stream_cancel: CancellationToken::new(),
         connects,

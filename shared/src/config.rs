@@ -215,6 +215,26 @@ impl Fields {
         }
     }
 
+    /// A list setting: a TOML array, or a comma-separated string (as
+    /// `JETWAY_*` variables and flags give it).
+    pub fn get_list(&mut self, key: &str, default: Vec<String>) -> Vec<String> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            Many(Vec<String>),
+            One(String),
+        }
+        match self.get(key, OneOrMany::Many(default)) {
+            OneOrMany::Many(items) => items,
+            OneOrMany::One(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
     /// Records a problem found while validating values.
     pub fn problem(&mut self, p: impl Into<String>) {
         self.problems.push(p.into());

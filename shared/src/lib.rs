@@ -3,6 +3,7 @@
 //! Both sides of the bus import this crate so that a subject, a header or a
 //! KV key is spelled in exactly one place:
 //!
+//! - [`service`] — service names, which scope a deployment's streams, buckets and subjects.
 //! - [`subjects`] — session ids, subject names, SSE stream keys and event ids.
 //! - [`headers`] — the NATS header names carried beside each MCP message.
 //! - [`jsonrpc`] — JSON-RPC error codes, constructors and message classification.
@@ -21,6 +22,7 @@ pub mod jsonrpc;
 pub mod kv_write;
 pub mod protocol;
 pub mod publish;
+pub mod service;
 pub mod session;
 pub mod setup;
 pub mod signal;

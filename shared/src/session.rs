@@ -1,19 +1,11 @@
-//! The session record, kept in the `jetway_sessions` KV bucket under the
-//! session id. Gateways create and close it; workers fill in what the
+//! The session record, kept in the service's sessions KV bucket
+//! (`jetway_sessions` for the default service) under the session id. Gateways create and close it; workers fill in what the
 //! `initialize` handshake negotiated and the log level.
 
 use crate::kv_write::{self, Expect, WriteError};
 use async_nats::jetstream::{Context, kv};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-/// KV bucket holding one [`SessionRecord`] per session.
-pub const SESSIONS_BUCKET: &str = "jetway_sessions";
-/// KV bucket holding application state, keyed `<sid>.<key>`.
-pub const STATE_BUCKET: &str = "jetway_state";
-/// KV bucket holding the claim of each running request, keyed
-/// `<sid>.<stream key>`: which worker runs it (see the worker's `claim`).
-pub const CLAIMS_BUCKET: &str = "jetway_claims";
 
 /// Lifecycle of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,12 @@
 //! because Jetway would misbehave on it; a tunable one (max age, replicas,
 //! duplicate window) is a warning, because an operator may have changed it.
 
-use crate::{config::Bus, kv_write, session, subjects};
+use crate::{
+    config::Bus,
+    kv_write,
+    service::{Bucket, Service},
+    subjects,
+};
 use async_nats::jetstream::{
     self, Context,
     context::{CreateStreamErrorKind, GetStreamErrorKind, KeyValueErrorKind},
@@ -30,9 +35,10 @@ pub enum SetupError {
     },
 }
 
-/// Handles to everything both sides use.
+/// Handles to everything both sides use, for one service.
 #[derive(Clone)]
 pub struct Resources {
+    pub service: Service,
     pub js: Context,
     pub stream: stream::Stream,
     pub sessions: kv::Store,
@@ -41,12 +47,13 @@ pub struct Resources {
     pub claims: kv::Store,
 }
 
-/// The stream configuration this build of Jetway expects for a partition.
-pub fn stream_config(bus: &Bus, partition: u32) -> stream::Config {
-    let (source, destination) = subjects::republish(partition);
+/// The stream configuration this build of Jetway expects for a partition
+/// of `service`.
+pub fn stream_config(bus: &Bus, service: &Service, partition: u32) -> stream::Config {
+    let (source, destination) = subjects::republish(service, partition);
     stream::Config {
-        name: subjects::stream_name(partition),
-        subjects: vec![subjects::stream_subjects(partition)],
+        name: subjects::stream_name(service, partition),
+        subjects: vec![subjects::stream_subjects(service, partition)],
         retention: RetentionPolicy::Limits,
         storage: StorageType::File,
         max_age: bus.retention(),
@@ -69,13 +76,15 @@ pub fn context(client: async_nats::Client, bus: &Bus) -> Context {
         .build(client)
 }
 
-/// Creates (or finds and checks) the stream of partition 0 and the KV buckets.
-pub async fn ensure(js: &Context, bus: &Bus) -> Result<Resources, SetupError> {
-    let stream = ensure_stream(js, stream_config(bus, 0)).await?;
-    let sessions = ensure_bucket(js, bus, session::SESSIONS_BUCKET, kv_write::HISTORY).await?;
-    let state = ensure_bucket(js, bus, session::STATE_BUCKET, kv_write::HISTORY).await?;
-    let claims = ensure_bucket(js, bus, session::CLAIMS_BUCKET, kv_write::HISTORY).await?;
+/// Creates (or finds and checks) the stream of partition 0 of `service`
+/// and its KV buckets.
+pub async fn ensure(js: &Context, bus: &Bus, service: &Service) -> Result<Resources, SetupError> {
+    let stream = ensure_stream(js, stream_config(bus, service, 0)).await?;
+    let sessions = ensure_bucket(js, bus, service, Bucket::Sessions).await?;
+    let state = ensure_bucket(js, bus, service, Bucket::State).await?;
+    let claims = ensure_bucket(js, bus, service, Bucket::Claims).await?;
     Ok(Resources {
+        service: service.clone(),
         js: js.clone(),
         stream,
         sessions,
@@ -172,18 +181,20 @@ pub fn differences(want: &stream::Config, have: &stream::Config) -> (Vec<String>
 async fn ensure_bucket(
     js: &Context,
     bus: &Bus,
-    bucket: &str,
-    history: i64,
+    service: &Service,
+    kind: Bucket,
 ) -> Result<kv::Store, SetupError> {
+    let bucket = service.bucket(kind);
+    let bucket = bucket.as_str();
     match js.get_key_value(bucket).await {
         Ok(store) => return Ok(store),
         Err(e) if e.kind() == KeyValueErrorKind::GetBucket => {}
         Err(e) => return Err(unavailable(e)),
     }
-    let claims = bucket == session::CLAIMS_BUCKET;
+    let claims = kind == Bucket::Claims;
     let config = kv::Config {
         bucket: bucket.to_owned(),
-        history,
+        history: kv_write::HISTORY,
         max_age: bus.retention(),
         storage: StorageType::File,
         num_replicas: bus.replicas,
@@ -254,16 +265,17 @@ pub fn server_list(urls: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Polls until the JetStream resources can be prepared, for processes that
-/// start before NATS is up.
+/// Polls until the JetStream resources of `service` can be prepared, for
+/// processes that start before NATS is up.
 pub async fn ensure_with_retry(
     js: &Context,
     bus: &Bus,
+    service: &Service,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Resources, SetupError> {
     let mut delay = Duration::from_millis(100);
     loop {
-        match ensure(js, bus).await {
+        match ensure(js, bus, service).await {
             Ok(r) => return Ok(r),
             Err(SetupError::Unavailable(why)) => {
                 tracing::warn!(%why, "JetStream not ready; retrying");
@@ -294,7 +306,7 @@ mod tests {
     #[test]
     fn structural_differences_are_fatal_and_tunables_are_not() {
         let bus = Bus::default();
-        let want = stream_config(&bus, 0);
+        let want = stream_config(&bus, &Service::default(), 0);
         assert_eq!(differences(&want, &want), (vec![], vec![]));
 
         let mut have = want.clone();

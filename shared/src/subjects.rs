@@ -1,6 +1,8 @@
 //! Names on the bus: session ids, subjects, SSE stream keys and event ids.
 //!
-//! Layout (one stream per partition `p`, subjects `jetway.<p>.>`):
+//! Layout of the default service (one stream per partition `p`, subjects
+//! `jetway.<p>.>`; a named service has its name after each root, see
+//! [`crate::service`]):
 //!
 //! - `jetway.<p>.<sid>.in.rpc` — client requests; the workers' durable consumer reads these.
 //! - `jetway.<p>.<sid>.in.msg` — client notifications and client responses to server requests.
@@ -11,6 +13,7 @@
 //! the core prefix `jetway-live.`, which gateways and workers subscribe to for
 //! live delivery (a core subscription per connection, not a JetStream consumer).
 
+use crate::service::Service;
 use rand::RngExt;
 use std::fmt;
 
@@ -24,35 +27,39 @@ pub const PROBE_ROOT: &str = "jetway-probe";
 /// Stream key of the standalone GET stream of a session.
 pub const GET_STREAM: &str = "get";
 
-/// Name of the stream holding partition `p`.
-pub fn stream_name(partition: u32) -> String {
-    format!("JETWAY_{partition}")
+/// Name of the stream holding partition `p` of `service`.
+pub fn stream_name(service: &Service, partition: u32) -> String {
+    service.stream_name(partition)
 }
 
 /// Subjects captured by the stream of partition `p`.
-pub fn stream_subjects(partition: u32) -> String {
-    format!("{ROOT}.{partition}.>")
+pub fn stream_subjects(service: &Service, partition: u32) -> String {
+    format!("{}.{partition}.>", service.stored_root())
 }
 
 /// Source and destination of the stream's RePublish rule.
-pub fn republish(partition: u32) -> (String, String) {
+pub fn republish(service: &Service, partition: u32) -> (String, String) {
     (
-        format!("{ROOT}.{partition}.>"),
-        format!("{LIVE_ROOT}.{partition}.>"),
+        stream_subjects(service, partition),
+        format!("{}.{partition}.>", service.live_root()),
     )
 }
 
 /// Filter of the shared durable worker consumer: every session's requests.
-pub fn worker_filter(partition: u32) -> String {
-    format!("{ROOT}.{partition}.*.in.rpc")
+pub fn worker_filter(service: &Service, partition: u32) -> String {
+    format!("{}.{partition}.*.in.rpc", service.stored_root())
 }
 
-/// An MCP session id: `<partition>-<32 hex digits>` (128 random bits).
+/// An MCP session id: `<partition>-<32 hex digits>` (128 random bits),
+/// within one service.
 ///
 /// Visible ASCII, safe as a NATS subject token and as a KV key, and it names
 /// its partition so partitions can be added without moving old sessions.
+/// The service is not part of the text a client sees: it comes from the URL
+/// the client uses (or the subject a message was read from).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SessionId {
+    service: Service,
     partition: u32,
     raw: String,
 }
@@ -63,18 +70,22 @@ pub struct SessionId {
 pub struct MalformedSessionId;
 
 impl SessionId {
-    /// A fresh, cryptographically random session id in `partition`.
-    pub fn generate(partition: u32) -> Self {
+    /// A fresh, cryptographically random session id in `partition` of `service`.
+    pub fn generate(service: &Service, partition: u32) -> Self {
         let bytes: [u8; 16] = rand::rng().random();
         let mut raw = format!("{partition}-");
         for b in bytes {
             raw.push_str(&format!("{b:02x}"));
         }
-        Self { partition, raw }
+        Self {
+            service: service.clone(),
+            partition,
+            raw,
+        }
     }
 
-    /// Parses an id received from a client or an operator.
-    pub fn parse(s: &str) -> Result<Self, MalformedSessionId> {
+    /// Parses an id of `service` received from a client or an operator.
+    pub fn parse(service: &Service, s: &str) -> Result<Self, MalformedSessionId> {
         let (p, hex) = s.split_once('-').ok_or(MalformedSessionId)?;
         let partition: u32 = p.parse().map_err(|_| MalformedSessionId)?;
         let canonical = partition.to_string() == p;
@@ -86,9 +97,15 @@ impl SessionId {
             return Err(MalformedSessionId);
         }
         Ok(Self {
+            service: service.clone(),
             partition,
             raw: s.to_owned(),
         })
+    }
+
+    /// The service this session belongs to.
+    pub fn service(&self) -> &Service {
+        &self.service
     }
 
     /// The partition this session lives in.
@@ -102,7 +119,12 @@ impl SessionId {
     }
 
     fn base(&self) -> String {
-        format!("{ROOT}.{}.{}", self.partition, self.raw)
+        format!(
+            "{}.{}.{}",
+            self.service.stored_root(),
+            self.partition,
+            self.raw
+        )
     }
 
     /// Subject of the session's client requests.
@@ -155,15 +177,24 @@ pub fn live(subject: &str) -> String {
     }
 }
 
-/// Extracts the session id from a stored or live subject.
+/// Extracts the session id (and its service) from a stored or live subject.
 pub fn session_of_subject(subject: &str) -> Option<SessionId> {
     let mut tokens = subject.split('.');
     let root = tokens.next()?;
     if root != ROOT && root != LIVE_ROOT {
         return None;
     }
-    let _partition = tokens.next()?;
-    SessionId::parse(tokens.next()?).ok()
+    let mut next = tokens.next()?;
+    let service = if next.starts_with(|c: char| c.is_ascii_digit()) {
+        Service::default()
+    } else {
+        let named = Service::parse(next).ok().filter(|s| !s.is_default())?;
+        next = tokens.next()?;
+        named
+    };
+    let partition: u32 = next.parse().ok()?;
+    let id = SessionId::parse(&service, tokens.next()?).ok()?;
+    (id.partition() == partition).then_some(id)
 }
 
 /// Names one SSE stream of a session: [`GET_STREAM`] or `r<hex>` for a request.
@@ -284,10 +315,10 @@ pub fn state_write_id(
     format!("st.{session}.{request}.{n}.{key}.{expect}")
 }
 
-/// Core subject on which the worker process `nonce` answers "do you still
-/// run this request?" (see the worker's claims).
-pub fn probe(nonce: &str) -> String {
-    format!("{PROBE_ROOT}.{nonce}")
+/// Core subject on which the worker process `nonce` of `service` answers
+/// "do you still run this request?" (see the worker's claims).
+pub fn probe(service: &Service, nonce: &str) -> String {
+    format!("{}.{nonce}", service.probe_root())
 }
 
 /// Deduplication id of an inbound client message, so a gateway may retry a
@@ -302,14 +333,15 @@ mod tests {
 
     #[test]
     fn session_ids_round_trip_and_are_subject_safe() {
-        let id = SessionId::generate(0);
-        assert_eq!(SessionId::parse(id.as_str()), Ok(id.clone()));
+        let svc = Service::default();
+        let id = SessionId::generate(&svc, 0);
+        assert_eq!(SessionId::parse(&svc, id.as_str()), Ok(id.clone()));
         assert!(
             id.as_str()
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !b".*>".contains(&b))
         );
-        assert_ne!(SessionId::generate(0), id);
+        assert_ne!(SessionId::generate(&svc, 0), id);
     }
 
     #[test]
@@ -325,13 +357,18 @@ mod tests {
             "0-0123456789abcdef.123456789abcdef",
             "0-*123456789abcdef0123456789abcdef",
         ] {
-            assert_eq!(SessionId::parse(bad), Err(MalformedSessionId), "{bad}");
+            assert_eq!(
+                SessionId::parse(&Service::default(), bad),
+                Err(MalformedSessionId),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn subjects_follow_the_layout() {
-        let id = SessionId::parse("3-0123456789abcdef0123456789abcdef").expect("valid");
+        let id = SessionId::parse(&Service::default(), "3-0123456789abcdef0123456789abcdef")
+            .expect("valid");
         let key = StreamKey::parse("r00112233445566aa").expect("valid");
         assert_eq!(id.in_rpc(), format!("jetway.3.{id}.in.rpc"));
         assert_eq!(id.out(&key), format!("jetway.3.{id}.out.r00112233445566aa"));
@@ -341,6 +378,45 @@ mod tests {
         );
         assert_eq!(session_of_subject(&id.live_in_msg()), Some(id.clone()));
         assert_eq!(session_of_subject("other.3.x"), None);
+        assert_eq!(worker_filter(&Service::default(), 0), "jetway.0.*.in.rpc");
+    }
+
+    #[test]
+    fn a_named_service_has_its_own_subjects() {
+        let billing = Service::parse("billing").expect("valid");
+        let raw = "0-0123456789abcdef0123456789abcdef";
+        let id = SessionId::parse(&billing, raw).expect("valid");
+        let plain = SessionId::parse(&Service::default(), raw).expect("valid");
+        assert_ne!(id, plain, "the same text in two services is two sessions");
+        assert_eq!(id.in_rpc(), format!("jetway.billing.0.{raw}.in.rpc"));
+        assert_eq!(
+            id.live_in_msg(),
+            format!("jetway-live.billing.0.{raw}.in.msg")
+        );
+        assert_eq!(session_of_subject(&id.in_rpc()), Some(id.clone()));
+        assert_eq!(
+            session_of_subject(&id.live_out(&StreamKey::get())),
+            Some(id)
+        );
+        assert_eq!(session_of_subject(&plain.in_rpc()), Some(plain));
+        assert_eq!(worker_filter(&billing, 0), "jetway.billing.0.*.in.rpc");
+        assert_eq!(
+            republish(&billing, 0),
+            (
+                "jetway.billing.0.>".into(),
+                "jetway-live.billing.0.>".into()
+            )
+        );
+        assert_eq!(probe(&billing, "n1"), "jetway-probe.billing.n1");
+        // `default` is never spelled out, and a wrong partition is no session.
+        assert_eq!(
+            session_of_subject(&format!("jetway.default.0.{raw}.in.rpc")),
+            None
+        );
+        assert_eq!(
+            session_of_subject(&format!("jetway.billing.1.{raw}.in.rpc")),
+            None
+        );
     }
 
     #[test]

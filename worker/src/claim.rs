@@ -34,6 +34,7 @@ use async_nats::jetstream::{Context, kv};
 use futures::StreamExt;
 use jetway_shared::{
     kv_write::{self, Expect, WriteError},
+    service::Service,
     subjects::{self, SessionId, StreamKey},
 };
 use serde::{Deserialize, Serialize};
@@ -125,11 +126,12 @@ impl Claims {
         js: Context,
         nats: async_nats::Client,
         connects: watch::Receiver<u64>,
+        service: &Service,
         instance: &str,
         timing: Timing,
     ) -> Result<Arc<Self>, async_nats::SubscribeError> {
         let nonce = format!("{:016x}", rand::random::<u64>());
-        let probe = subjects::probe(&nonce);
+        let probe = subjects::probe(service, &nonce);
         let holder = serde_json::to_vec(&Holder {
             instance: instance.to_owned(),
             probe: probe.clone(),

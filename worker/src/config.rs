@@ -1,7 +1,10 @@
 //! `worker::Config`: the worker's settings (see `jetway_shared::config` for
 //! the loading rules and the bus settings shared with gateways).
 
-use jetway_shared::config::{Bus, CommonArgs, ConfigError, Fields, figment};
+use jetway_shared::{
+    config::{Bus, CommonArgs, ConfigError, Fields, figment},
+    service::Service,
+};
 use serde::Serialize;
 use std::{net::SocketAddr, time::Duration};
 
@@ -16,6 +19,11 @@ pub struct Args {
     #[command(flatten)]
     #[serde(flatten)]
     pub common: CommonArgs,
+    /// The service whose requests this worker runs: it names the streams,
+    /// buckets and consumer on NATS, so many servers share one cluster. [default: default]
+    #[arg(long, value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// Requests executed at once by this worker. [default: 64]
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,6 +89,7 @@ pub const CONSUMER: &str = "jetway-workers";
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub bus: Bus,
+    pub service: Service,
     pub listen: SocketAddr,
     pub max_concurrency: usize,
     pub ack_wait: Duration,
@@ -114,6 +123,7 @@ pub struct HttpUpstream {
 }
 
 const KEYS: &[&str] = &[
+    "service",
     "listen",
     "max_concurrency",
     "ack_wait_secs",
@@ -143,6 +153,7 @@ impl Config {
         }
         let cfg = Self {
             bus,
+            service: f.get("service", Service::default()),
             listen: parsed_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9090))),
             max_concurrency: f.get("max_concurrency", 64),
             ack_wait: Duration::from_secs(f.get("ack_wait_secs", 2)),

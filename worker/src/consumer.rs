@@ -17,7 +17,7 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, PriorityPolicy, PullConsumer, pull},
     stream::Stream,
 };
-use jetway_shared::subjects;
+use jetway_shared::{service::Service, subjects};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -25,12 +25,13 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 /// Creates or updates the shared durable consumer.
 pub async fn ensure_consumer(
     stream: &Stream,
+    service: &Service,
     ack_wait: Duration,
     max_deliver: i64,
 ) -> Result<PullConsumer, async_nats::Error> {
     let config = pull::Config {
         durable_name: Some(CONSUMER.to_owned()),
-        filter_subject: subjects::worker_filter(0),
+        filter_subject: subjects::worker_filter(service, 0),
         ack_policy: AckPolicy::Explicit,
         ack_wait,
         // One delivery beyond the executions, on which the worker answers

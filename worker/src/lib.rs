@@ -114,11 +114,15 @@ pub async fn run_handler<H: handler::Handler>(
     let http = tokio::spawn(health::serve(listener, health.clone(), http_stop.clone()));
 
     let js = setup::context(nats.client.clone(), &config.bus);
-    let resources = setup::ensure_with_retry(&js, &config.bus, &shutdown).await?;
-    let consumer =
-        consumer::ensure_consumer(&resources.stream, config.ack_wait, config.max_deliver)
-            .await
-            .map_err(WorkerError::Consumer)?;
+    let resources = setup::ensure_with_retry(&js, &config.bus, &config.service, &shutdown).await?;
+    let consumer = consumer::ensure_consumer(
+        &resources.stream,
+        &config.service,
+        config.ack_wait,
+        config.max_deliver,
+    )
+    .await
+    .map_err(WorkerError::Consumer)?;
     let stream = js
         .get_stream_no_info(resources.stream.cached_info().config.name.as_str())
         .await
@@ -128,6 +132,7 @@ pub async fn run_handler<H: handler::Handler>(
         js.clone(),
         nats.client.clone(),
         nats.connects.clone(),
+        &config.service,
         &config.bus.instance_id,
         config.claim_timing(),
     )

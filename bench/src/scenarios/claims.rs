@@ -229,19 +229,19 @@ async fn measure(ctx: &Ctx, nats: &Nats) -> Result<Vec<Row>> {
     };
     let client = setup::connect(&bus, "jetway-bench").await?;
     let js = setup::context(client, &bus);
-    let resources = setup::ensure(&js, &bus).await?;
+    let resources = setup::ensure(&js, &bus, &Default::default()).await?;
     // The worker's claim value: its instance id and its probe subject.
     // A process nonce: 16 hex digits, as the worker's.
     let nonce = "5eedc1a1b2c3d4e5".to_owned();
     let payload: Bytes = serde_json::to_vec(&json!({
         "instance": "jetway-worker-7d9f8b6c5-x2k4q",
-        "probe": subjects::probe(&nonce),
+        "probe": subjects::probe(&Default::default(), &nonce),
     }))?
     .into();
     let writer = Writer {
         js,
         claims: resources.claims,
-        session: SessionId::generate(0),
+        session: SessionId::generate(&Default::default(), 0),
         nonce,
         payload,
     };

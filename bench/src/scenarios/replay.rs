@@ -115,8 +115,8 @@ async fn measure(ctx: &Ctx, nats_url: &str) -> Result<Rates> {
     };
     let client = setup::connect(&bus, "jetway-bench").await?;
     let js = setup::context(client, &bus);
-    let resources = setup::ensure(&js, &bus).await?;
-    let session = SessionId::generate(0);
+    let resources = setup::ensure(&js, &bus, &Default::default()).await?;
+    let session = SessionId::generate(&Default::default(), 0);
     let record = SessionRecord::new(
         State::Active,
         "2025-11-25",

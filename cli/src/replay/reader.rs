@@ -232,7 +232,7 @@ impl Reader {
                     json!({"start_time": time.to_string(), "next_by_subj": self.session.all()});
                 let subject = format!(
                     "$JS.API.DIRECT.GET.{}",
-                    subjects::stream_name(self.session.partition())
+                    subjects::stream_name(self.session.service(), self.session.partition())
                 );
                 let reply = self
                     .bus

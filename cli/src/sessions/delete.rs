@@ -12,7 +12,8 @@ use async_nats::{HeaderMap, jetstream::kv};
 use futures::TryStreamExt;
 use jetway_shared::{
     headers,
-    session::{STATE_BUCKET, State},
+    service::Bucket,
+    session::State,
     subjects::{SessionId, StreamKey},
 };
 use std::io::Write;
@@ -26,7 +27,7 @@ pub struct Deleted {
 }
 
 pub async fn run(bus: &Bus, text_id: &str, out: &mut impl Write) -> Result<(), CliError> {
-    let id = parse_id(text_id)?;
+    let id = parse_id(&bus.service, text_id)?;
     let stream = bus.stream_of(&id).await?;
     let sessions = bus.sessions().await?;
     if !super::has_messages(bus, &stream, &id).await? {
@@ -150,12 +151,13 @@ async fn end_get_streams(bus: &Bus, id: &SessionId) -> Result<(), CliError> {
 /// returns how many keys there were.
 async fn purge_state(bus: &Bus, id: &SessionId) -> Result<usize, CliError> {
     let what = || format!("removing the state of {id}");
+    let bucket = bus.service.bucket(Bucket::State);
     let kv_stream = bus
         .js
-        .get_stream(format!("KV_{STATE_BUCKET}"))
+        .get_stream(format!("KV_{bucket}"))
         .await
         .map_err(|e| bus.js_error(what(), e))?;
-    let filter = format!("$KV.{STATE_BUCKET}.{}", id.state_key(">"));
+    let filter = format!("$KV.{bucket}.{}", id.state_key(">"));
     let keys = kv_stream
         .info_with_subjects(&filter)
         .await

@@ -63,7 +63,7 @@ pub async fn run(
         .map_err(|e| bus.js_error("listing sessions".into(), e))?;
     let partitions: BTreeSet<u32> = keys
         .iter()
-        .filter_map(|k| SessionId::parse(k).ok())
+        .filter_map(|k| SessionId::parse(&bus.service, k).ok())
         .map(|s| s.partition())
         .chain([0])
         .collect();
@@ -172,9 +172,14 @@ async fn count_messages(
     p: u32,
     counts: &mut HashMap<String, (usize, usize)>,
 ) -> Result<(), CliError> {
-    let what = || format!("counting messages of {}", subjects::stream_name(p));
+    let what = || {
+        format!(
+            "counting messages of {}",
+            subjects::stream_name(&bus.service, p)
+        )
+    };
     let mut subjects = stream
-        .info_with_subjects(subjects::stream_subjects(p))
+        .info_with_subjects(subjects::stream_subjects(&bus.service, p))
         .await
         .map_err(|e| bus.js_error(what(), e))?;
     while let Some((subject, n)) = subjects
@@ -201,7 +206,7 @@ async fn read_row(
     counts: &HashMap<String, (usize, usize)>,
     key: String,
 ) -> Result<Option<Row>, CliError> {
-    let Ok(id) = SessionId::parse(&key) else {
+    let Ok(id) = SessionId::parse(&bus.service, &key) else {
         return Ok(None);
     };
     let Some((record, _)) = super::read_record(bus, sessions, &id).await? else {

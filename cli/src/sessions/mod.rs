@@ -18,6 +18,7 @@ use crate::{
 };
 use async_nats::jetstream::{kv, stream::DirectGetErrorKind, stream::Stream};
 use jetway_shared::{
+    service::Service,
     session::{SessionRecord, State},
     subjects::SessionId,
 };
@@ -32,14 +33,14 @@ pub struct Found {
     pub retention: Duration,
 }
 
-/// Parses an operator-given session id.
-pub fn parse_id(text: &str) -> Result<SessionId, CliError> {
-    SessionId::parse(text).map_err(|_| CliError::MalformedId(text.to_owned()))
+/// Parses an operator-given session id of `service`.
+pub fn parse_id(service: &Service, text: &str) -> Result<SessionId, CliError> {
+    SessionId::parse(service, text).map_err(|_| CliError::MalformedId(text.to_owned()))
 }
 
 /// Finds a session with stored messages, or says precisely why there is none.
 pub async fn locate(bus: &Bus, text: &str) -> Result<Found, CliError> {
-    let id = parse_id(text)?;
+    let id = parse_id(&bus.service, text)?;
     let stream = bus.stream_of(&id).await?;
     let retention = retention(&stream);
     let sessions = bus.sessions().await?;

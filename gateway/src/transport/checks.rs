@@ -4,6 +4,7 @@ use crate::{config::Config, error::GatewayError};
 use axum::http::{HeaderMap, header};
 use jetway_shared::{
     protocol,
+    service::Service,
     subjects::{EventId, SessionId},
 };
 
@@ -105,12 +106,12 @@ pub fn protocol_version(h: &HeaderMap) -> Result<String, GatewayError> {
 /// session, so the caller answers 404 exactly as for an unknown well-formed
 /// one (a client then starts a new session), without ever turning it into a
 /// subject or a KV key.
-pub fn session(h: &HeaderMap) -> Result<Option<SessionId>, GatewayError> {
+pub fn session(service: &Service, h: &HeaderMap) -> Result<Option<SessionId>, GatewayError> {
     let value = h.get(SESSION_HEADER).ok_or(GatewayError::MissingSession)?;
     Ok(value
         .to_str()
         .ok()
-        .and_then(|raw| SessionId::parse(raw.trim()).ok()))
+        .and_then(|raw| SessionId::parse(service, raw.trim()).ok()))
 }
 
 /// The `Last-Event-ID` to resume from, if any: 400 if it is not one of ours.
@@ -178,13 +179,15 @@ mod tests {
     #[test]
     fn only_a_missing_session_header_is_an_error() {
         assert!(matches!(
-            session(&HeaderMap::new()),
+            session(&Service::default(), &HeaderMap::new()),
             Err(GatewayError::MissingSession)
         ));
         let id = "0-0123456789abcdef0123456789abcdef";
         assert_eq!(
-            session(&with("mcp-session-id", id)).ok().flatten(),
-            SessionId::parse(id).ok()
+            session(&Service::default(), &with("mcp-session-id", id))
+                .ok()
+                .flatten(),
+            SessionId::parse(&Service::default(), id).ok()
         );
         let long = format!("0-{}", "a".repeat(10_000));
         let junk: [&[u8]; 8] = [
@@ -202,7 +205,7 @@ mod tests {
             let value = HeaderValue::from_bytes(raw).expect("no control characters");
             h.insert(SESSION_HEADER, value);
             assert!(
-                matches!(session(&h), Ok(None)),
+                matches!(session(&Service::default(), &h), Ok(None)),
                 "{:?} names no session",
                 String::from_utf8_lossy(raw)
             );

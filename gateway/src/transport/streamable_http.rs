@@ -9,7 +9,12 @@
 //! - DELETE: ends the session on every replica.
 
 use super::{checks, respond};
-use crate::{Gateway, error::GatewayError, sse};
+use crate::{
+    Gateway,
+    error::GatewayError,
+    served::{Scope, Served},
+    sse,
+};
 use async_nats::HeaderMap as NatsHeaders;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use axum::{
@@ -38,6 +43,7 @@ struct Inbound {
 
 pub async fn post(
     State(gw): State<Arc<Gateway>>,
+    Scope(svc): Scope,
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
@@ -72,16 +78,17 @@ pub async fn post(
                 .filter(|v| protocol::is_supported(v))
                 .unwrap_or(protocol::LATEST)
                 .to_owned();
-            let session = SessionId::generate(0);
-            gw.sessions
+            let session = SessionId::generate(&svc.service, 0);
+            svc.sessions
                 .create(&session, &requested, params, &gw.config.bus.instance_id)
                 .await?;
             tracing::info!(session = %session, "session created");
             (session, requested, true)
         }
         None => {
-            let session = checks::session(&h)?.ok_or(GatewayError::SessionNotFound)?;
-            gw.sessions.find(&session).await?;
+            let session =
+                checks::session(&svc.service, &h)?.ok_or(GatewayError::SessionNotFound)?;
+            svc.sessions.find(&session).await?;
             (session, version, false)
         }
     };
@@ -103,7 +110,7 @@ pub async fn post(
                     takeover: None,
                     connects: gw.connects.clone(),
                 };
-                let rx = sse::open(&gw.nats, gw.stream.clone(), spec, gw.stream_cancel.clone())
+                let rx = sse::open(&gw.nats, svc.stream.clone(), spec, gw.stream_cancel.clone())
                     .await
                     .map_err(|_| GatewayError::Unavailable)?;
                 let ack = gw
@@ -209,21 +216,25 @@ fn parse(bytes: &[u8], version: &str) -> Result<(Vec<Inbound>, bool), GatewayErr
     Ok((messages, batch))
 }
 
-pub async fn get(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Result<Response, GatewayError> {
+pub async fn get(
+    State(gw): State<Arc<Gateway>>,
+    Scope(svc): Scope,
+    h: HeaderMap,
+) -> Result<Response, GatewayError> {
     if gw.draining.is_cancelled() {
         return Err(GatewayError::Draining);
     }
     checks::origin(&gw.config, &h)?;
     checks::accept_get(&h)?;
     let version = checks::protocol_version(&h)?;
-    let named = checks::session(&h)?;
+    let named = checks::session(&svc.service, &h)?;
     let resume = checks::last_event_id(&h)?;
     gw.require_bus()?;
     let session = named.ok_or(GatewayError::SessionNotFound)?;
-    gw.sessions.find(&session).await?;
+    svc.sessions.find(&session).await?;
     let (key, after) = match &resume {
         Some(id) => {
-            if check_resume(&gw, &session, id).await? == Position::AtEnd {
+            if check_resume(&svc, &session, id).await? == Position::AtEnd {
                 // The client saw the final response already: nothing follows.
                 let ending = respond::Ending {
                     finals: 0,
@@ -261,7 +272,7 @@ pub async fn get(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Result<Respons
         takeover,
         connects: gw.connects.clone(),
     };
-    let rx = sse::open(&gw.nats, gw.stream.clone(), spec, gw.stream_cancel.clone())
+    let rx = sse::open(&gw.nats, svc.stream.clone(), spec, gw.stream_cancel.clone())
         .await
         .map_err(|_| GatewayError::Unavailable)?;
     let prelude = if resume.is_none() && protocol::primes_streams(&version) {
@@ -289,14 +300,14 @@ pub async fn get(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Result<Respons
 /// id of another session, one that never existed, one that aged out — is
 /// refused, so a resume can never read another session's messages.
 async fn check_resume(
-    gw: &Gateway,
+    svc: &Served,
     session: &SessionId,
     id: &EventId,
 ) -> Result<Position, GatewayError> {
     if id.sequence == 0 && id.stream.is_get() {
         return Ok(Position::Within);
     }
-    let msg = match gw.stream.direct_get(id.sequence).await {
+    let msg = match svc.stream.direct_get(id.sequence).await {
         Ok(m) => m,
         Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
             return Err(GatewayError::UnknownEventId);
@@ -335,14 +346,15 @@ enum Position {
 
 pub async fn delete(
     State(gw): State<Arc<Gateway>>,
+    Scope(svc): Scope,
     h: HeaderMap,
 ) -> Result<Response, GatewayError> {
     checks::origin(&gw.config, &h)?;
     checks::protocol_version(&h)?;
-    let named = checks::session(&h)?;
+    let named = checks::session(&svc.service, &h)?;
     gw.require_bus()?;
     let session = named.ok_or(GatewayError::SessionNotFound)?;
-    gw.sessions.close(&session).await?;
+    svc.sessions.close(&session).await?;
     // End the session's GET streams on every replica.
     if let Err(e) = gw.publish_control(&session, headers::control::CLOSED).await {
         tracing::warn!(error = %e, session = %session, "could not end the session's GET streams");

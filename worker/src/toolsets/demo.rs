@@ -320,7 +320,9 @@ impl Builtin {
         if old_session_id == session.id().as_str() {
             return Ok(structured(json!({"status": "same_session"})));
         }
-        let Ok(old) = jetway_shared::subjects::SessionId::parse(&old_session_id) else {
+        let Ok(old) =
+            jetway_shared::subjects::SessionId::parse(session.id().service(), &old_session_id)
+        else {
             return Ok(tool_error(format!(
                 "'{old_session_id}' is not a Jetway session id"
             )));
@@ -360,7 +362,7 @@ pub fn summary_uri(session_id: &str) -> String {
 
 /// The summary resource of `session_id`, read through `session`.
 pub async fn summary(session: &Session, session_id: &str) -> Result<Value, McpError> {
-    let id = jetway_shared::subjects::SessionId::parse(session_id)
+    let id = jetway_shared::subjects::SessionId::parse(session.id().service(), session_id)
         .map_err(|_| McpError::resource_not_found(format!("no session {session_id}"), None))?;
     if !session.exists(&id).await? {
         return Err(McpError::resource_not_found(
