@@ -2,16 +2,17 @@
 //! (sequence, subject, direction, SSE stream, event id), who handled it, and
 //! what it is (request, notification, response, error, control marker).
 //!
-//! Subject layout (see `jetway_shared::subjects`): `jetway.<p>.<sid>.in.rpc`
+//! Subjects are parsed by `jetway_shared::subjects::parse_subject`: `in.rpc`
 //! (client requests, header `Jetway-Stream` names their POST stream),
-//! `jetway.<p>.<sid>.in.msg` (client notifications and responses),
-//! `jetway.<p>.<sid>.out.<key>` (server messages of SSE stream `<key>`).
+//! `in.msg` (client notifications and responses), `out.<key>` (server
+//! messages of SSE stream `<key>`).
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use jetway_shared::{
-    headers,
-    subjects::{GET_STREAM, ROOT},
+use jetway_shared::{headers, subjects::GET_STREAM};
+pub use jetway_shared::{
+    headers::Control,
+    subjects::{Place, parse_subject},
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -36,51 +37,6 @@ impl Direction {
         match self {
             Direction::In => "→",
             Direction::Out => "←",
-        }
-    }
-}
-
-/// Where a subject sits in a session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Place {
-    /// `in.rpc`: client requests.
-    InRpc,
-    /// `in.msg`: client notifications and responses.
-    InMsg,
-    /// `out.<key>`: server messages of one SSE stream.
-    Out(String),
-}
-
-/// Splits `jetway.<p>.<sid>.<rest>` into the session id text and its place.
-pub fn parse_subject(subject: &str) -> Option<(&str, Place)> {
-    let rest = subject.strip_prefix(ROOT)?.strip_prefix('.')?;
-    let (_partition, rest) = rest.split_once('.')?;
-    let (sid, rest) = rest.split_once('.')?;
-    let place = match rest {
-        "in.rpc" => Place::InRpc,
-        "in.msg" => Place::InMsg,
-        other => Place::Out(other.strip_prefix("out.")?.to_owned()),
-    };
-    Some((sid, place))
-}
-
-/// Empty-payload markers that end or hand over a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    /// A newer GET connection took over the session's GET stream.
-    Takeover,
-    /// The session ended (DELETE).
-    Closed,
-    /// The client cancelled the request; the stream ends without a response.
-    Cancelled,
-}
-
-impl Control {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Control::Takeover => "takeover",
-            Control::Closed => "closed",
-            Control::Cancelled => "cancelled",
         }
     }
 }
@@ -143,7 +99,7 @@ impl Stored {
         raw_headers: Option<&HeaderMap>,
         payload: Bytes,
     ) -> Option<Self> {
-        let (_sid, place) = parse_subject(subject)?;
+        let (_session, place) = parse_subject(subject)?;
         let mut headers = BTreeMap::new();
         if let Some(h) = raw_headers {
             for (name, values) in h.iter() {
@@ -167,10 +123,7 @@ impl Stored {
         };
         let is_final = header(headers::FINAL).is_some();
         let control = match header(headers::CONTROL).as_deref() {
-            Some(headers::control::TAKEOVER) => Some(Control::Takeover),
-            Some(headers::control::CLOSED) => Some(Control::Closed),
-            Some(headers::control::CANCELLED) => Some(Control::Cancelled),
-            Some(_) => None,
+            Some(value) => Control::parse(value),
             // Written by workers before the marker was named.
             None if is_final && payload.is_empty() => Some(Control::Cancelled),
             None => None,
@@ -188,7 +141,7 @@ impl Stored {
             Place::InMsg => (Direction::In, attributed_stream(&what), None),
             Place::Out(key) => (
                 Direction::Out,
-                Some(key.clone()),
+                Some(key.to_string()),
                 Some(format!("{key}-{seq}")),
             ),
         };
@@ -324,21 +277,6 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subjects_split_into_session_and_place() {
-        let sid = "0-0123456789abcdef0123456789abcdef";
-        assert_eq!(
-            parse_subject(&format!("jetway.0.{sid}.in.rpc")),
-            Some((sid, Place::InRpc))
-        );
-        assert_eq!(
-            parse_subject(&format!("jetway.0.{sid}.out.r00112233445566aa")),
-            Some((sid, Place::Out("r00112233445566aa".into())))
-        );
-        assert_eq!(parse_subject(&format!("jetway.0.{sid}.weird")), None);
-        assert_eq!(parse_subject("other.0.x.in.rpc"), None);
-    }
 
     #[test]
     fn messages_are_classified_and_attributed() {

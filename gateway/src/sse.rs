@@ -17,7 +17,7 @@ use async_nats::{
 use bytes::Bytes;
 use futures::StreamExt;
 use jetway_shared::{
-    headers,
+    headers::{self, Control},
     subjects::{EventId, SessionId, StreamKey},
 };
 use std::time::Duration;
@@ -192,14 +192,12 @@ impl Reader {
 
     async fn deliver(&mut self, seq: u64, headers: Option<&HeaderMap>, payload: Bytes) -> Flow {
         self.last = seq;
-        let control = headers
-            .and_then(|h| h.get(headers::CONTROL))
-            .map(|v| v.as_str());
-        let is_final = match control {
+        let is_final = match Control::of(headers) {
             // An older connection's takeover is history for this one.
-            Some(headers::control::TAKEOVER) if seq <= self.takeover => return Flow::Continue(()),
-            Some(_) => true,
-            None => headers.and_then(|h| h.get(headers::FINAL)).is_some(),
+            Some(Control::Takeover) if seq <= self.takeover => return Flow::Continue(()),
+            // Any marker ends the stream, also one a newer build added.
+            _ if Control::present(headers) => true,
+            _ => headers.and_then(|h| h.get(headers::FINAL)).is_some(),
         };
         let item = Item::Event(Delivered {
             id: EventId {

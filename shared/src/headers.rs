@@ -24,11 +24,51 @@ pub const TRACEPARENT: &str = "traceparent";
 /// Unix time in milliseconds when the message was published.
 pub const TIME_MS: &str = "Jetway-Time-Ms";
 
-/// Header values of [`CONTROL`].
-pub mod control {
-    pub const TAKEOVER: &str = "takeover";
-    pub const CLOSED: &str = "closed";
-    pub const CANCELLED: &str = "cancelled";
+/// A control marker: the value of the [`CONTROL`] header on a message
+/// with an empty payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Control {
+    /// On a GET stream: a newer GET connection of the session replaces older ones.
+    Takeover,
+    /// On a GET stream: the session ended (DELETE, or an operator ended it).
+    Closed,
+    /// On a request's POST stream: the final message of a request the
+    /// client cancelled; the stream ends without a response.
+    Cancelled,
+}
+
+impl Control {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Control::Takeover => "takeover",
+            Control::Closed => "closed",
+            Control::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a header value; `None` for a value this build does not know.
+    pub fn parse(value: &str) -> Option<Self> {
+        [Control::Takeover, Control::Closed, Control::Cancelled]
+            .into_iter()
+            .find(|c| c.as_str() == value)
+    }
+
+    /// The marker a message carries, if any (an unknown value is `None`).
+    pub fn of(h: Option<&async_nats::HeaderMap>) -> Option<Self> {
+        Self::parse(h?.get(CONTROL)?.as_str())
+    }
+
+    /// Whether a message carries a [`CONTROL`] header at all, known or not.
+    pub fn present(h: Option<&async_nats::HeaderMap>) -> bool {
+        h.is_some_and(|h| h.get(CONTROL).is_some())
+    }
+}
+
+impl std::fmt::Display for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Header values of [`KIND`].

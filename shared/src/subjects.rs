@@ -177,8 +177,25 @@ pub fn live(subject: &str) -> String {
     }
 }
 
+/// Where a subject sits in a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// `in.rpc`: client requests.
+    InRpc,
+    /// `in.msg`: client notifications and responses.
+    InMsg,
+    /// `out.<key>`: server messages of one SSE stream.
+    Out(StreamKey),
+}
+
 /// Extracts the session id (and its service) from a stored or live subject.
 pub fn session_of_subject(subject: &str) -> Option<SessionId> {
+    parse_subject(subject).map(|(session, _)| session)
+}
+
+/// Splits a stored or live session subject into its session (with its
+/// service) and its place; `None` for any other subject.
+pub fn parse_subject(subject: &str) -> Option<(SessionId, Place)> {
     let mut tokens = subject.split('.');
     let root = tokens.next()?;
     if root != ROOT && root != LIVE_ROOT {
@@ -194,7 +211,16 @@ pub fn session_of_subject(subject: &str) -> Option<SessionId> {
     };
     let partition: u32 = next.parse().ok()?;
     let id = SessionId::parse(&service, tokens.next()?).ok()?;
-    (id.partition() == partition).then_some(id)
+    if id.partition() != partition {
+        return None;
+    }
+    let place = match (tokens.next()?, tokens.next()?, tokens.next()) {
+        ("in", "rpc", None) => Place::InRpc,
+        ("in", "msg", None) => Place::InMsg,
+        ("out", key, None) => Place::Out(StreamKey::parse(key)?),
+        _ => return None,
+    };
+    Some((id, place))
 }
 
 /// Names one SSE stream of a session: [`GET_STREAM`] or `r<hex>` for a request.
@@ -378,6 +404,29 @@ mod tests {
         );
         assert_eq!(session_of_subject(&id.live_in_msg()), Some(id.clone()));
         assert_eq!(session_of_subject("other.3.x"), None);
+        assert_eq!(
+            parse_subject(&id.in_rpc()),
+            Some((id.clone(), Place::InRpc))
+        );
+        assert_eq!(
+            parse_subject(&id.in_msg()),
+            Some((id.clone(), Place::InMsg))
+        );
+        assert_eq!(
+            parse_subject(&id.out(&key)),
+            Some((id.clone(), Place::Out(key)))
+        );
+        for junk in [
+            ".weird",
+            ".in",
+            ".in.rpc.x",
+            ".out",
+            ".out.zz",
+            ".out.get.x",
+        ] {
+            let subject = format!("jetway.3.{id}{junk}");
+            assert_eq!(parse_subject(&subject), None, "{subject}");
+        }
         assert_eq!(worker_filter(&Service::default(), 0), "jetway.0.*.in.rpc");
     }
 

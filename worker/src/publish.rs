@@ -75,7 +75,7 @@ impl Publisher {
             }
         };
         if matches!(msg.kind, Out::Cancelled) {
-            h.insert(headers::CONTROL, headers::control::CANCELLED);
+            h.insert(headers::CONTROL, headers::Control::Cancelled.as_str());
         }
         h.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         publish_acked(&self.js, msg.session.out(msg.stream), h, msg.payload.into()).await?;

@@ -130,7 +130,7 @@ async fn close_record(
 /// gateway holding a GET connection of the session, which then ends it.
 async fn end_get_streams(bus: &Bus, id: &SessionId) -> Result<(), CliError> {
     let mut h = HeaderMap::new();
-    h.insert(headers::CONTROL, headers::control::CLOSED);
+    h.insert(headers::CONTROL, headers::Control::Closed.as_str());
     h.insert(
         headers::GATEWAY,
         format!("jetway-cli/{}", bus.instance).as_str(),

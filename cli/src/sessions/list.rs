@@ -190,7 +190,7 @@ async fn count_messages(
         let Some((sid, place)) = parse_subject(&subject) else {
             continue;
         };
-        let entry = counts.entry(sid.to_owned()).or_default();
+        let entry = counts.entry(sid.as_str().to_owned()).or_default();
         match place {
             Place::InRpc | Place::InMsg => entry.0 += n,
             Place::Out(_) => entry.1 += n,

@@ -25,7 +25,7 @@ use axum::{
 };
 use bytes::Bytes;
 use jetway_shared::{
-    headers,
+    headers::{self, Control},
     jsonrpc::{self, Kind, method},
     protocol,
     publish::{PublishFailure, publish_acked},
@@ -252,9 +252,7 @@ pub async fn get(
     // replicas: a new one (or a resumed one) takes over, and the marker ends
     // the older connection wherever it is. A new stream starts after it.
     let takeover = if key.is_get() {
-        let seq = gw
-            .publish_control(&session, headers::control::TAKEOVER)
-            .await?;
+        let seq = gw.publish_control(&session, Control::Takeover).await?;
         Some(seq)
     } else {
         None
@@ -323,8 +321,7 @@ async fn check_resume(
         Ok(Position::Within)
     } else if msg.subject.as_str() == session.out(&id.stream) {
         let last = msg.headers.get(headers::FINAL).is_some()
-            || msg.headers.get(headers::CONTROL).map(|v| v.as_str())
-                == Some(headers::control::CLOSED);
+            || Control::of(Some(&msg.headers)) == Some(Control::Closed);
         Ok(if last {
             Position::AtEnd
         } else {
@@ -356,7 +353,7 @@ pub async fn delete(
     let session = named.ok_or(GatewayError::SessionNotFound)?;
     svc.sessions.close(&session).await?;
     // End the session's GET streams on every replica.
-    if let Err(e) = gw.publish_control(&session, headers::control::CLOSED).await {
+    if let Err(e) = gw.publish_control(&session, Control::Closed).await {
         tracing::warn!(error = %e, session = %session, "could not end the session's GET streams");
     }
     tracing::info!(session = %session, "session deleted");
@@ -386,10 +383,10 @@ impl Gateway {
     async fn publish_control(
         &self,
         session: &SessionId,
-        control: &str,
+        control: Control,
     ) -> Result<u64, GatewayError> {
         let mut h = NatsHeaders::new();
-        h.insert(headers::CONTROL, control);
+        h.insert(headers::CONTROL, control.as_str());
         h.insert(headers::GATEWAY, self.config.bus.instance_id.as_str());
         h.insert(headers::TIME_MS, headers::now_ms().to_string().as_str());
         match publish_acked(&self.js, session.out(&StreamKey::get()), h, Bytes::new()).await {
