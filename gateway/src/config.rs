@@ -1,8 +1,12 @@
 //! `gateway::Config`: the gateway's settings (see `jetway_shared::config`
 //! for the loading rules and the bus settings shared with workers).
+//!
+//! Their keys, defaults and meanings are defined in
+//! [`jetway_shared::config::settings::GATEWAY`]; the tests below check the
+//! flags' `[default: …]` and the loader's defaults against it.
 
 use jetway_shared::{
-    config::{Bus, CommonArgs, ConfigError, Fields, figment},
+    config::{Bus, CommonArgs, ConfigError, Fields, figment, settings::JETWAY_GATEWAY},
     service::Service,
 };
 use serde::Serialize;
@@ -28,7 +32,9 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
-    /// Allowed `Origin` values, comma-separated (`*` allows any). [default: localhost origins]
+    /// Allowed `Origin` values, comma-separated (`*` allows any); one
+    /// without a port allows every port of its host.
+    /// [default: http://localhost, http://127.0.0.1, http://[::1] (any port)]
     #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_origins: Option<Vec<String>>,
@@ -49,7 +55,7 @@ pub struct Args {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_alive_secs: Option<u64>,
     /// Polling: end SSE streams after this many seconds with a `retry` hint;
-    /// clients come back with `Last-Event-ID` (2025-11-25). 0 is off. [default: 0]
+    /// clients come back with `Last-Event-ID` (2025-11-25). 0 is off. [default: 0 (off)]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sse_poll_secs: Option<u64>,
@@ -74,18 +80,6 @@ pub struct Config {
     pub grace_period: Duration,
 }
 
-const KEYS: &[&str] = &[
-    "services",
-    "listen",
-    "allowed_origins",
-    "max_body_bytes",
-    "json_response",
-    "request_timeout_secs",
-    "keep_alive_secs",
-    "sse_poll_secs",
-    "grace_period_secs",
-];
-
 /// Origins allowed when none are configured: the loopback host names, any port.
 pub const LOCAL_ORIGINS: &[&str] = &["http://localhost", "http://127.0.0.1", "http://[::1]"];
 
@@ -93,7 +87,7 @@ impl Config {
     /// Loads defaults < file < env < flags, reporting every problem at once.
     pub fn load(args: &Args) -> Result<Self, ConfigError> {
         let file = args.common.config.as_ref();
-        let mut f = Fields::new(figment(file, args), file, &[Bus::KEYS, KEYS]);
+        let mut f = Fields::new(figment(file, args), file, &JETWAY_GATEWAY);
         let bus = Bus::from_fields(&mut f);
         let listen: String = f.get("listen", "127.0.0.1:8080".to_owned());
         let parsed_listen = listen.parse::<SocketAddr>();
@@ -188,5 +182,20 @@ mod tests {
         for bad in [&["Billing"][..], &["a", "a"], &[]] {
             assert!(Config::load(&named(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn flags_and_loader_defaults_are_the_settings_table() {
+        use clap::{CommandFactory, Parser};
+        use jetway_shared::config::settings::check;
+        let cmd = Args::command();
+        let problems = check::help_defaults(&cmd, &JETWAY_GATEWAY, &[]);
+        assert!(problems.is_empty(), "{problems:#?}");
+        let problems = check::loader_defaults(&cmd, &JETWAY_GATEWAY, |flags| {
+            let argv = std::iter::once("jetway-gateway".to_owned()).chain(flags.iter().cloned());
+            let args = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
+            Config::load(&args).map_err(|e| e.to_string())
+        });
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 }

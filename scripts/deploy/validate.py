@@ -10,17 +10,20 @@ paths in the environment:
   HADOLINT_BIN       hadolint for the Dockerfile (optional)
   CRD_NODE, CRD_MODULES, CRD_SCRIPT   node, node_modules and validate-crds.mjs
                      for the custom resources (optional)
-  KUSTOMIZE_CMD      a `kubectl kustomize` / `kustomize build` command used to
-                     cross-check this script's own renderer (optional)
   <TOOL>_SKIP        why an optional tool is missing (printed as a note)
+  KUBECTL            the kubectl whose `kubectl kustomize` renders deploy/k8s
+                     (default: kubectl on PATH; where there is none, the
+                     Kubernetes checks are skipped and the report says so)
 
 Checks, each printed as `ok`, `FAIL` or `SKIP`:
-  - Kubernetes: renders deploy/k8s/base and every overlay with the renderer
-    below, validates every object against the Kubernetes JSON schemas
-    (kubernetes-validate, strict: unknown fields are errors) for the oldest
-    and newest supported Kubernetes versions, custom resources against their
-    CRD schemas, and checks that the pieces fit together (selectors, ports,
-    ConfigMap references, grace periods, R3, the KEDA endpoint, hardening);
+  - Kubernetes: renders deploy/k8s/base and every overlay with the real
+    kustomize (`kubectl kustomize`), validates every object against the
+    Kubernetes JSON schemas (kubernetes-validate, strict: unknown fields are
+    errors) for the oldest and newest supported Kubernetes versions, custom
+    resources against their CRD schemas, and checks what neither makes: that
+    the pieces fit together (selectors, ports, probes, ConfigMap references,
+    the binaries' settings against grace periods, R3 and listen ports, the
+    KEDA endpoint, hardening);
   - docker-compose.yaml against the Compose specification schema, plus the
     same fit checks; the load balancer config (no stickiness, haproxy -c);
   - every nats-server configuration with the real pinned `nats-server -t`;
@@ -28,18 +31,24 @@ Checks, each printed as `ok`, `FAIL` or `SKIP`:
 Writes <out>/workloads.json: every place a Jetway binary runs, with its
 arguments, environment and config files, for tests/tests/deploy.rs to check
 against the real binaries.
+
+The binaries' defaults come from README.md's settings table, which is
+generated from the code (tests/tests/config_table.rs keeps them equal).
+
+`--kustomization DIR` (repeatable) checks only those kustomizations (the
+Kubernetes part), e.g. a deliberately broken overlay in a test.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import hashlib
 import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -73,16 +82,18 @@ NATS_CLUSTER_GLOB = "deploy/nats/cluster/*.conf"
 # API groups whose kinds are custom resources (validated against their CRDs).
 CRD_GROUPS = {"keda.sh", "monitoring.coreos.com"}
 
-# Jetway's worker consumer, as the KEDA scaler must name it (the Rust test
-# compares these with the source of the worker and shared crates).
+# Jetway's worker consumer of the default service, as the KEDA scaler must
+# name it (the Rust test compares these with the worker and shared crates).
 JETWAY_STREAM = "JETWAY_0"
 JETWAY_CONSUMER = "jetway-workers"
 
-# Defaults of the binaries (README "Configuration").
-DEFAULT_GRACE_SECS = 20
-DEFAULT_MAX_BODY_BYTES = 1048576
+# README.md's settings table, generated from the code (shared/src/config/
+# settings/tables.rs): the binaries' defaults.
+README = "README.md"
+SETTINGS_BEGIN = "<!-- The settings table below is generated"
+SETTINGS_END = "<!-- end of the generated settings table -->"
 
-# Kubernetes kinds without a namespace that kustomize knows of.
+# Kubernetes kinds without a namespace.
 CLUSTER_SCOPED = {
     "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
     "PersistentVolume", "StorageClass", "PriorityClass", "IngressClass",
@@ -146,90 +157,39 @@ def rel(p: Path) -> str:
         return str(p)
 
 
-def load_yaml_docs(path: Path) -> list:
-    with open(path, encoding="utf-8") as f:
-        return [d for d in yaml.safe_load_all(f) if d is not None]
-
-
 # --------------------------------------------------------------------------
-# A small kustomize: exactly the fields deploy/k8s uses, and an error for
-# anything else (so it never renders something different from kustomize
-# without saying so). Order as in kustomize: resources, patches, namespace,
-# images.
+# Rendering: the real kustomize, `kubectl kustomize`.
 
 
-class KustomizeError(Exception):
+class RenderError(Exception):
     pass
 
 
-KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "namespace", "resources", "images", "patches"}
+def find_kustomize() -> tuple[list[str] | None, str]:
+    """(`kubectl kustomize` command, its versions), or (None, why not)."""
+    exe = os.environ.get("KUBECTL") or "kubectl"
+    path = shutil.which(exe)
+    if not path:
+        return None, f"{exe} not found"
+    res = subprocess.run([path, "version", "--client"], capture_output=True, text=True)
+    client = re.search(r"Client Version:\s*(\S+)", res.stdout)
+    kust = re.search(r"Kustomize Version:\s*(\S+)", res.stdout)
+    if res.returncode != 0 or not kust:
+        return None, f"{path} has no kustomize (`kubectl version --client`: {(res.stdout + res.stderr).strip()})"
+    return [path, "kustomize"], f"kubectl {client.group(1) if client else '?'}, kustomize {kust.group(1)}"
 
 
-def obj_id(o: dict) -> tuple:
-    md = o.get("metadata") or {}
-    return (o.get("apiVersion"), o.get("kind"), md.get("namespace"), md.get("name"))
+def render(cmd: list[str], directory: Path) -> list[dict]:
+    res = subprocess.run(cmd + [str(directory)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RenderError(f"`kubectl {shlex.join(cmd[1:] + [rel(directory)])}` failed: {res.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(res.stdout) if d is not None]
 
 
 def show_id(o: dict) -> str:
     md = o.get("metadata") or {}
     ns = md.get("namespace")
     return f"{o.get('kind')}/{md.get('name')}" + (f" (ns {ns})" if ns else "")
-
-
-def kustomize(directory: Path) -> list[dict]:
-    kfile = directory / "kustomization.yaml"
-    if not kfile.is_file():
-        raise KustomizeError(f"{rel(directory)}: no kustomization.yaml")
-    k = yaml.safe_load(kfile.read_text(encoding="utf-8")) or {}
-    unknown = set(k) - KUSTOMIZATION_FIELDS
-    if unknown:
-        raise KustomizeError(
-            f"{rel(kfile)}: fields this renderer does not implement: {sorted(unknown)}"
-        )
-    objs: list[dict] = []
-    for res in k.get("resources", []):
-        path = directory / res
-        if path.is_dir():
-            objs += kustomize(path)
-        elif path.is_file():
-            objs += load_yaml_docs(path)
-        else:
-            raise KustomizeError(f"{rel(kfile)}: resource {res!r} not found (remote resources unsupported)")
-    seen: set = set()
-    for o in objs:
-        if obj_id(o) in seen:
-            raise KustomizeError(f"{rel(kfile)}: {show_id(o)} defined twice")
-        seen.add(obj_id(o))
-    for p in k.get("patches", []):
-        objs = apply_patch(objs, p, directory)
-    if "namespace" in k:
-        ns = k["namespace"]
-        for o in objs:
-            kind = o.get("kind")
-            if kind in ("RoleBinding", "ClusterRoleBinding"):
-                raise KustomizeError("namespace: subjects of role bindings are not implemented")
-            if kind == "Namespace":
-                o["metadata"]["name"] = ns
-            elif kind not in CLUSTER_SCOPED:
-                o.setdefault("metadata", {})["namespace"] = ns
-    for img in k.get("images", []):
-        unknown = set(img) - {"name", "newName", "newTag", "digest"}
-        if unknown:
-            raise KustomizeError(f"{rel(kfile)}: images fields not implemented: {sorted(unknown)}")
-        for o in objs:
-            for c in containers_of(o):
-                c["image"] = retag(c["image"], img)
-    return objs
-
-
-def containers_of(o: dict) -> list[dict]:
-    """Containers at kustomize's image field paths."""
-    out = []
-    spec = o.get("spec") or {}
-    for s in (spec, ((spec.get("template") or {}).get("spec") or {})):
-        for key in ("containers", "initContainers"):
-            out += [c for c in s.get(key) or [] if isinstance(c, dict) and "image" in c]
-    return out
 
 
 def split_image(image: str) -> tuple[str, str]:
@@ -242,152 +202,6 @@ def split_image(image: str) -> tuple[str, str]:
     if colon > slash:
         return image[:colon], image[colon:]
     return image, ""
-
-
-def retag(image: str, img: dict) -> str:
-    name, suffix = split_image(image)
-    if name != img["name"]:
-        return image
-    name = img.get("newName", name)
-    if "digest" in img:
-        suffix = "@" + img["digest"]
-    elif "newTag" in img:
-        suffix = ":" + str(img["newTag"])
-    return name + suffix
-
-
-def apply_patch(objs: list[dict], p: dict, directory: Path) -> list[dict]:
-    unknown = set(p) - {"path", "patch", "target"}
-    if unknown:
-        raise KustomizeError(f"patch fields not implemented: {sorted(unknown)}")
-    if "path" in p:
-        text = (directory / p["path"]).read_text(encoding="utf-8")
-        where = rel(directory / p["path"])
-    else:
-        text = p["patch"]
-        where = f"{rel(directory)} inline patch"
-    body = yaml.safe_load(text)
-    target = p.get("target")
-    if isinstance(body, list):
-        if not target:
-            raise KustomizeError(f"{where}: a JSON patch needs a target")
-        hits = [o for o in objs if target_matches(o, target)]
-        if not hits:
-            raise KustomizeError(f"{where}: target {target} matches nothing")
-        for o in hits:
-            json_patch(o, body, where)
-        return objs
-    if not isinstance(body, dict):
-        raise KustomizeError(f"{where}: not a patch")
-    if target:
-        hits = [o for o in objs if target_matches(o, target)]
-    else:
-        want = (body.get("apiVersion"), body.get("kind"), (body.get("metadata") or {}).get("name"))
-        hits = [o for o in objs if (o.get("apiVersion"), o.get("kind"), o["metadata"].get("name")) == want]
-    if not hits:
-        raise KustomizeError(f"{where}: patch matches no object")
-    directive = body.get("$patch")
-    if directive == "delete":
-        ids = {id(o) for o in hits}
-        return [o for o in objs if id(o) not in ids]
-    if directive is not None:
-        raise KustomizeError(f"{where}: $patch: {directive} not implemented")
-    for o in hits:
-        builtin = o.get("apiVersion", "").split("/")[0] not in CRD_GROUPS
-        merge(o, body, builtin, where)
-    return objs
-
-
-def target_matches(o: dict, t: dict) -> bool:
-    unknown = set(t) - {"group", "version", "kind", "name", "namespace"}
-    if unknown:
-        raise KustomizeError(f"patch target fields not implemented: {sorted(unknown)}")
-    if "name" in t and re.search(r"[\\^$.*+?()\[\]{}|]", t["name"]):
-        raise KustomizeError(f"patch target name {t['name']!r}: regular expressions not implemented")
-    api = o.get("apiVersion", "")
-    group, version = api.split("/") if "/" in api else ("", api)
-    md = o.get("metadata") or {}
-    return all(
-        [
-            t.get("group", group) == group,
-            t.get("version", version) == version,
-            t.get("kind", o.get("kind")) == o.get("kind"),
-            t.get("name", md.get("name")) == md.get("name"),
-            t.get("namespace", md.get("namespace")) == md.get("namespace"),
-        ]
-    )
-
-
-def merge(a, b, builtin: bool, where: str):
-    """A strategic merge without merge keys: maps merge, null deletes.
-    Lists in a patch of a built-in kind would need Kubernetes' per-field merge
-    keys, so they are refused (use a JSON patch); custom resources replace
-    lists, as kustomize does for them."""
-    for key, value in b.items():
-        if isinstance(key, str) and key.startswith("$"):
-            raise KustomizeError(f"{where}: directive {key} not implemented")
-        if value is None:
-            a.pop(key, None)
-        elif isinstance(value, dict) and isinstance(a.get(key), dict):
-            merge(a[key], value, builtin, where)
-        elif isinstance(value, list) and builtin:
-            raise KustomizeError(
-                f"{where}: a list ({key}) in a strategic-merge patch of a built-in kind; use a JSON patch"
-            )
-        else:
-            a[key] = copy.deepcopy(value)
-
-
-def json_patch(o: dict, ops: list, where: str) -> None:
-    for op in ops:
-        kind = op.get("op")
-        parts = [s.replace("~1", "/").replace("~0", "~") for s in op["path"].split("/")[1:]]
-        parent = o
-        for s in parts[:-1]:
-            parent = parent[int(s)] if isinstance(parent, list) else parent[s]
-        last = parts[-1]
-        if kind == "replace":
-            if isinstance(parent, list):
-                parent[int(last)] = copy.deepcopy(op["value"])
-            else:
-                if last not in parent:
-                    raise KustomizeError(f"{where}: replace {op['path']}: no such field")
-                parent[last] = copy.deepcopy(op["value"])
-        elif kind == "add":
-            if isinstance(parent, list):
-                if last == "-":
-                    parent.append(copy.deepcopy(op["value"]))
-                else:
-                    parent.insert(int(last), copy.deepcopy(op["value"]))
-            else:
-                parent[last] = copy.deepcopy(op["value"])
-        elif kind == "remove":
-            del parent[int(last) if isinstance(parent, list) else last]
-        else:
-            raise KustomizeError(f"{where}: JSON patch op {kind!r} not implemented")
-
-
-def canonical(objs: list[dict]) -> dict:
-    return {json.dumps(obj_id(o)): o for o in objs}
-
-
-def cross_check_kustomize(name: str, objs: list[dict]) -> None:
-    cmd = os.environ.get("KUSTOMIZE_CMD", "")
-    if not cmd:
-        R.skip(f"{name}: no kubectl/kustomize here to cross-check the renderer "
-               f"({os.environ.get('KUSTOMIZE_SKIP', 'not found')})")
-        return
-    res = subprocess.run(shlex.split(cmd) + [str(ROOT / name)], capture_output=True, text=True)
-    if res.returncode != 0:
-        R.fail(f"{name}: `{cmd}` failed: {res.stderr.strip()}")
-        return
-    theirs = canonical([d for d in yaml.safe_load_all(res.stdout) if d is not None])
-    ours = canonical(objs)
-    if theirs == ours:
-        R.good(f"{name}: renderer output equals `{cmd}` ({len(ours)} objects)")
-        return
-    diff = sorted(set(theirs) ^ set(ours)) or [k for k in ours if ours[k] != theirs.get(k)]
-    R.fail(f"{name}: renderer differs from `{cmd}` on {diff[:5]}")
 
 
 # --------------------------------------------------------------------------
@@ -546,8 +360,35 @@ def toml_of(files: dict) -> dict:
     return merged
 
 
-def setting(w: dict, key: str, default):
-    """A setting's effective value (flags > environment > file > default)."""
+def readme_defaults() -> dict:
+    """{binary: {key: default}} from README.md's settings table: `20` is
+    "20", a list's values are comma-separated, a default without a value
+    (`the hostname`, `none`) is None."""
+    text = (ROOT / README).read_text(encoding="utf-8")
+    begin, end = text.find(SETTINGS_BEGIN), text.find(SETTINGS_END)
+    if begin < 0 or end < begin:
+        raise SystemExit(f"{README}: no generated settings table ({SETTINGS_BEGIN!r} ... {SETTINGS_END!r})")
+    out: dict = {"gateway": {}, "worker": {}, "jetway": {}}
+    for line in text[begin:end].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        m = re.fullmatch(r"`(\w+)`", cells[0]) if len(cells) == 4 else None
+        if not m:
+            continue
+        names = list(out) if cells[1] == "all" else [b.strip() for b in cells[1].split(",")]
+        values = re.findall(r"`([^`]*)`", cells[2])
+        for b in names:
+            out[b][m.group(1)] = ",".join(values) if values else None
+    if not all(out.values()):
+        raise SystemExit(f"{README}: the settings table names no setting of {[b for b, v in out.items() if not v]}")
+    return out
+
+
+DEFAULTS: dict = {}
+
+
+def setting(w: dict, key: str):
+    """A setting's effective value (flags > environment > file > the
+    binary's default, from README.md's settings table)."""
     args = w["args"]
     flag = "--" + key.replace("_", "-")
     for i, a in enumerate(args):
@@ -558,7 +399,7 @@ def setting(w: dict, key: str, default):
     env = w["env"].get("JETWAY_" + key.upper())
     if env is not None:
         return env
-    return toml_of(w["config_files"]).get(key, default)
+    return toml_of(w["config_files"]).get(key, DEFAULTS[w["binary"].removeprefix("jetway-")][key])
 
 
 def k8s_workloads(name: str, objs: list[dict]) -> list[dict]:
@@ -777,20 +618,20 @@ def check_k8s(name: str, objs: list[dict], workloads: list[dict], keda: list) ->
     for w in workloads:
         o, c = w["_object"], w["_container"]
         pod = o["spec"]["template"]["spec"]
-        grace = int(setting(w, "grace_period_secs", DEFAULT_GRACE_SECS))
+        grace = int(setting(w, "grace_period_secs"))
         sleep = (((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds", 0)
         term = pod.get("terminationGracePeriodSeconds", 30)
         R.check(term >= sleep + grace + 5,
                 f"{w['source']}: terminationGracePeriodSeconds {term} >= preStop {sleep} + grace_period_secs {grace} + 5")
-        R.check(str(setting(w, "replicas", 1)) == str(n), f"{w['source']}: replicas (JETWAY_REPLICAS) = {n} NATS nodes (R3)")
-        url = str(setting(w, "nats_url", ""))
+        R.check(str(setting(w, "replicas")) == str(n), f"{w['source']}: replicas (JETWAY_REPLICAS) = {n} NATS nodes (R3)")
+        url = str(setting(w, "nats_url"))
         svc_names = {s["metadata"]["name"] for s in by_kind.get("Service", [])}
         host = re.sub(r"^nats://", "", url).split(":")[0].split(".")[0]
         R.check(host in svc_names, f"{w['source']}: nats_url {url} names a Service here")
         R.check(pod.get("enableServiceLinks") is False,
                 f"{w['source']}: enableServiceLinks false (no stray JETWAY_* service variables)")
         if w["binary"] == "jetway-gateway":
-            listen = str(setting(w, "listen", "127.0.0.1:8080"))
+            listen = str(setting(w, "listen"))
             port = int(listen.rsplit(":", 1)[1])
             cports = {p["name"]: p["containerPort"] for p in c.get("ports") or []}
             R.check(listen.startswith("0.0.0.0:") and port in cports.values(),
@@ -804,8 +645,14 @@ def check_k8s(name: str, objs: list[dict], workloads: list[dict], keda: list) ->
     # KEDA: the scaler reads Jetway's consumer from this namespace's NATS.
     for so in by_kind.get("ScaledObject", []):
         ref = so["spec"]["scaleTargetRef"]["name"]
-        R.check(any(w["_object"]["metadata"]["name"] == ref and w["binary"] == "jetway-worker" for w in workloads),
-                f"{name}: {show_id(so)} scales the worker Deployment")
+        scaled_workers = [w for w in workloads if w["_object"]["metadata"]["name"] == ref and w["binary"] == "jetway-worker"]
+        R.check(bool(scaled_workers), f"{name}: {show_id(so)} scales the worker Deployment")
+        # JETWAY_STREAM is the default service's; another service's workers
+        # read their own stream.
+        for w in scaled_workers:
+            R.check(setting(w, "service") == "default",
+                    f"{w['source']}: runs the default service, whose stream {JETWAY_STREAM} KEDA reads",
+                    f"service {setting(w, 'service')}")
         spec = so["spec"]
         R.check(spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100), f"{name}: {show_id(so)} min <= max")
         if "fallback" in spec:
@@ -831,7 +678,7 @@ def check_max_payload(where: str, conf: str, workloads: list[dict]) -> None:
     limit = parse_size(mp) if mp else 1024 * 1024
     for w in workloads:
         if w["binary"] == "jetway-gateway":
-            body = int(setting(w, "max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+            body = int(setting(w, "max_body_bytes"))
             R.check(body + 64 * 1024 <= limit,
                     f"{where}: max_payload {mp} >= max_body_bytes {body} + 64 KiB of headers ({w['source']})")
 
@@ -894,12 +741,12 @@ def check_compose(out: Path) -> list[dict]:
         dep = (svc.get("depends_on") or {}).get("nats") if isinstance(svc.get("depends_on"), dict) else None
         R.check(bool(dep) and dep.get("condition") == "service_healthy",
                 f"{w['source']}: starts after nats is healthy (depends_on condition)")
-        grace = int(setting(w, "grace_period_secs", DEFAULT_GRACE_SECS))
+        grace = int(setting(w, "grace_period_secs"))
         sgp = str(svc.get("stop_grace_period", "10s"))
         m = re.fullmatch(r"(\d+)s", sgp) or re.fullmatch(r"(\d+)m", sgp)
         secs = int(m.group(1)) * (60 if sgp.endswith("m") else 1) if m else 0
         R.check(secs > grace, f"{w['source']}: stop_grace_period {sgp} > grace_period_secs {grace}")
-        R.check(str(setting(w, "nats_url", "")).startswith("nats://nats:"), f"{w['source']}: nats_url names the nats service")
+        R.check(str(setting(w, "nats_url")).startswith("nats://nats:"), f"{w['source']}: nats_url names the nats service")
     nats = services.get("nats") or {}
     hc = " ".join((nats.get("healthcheck") or {}).get("test") or [])
     R.check("8222/healthz" in hc, "nats: healthcheck on its /healthz (monitoring port)")
@@ -920,11 +767,11 @@ def check_compose(out: Path) -> list[dict]:
         R.check({w["_service"] for w in gws} <= set(deps), f"{lb_name}: depends on every gateway")
         cfg = (ROOT / HAPROXY_CFG).read_text(encoding="utf-8")
         servers = re.findall(r"^\s*server\s+\S+\s+([\w.-]+):(\d+)", cfg, re.M)
-        want = sorted((w["_service"], str(setting(w, "listen", "127.0.0.1:8080")).rsplit(":", 1)[1]) for w in gws)
+        want = sorted((w["_service"], str(setting(w, "listen")).rsplit(":", 1)[1]) for w in gws)
         R.check(sorted(servers) == want, f"{HAPROXY_CFG}: servers are the gateway services and their ports",
                 f"{sorted(servers)} != {want}")
         for w in gws:
-            R.check(str(setting(w, "listen", "127.0.0.1:8080")).startswith("0.0.0.0:"),
+            R.check(str(setting(w, "listen")).startswith("0.0.0.0:"),
                     f"{w['source']}: listens on 0.0.0.0 (reachable by the load balancer)")
     return workloads
 
@@ -1038,54 +885,72 @@ def public(w: dict) -> dict:
     return {k: v for k, v in w.items() if not k.startswith("_")}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, type=Path, help="directory for renders and workloads.json")
-    args = ap.parse_args()
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    STAGES.update(dockerfile_stages())
-
-    check_dockerfile()
-    compose_workloads = check_compose(out)
-    check_haproxy()
-
-    all_workloads = list(compose_workloads)
-    keda: list = []
+def check_kubernetes(names: list[str], out: Path) -> dict:
+    """Renders and checks each kustomization; what the Rust test needs."""
+    found = {"workloads": [], "keda": [], "nats_confs": {}, "kustomize": None}
+    cmd, version = find_kustomize()
+    if cmd is None:
+        msg = f"{version}; kustomize rendering not checked ({', '.join(names)}: schemas, CRDs, fit checks)"
+        R.section("Kubernetes (kubectl kustomize)")
+        print(f"  SKIPPED: {msg}")
+        R.skipped.append(msg)
+        return found
+    found["kustomize"] = version
     crds: list = []
-    k8s_confs: dict = {}
-    for name in KUSTOMIZATIONS:
-        R.section(f"{name} (Kubernetes {', '.join(v[:-2] for v in KUBE_VERSIONS)} schemas)")
+    for name in names:
+        R.section(f"{name} ({version}; Kubernetes {', '.join(v[:-2] for v in KUBE_VERSIONS)} schemas)")
         try:
-            objs = kustomize(ROOT / name)
-        except (KustomizeError, OSError, yaml.YAMLError) as e:
+            objs = render(cmd, ROOT / name)
+        except (RenderError, OSError, yaml.YAMLError) as e:
             R.fail(f"{name}: cannot render: {e}")
             continue
-        R.good(f"{name}: rendered {len(objs)} objects")
+        R.check(bool(objs), f"{name}: kustomize rendered {len(objs)} objects")
         (out / f"{name.replace('/', '_')}.json").write_text(json.dumps(objs, indent=1), encoding="utf-8")
-        cross_check_kustomize(name, objs)
         validate_schemas(name, objs, crds)
         workloads = k8s_workloads(name, objs)
-        check_k8s(name, objs, workloads, keda)
-        all_workloads += workloads
+        check_k8s(name, objs, workloads, found["keda"])
+        found["workloads"] += workloads
         for o in objs:
             if o["kind"] == "ConfigMap":
                 for key, text in (o.get("data") or {}).items():
                     if key.endswith(".conf") and "jetstream" in text:
                         sts = next((s for s in objs if s["kind"] == "StatefulSet"), None)
                         pod = f"{sts['metadata']['name']}-0" if sts else "nats-0"
-                        k8s_confs.setdefault(text, (name, pod))
+                        found["nats_confs"].setdefault(text, (name, pod))
     R.section("custom resources (CRD schemas)")
     validate_crds(crds, out)
-    check_nats({name: (text, pod) for text, (name, pod) in k8s_confs.items()}, out)
+    return found
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, type=Path, help="directory for renders and workloads.json")
+    ap.add_argument("--kustomization", action="append", type=Path, metavar="DIR",
+                    help="check only this kustomization (repeatable); default: everything")
+    args = ap.parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    STAGES.update(dockerfile_stages())
+    DEFAULTS.update(readme_defaults())
+
+    only = [rel(d.resolve()) for d in args.kustomization or []]
+    compose_workloads = []
+    if not only:
+        check_dockerfile()
+        compose_workloads = check_compose(out)
+        check_haproxy()
+    k8s = check_kubernetes(only or KUSTOMIZATIONS, out)
+    if not only:
+        check_nats({name: (text, pod) for text, (name, pod) in k8s["nats_confs"].items()}, out)
 
     dockerfile = [{"stage": s, "binary": Path(st["entrypoint"][0]).name,
                    "env": {k: v for k, v in st["env"].items() if k.startswith("JETWAY_")}}
                   for s, st in STAGES.items() if st["entrypoint"]]
     (out / "workloads.json").write_text(json.dumps({
-        "workloads": [public(w) for w in all_workloads],
+        "workloads": [public(w) for w in compose_workloads + k8s["workloads"]],
         "dockerfile": dockerfile,
-        "keda": keda,
+        "keda": k8s["keda"],
+        "kustomize": k8s["kustomize"],
     }, indent=1), encoding="utf-8")
 
     R.end_section()

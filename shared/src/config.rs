@@ -1,4 +1,7 @@
-//! Configuration shared by both binaries, and the loading rules.
+//! Configuration shared by every binary, and the loading rules.
+//!
+//! Every setting's key, default and meaning are defined once, in
+//! [`settings`]; the loaders read exactly those keys.
 //!
 //! Precedence: built-in defaults < TOML file (`--config`) < `JETWAY_*`
 //! environment variables < command-line flags. Every key has the same name
@@ -12,7 +15,11 @@ use figment::{
     value::{Dict, Value},
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use std::{fmt, path::PathBuf, time::Duration};
+use std::{collections::BTreeSet, fmt, path::PathBuf, time::Duration};
+
+pub mod settings;
+
+use settings::Binary;
 
 /// Environment variable prefix of every setting.
 pub const ENV_PREFIX: &str = "JETWAY_";
@@ -38,7 +45,8 @@ pub struct CommonArgs {
     pub log_format: Option<String>,
 }
 
-/// Settings of the NATS connection and the JetStream resources.
+/// Settings of the NATS connection and the JetStream resources (their keys,
+/// defaults and meanings: [`settings::BUS`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bus {
     pub nats_url: String,
@@ -104,17 +112,6 @@ impl Bus {
         bus
     }
 
-    /// Every key [`Bus::from_fields`] reads.
-    pub const KEYS: &'static [&'static str] = &[
-        "nats_url",
-        "instance_id",
-        "log_format",
-        "retention_secs",
-        "replicas",
-        "duplicate_window_secs",
-        "nats_timeout_ms",
-    ];
-
     pub fn retention(&self) -> Duration {
         Duration::from_secs(self.retention_secs)
     }
@@ -166,24 +163,32 @@ pub fn figment(file: Option<&PathBuf>, flags: &impl Serialize) -> Figment {
         .merge(Serialized::globals(flags))
 }
 
-/// Collects settings field by field so every problem is reported at once.
+/// Collects a binary's settings field by field so every problem is
+/// reported at once.
+///
+/// The binary's settings table is the list of keys: a key the loader reads
+/// that the table lacks, or one the table lists that the loader never
+/// reads, is reported too (a bug, which any loading of the defaults shows).
 pub struct Fields {
     figment: Figment,
+    binary: Binary,
+    read: BTreeSet<&'static str>,
     problems: Vec<String>,
 }
 
 impl Fields {
-    /// Starts reading `figment`. Keys of the TOML `file` outside `known` are
-    /// reported as problems (a typo there should not pass silently); unknown
-    /// `JETWAY_*` environment variables are not, because platforms set their
-    /// own (Kubernetes adds `JETWAY_SERVICE_HOST` for a Service named jetway).
-    pub fn new(figment: Figment, file: Option<&PathBuf>, known: &[&[&str]]) -> Self {
+    /// Starts reading `figment` for `binary`. Keys of the TOML `file` the
+    /// binary does not accept are reported as problems (a typo there should
+    /// not pass silently); unknown `JETWAY_*` environment variables are not,
+    /// because platforms set their own (Kubernetes adds
+    /// `JETWAY_SERVICE_HOST` for a Service named jetway).
+    pub fn new(figment: Figment, file: Option<&PathBuf>, binary: &Binary) -> Self {
         let mut problems = Vec::new();
         if let Some(path) = file {
             match Figment::from(Toml::file_exact(path)).extract::<Dict>() {
                 Ok(dict) => {
                     for key in dict.keys() {
-                        if !known.iter().any(|set| set.contains(&key.as_str())) {
+                        if !binary.accepts_key(key) {
                             problems
                                 .push(format!("{key}: unknown setting (in {})", path.display()));
                         }
@@ -192,11 +197,25 @@ impl Fields {
                 Err(e) => problems.extend(e.into_iter().map(|e| e.to_string())),
             }
         }
-        Self { figment, problems }
+        Self {
+            figment,
+            binary: *binary,
+            read: BTreeSet::new(),
+            problems,
+        }
     }
 
     /// The value of `key`, or `default` if it is not set anywhere.
     pub fn get<T: DeserializeOwned>(&mut self, key: &str, default: T) -> T {
+        match self.binary.setting(key) {
+            Some(s) => {
+                self.read.insert(s.key);
+            }
+            None => self.problems.push(format!(
+                "{key}: read, but not in the {} settings table (a bug)",
+                self.binary.name
+            )),
+        }
         match self.figment.find_value(key) {
             Err(_) => default,
             Ok(v) => match self.figment.extract_inner::<T>(key) {
@@ -241,7 +260,15 @@ impl Fields {
     }
 
     /// Ends reading: `Ok` if no problem was found.
-    pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+    pub fn finish<T>(mut self, value: T) -> Result<T, ConfigError> {
+        for s in self.binary.reads() {
+            if !self.read.contains(s.key) {
+                self.problems.push(format!(
+                    "{}: in the {} settings table, but never read (a bug)",
+                    s.key, self.binary.name
+                ));
+            }
+        }
         if self.problems.is_empty() {
             Ok(value)
         } else {
@@ -278,6 +305,14 @@ impl fmt::Display for ConfigError {
 #[allow(clippy::result_large_err)] // figment::Jail's own error type
 mod tests {
     use super::*;
+    use settings::BUS;
+
+    /// A binary that reads the bus settings and nothing else.
+    const BUS_ONLY: Binary = Binary {
+        name: "bus-only",
+        own: &[],
+        accepts: &[],
+    };
 
     fn load(
         file: Option<&str>,
@@ -293,7 +328,7 @@ mod tests {
             for (k, v) in env {
                 jail.set_env(k, v);
             }
-            let mut f = Fields::new(figment(path.as_ref(), &flags), path.as_ref(), &[Bus::KEYS]);
+            let mut f = Fields::new(figment(path.as_ref(), &flags), path.as_ref(), &BUS_ONLY);
             let bus = Bus::from_fields(&mut f);
             result = Some(f.finish(bus));
             Ok(())
@@ -343,5 +378,52 @@ mod tests {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
         assert_eq!(err.0.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn bus_defaults_are_the_settings_table_defaults() {
+        let base = load(None, &[], CommonArgs::default()).expect("defaults are valid");
+        assert_eq!(base, Bus::default());
+        assert_eq!(base.instance_id, default_instance_id(), "the hostname");
+        let mut checked = 0;
+        for s in BUS {
+            let Some(value) = s.default_value() else {
+                continue;
+            };
+            let var = format!("{ENV_PREFIX}{}", s.key.to_ascii_uppercase());
+            let bus = load(None, &[(&var, &value)], CommonArgs::default())
+                .unwrap_or_else(|e| panic!("{var}={value} (the table's default): {e}"));
+            assert_eq!(bus, base, "{}: the table says {value:?}", s.key);
+            checked += 1;
+        }
+        assert_eq!(checked, BUS.len() - 1, "every bus setting but instance_id");
+    }
+
+    #[test]
+    fn common_flags_show_the_table_defaults() {
+        use clap::Args as _;
+        let cmd = CommonArgs::augment_args(clap::Command::new("bus-only"));
+        let problems = settings::check::help_defaults(&cmd, &BUS_ONLY, &[]);
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert_eq!(cmd.get_arguments().count(), 4, "config and three bus flags");
+    }
+
+    #[test]
+    fn a_key_outside_the_table_or_never_read_is_a_bug_reported() {
+        let mut f = Fields::new(Figment::new(), None, &BUS_ONLY);
+        let _: u64 = f.get("retention_secs", 1);
+        let _: u64 = f.get("not_in_the_table", 1);
+        let err = f.finish(()).expect_err("two bugs");
+        let text = err.to_string();
+        assert!(
+            text.contains("not_in_the_table: read, but not in the bus-only settings table"),
+            "{text}"
+        );
+        assert!(
+            text.contains("replicas: in the bus-only settings table, but never read"),
+            "{text}"
+        );
+        assert!(!text.contains("retention_secs"), "{text}");
+        assert_eq!(err.0.len(), 1 + BUS.len() - 1, "{text}");
     }
 }

@@ -2,10 +2,14 @@
 //! deploy/) are valid, and run exactly the binaries, flags and settings the
 //! project has.
 //!
-//! 1. `scripts/validate-deploy.sh` passes: Kubernetes and Compose schemas,
-//!    `nats-server -t`, consistency checks (see the script). It also writes
-//!    `workloads.json`: every place a Jetway binary runs, with its arguments,
-//!    `JETWAY_*` environment (the image's `ENV` included) and TOML files.
+//! 1. `scripts/validate-deploy.sh` passes: the kustomizations rendered by
+//!    `kubectl kustomize`, Kubernetes and Compose schemas, `nats-server -t`,
+//!    consistency checks (see the script). It also writes `workloads.json`:
+//!    every place a Jetway binary runs, with its arguments, `JETWAY_*`
+//!    environment (the image's `ENV` included) and TOML files. Broken
+//!    overlays (one kustomize refuses, one that renders but does not fit
+//!    together) fail it. Where there is no kubectl, the Kubernetes part is
+//!    skipped and says `SKIPPED`, and everything else is still checked.
 //! 2. Every flag there is one the binary's `--help` lists, and every setting
 //!    (flag, variable, TOML key) is one the binary accepts: the binary itself
 //!    loads each workload's configuration. A renamed flag or key fails here.
@@ -15,12 +19,14 @@
 //! No Docker engine or cluster is involved.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use jetway_shared::service::Service;
 use jetway_tests::process::target_dir;
 use jetway_tests::{jetway_bin, workspace_root};
 use serde::Deserialize;
@@ -41,6 +47,9 @@ struct Facts {
     workloads: Vec<Workload>,
     dockerfile: Vec<Stage>,
     keda: Vec<Keda>,
+    /// The kubectl and kustomize versions that rendered deploy/k8s; `None`
+    /// where there is no kubectl (and so no Kubernetes workloads).
+    kustomize: Option<String>,
 }
 
 /// One place a Jetway binary runs (a compose service, a Kubernetes container).
@@ -85,15 +94,25 @@ fn validated() -> Result<&'static (PathBuf, String)> {
 }
 
 fn run_validation() -> Result<(PathBuf, String)> {
-    let root = workspace_root();
     let out = target_dir().join("deploy-validate");
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
     }
+    let (ok, report) = run_script(&out, &[], &[])?;
+    ensure!(ok, "scripts/validate-deploy.sh failed:\n{report}");
+    Ok((out, report))
+}
+
+/// Runs `scripts/validate-deploy.sh` with `args` and `env` into `out`:
+/// whether it passed, and its report.
+fn run_script(out: &Path, args: &[&OsStr], env: &[(&str, &OsStr)]) -> Result<(bool, String)> {
+    let root = workspace_root();
     let res = Command::new("bash")
         .arg(root.join("scripts/validate-deploy.sh"))
+        .args(args)
         .current_dir(&root)
-        .env("DEPLOY_OUT", &out)
+        .env("DEPLOY_OUT", out)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .context("running scripts/validate-deploy.sh")?;
@@ -102,13 +121,15 @@ fn run_validation() -> Result<(PathBuf, String)> {
         String::from_utf8_lossy(&res.stdout),
         String::from_utf8_lossy(&res.stderr)
     );
-    if !res.status.success() {
-        bail!(
-            "scripts/validate-deploy.sh failed ({}):\n{report}",
-            res.status
-        );
-    }
-    Ok((out, report))
+    Ok((res.status.success(), report))
+}
+
+/// The message the script prints where there is no kubectl.
+fn kubectl_skipped() {
+    println!(
+        "SKIPPED: kubectl not found; kustomize rendering not checked \
+         (no Kubernetes workloads to check here)"
+    );
 }
 
 fn facts() -> Result<Facts> {
@@ -307,6 +328,177 @@ fn validate_deploy_script_passes() -> Result<()> {
     let (out, report) = validated()?;
     println!("{report}");
     println!("renders and workloads.json in {}", out.display());
+    match facts()?.kustomize {
+        Some(version) => ensure!(
+            report.contains(&format!("== deploy/k8s/base ({version};")),
+            "the report does not show deploy/k8s/base rendered by {version}"
+        ),
+        None => kubectl_skipped(),
+    }
+    Ok(())
+}
+
+/// Copies deploy/k8s/base into `dir`/base, for overlays next to it.
+fn copy_base(dir: &Path) -> Result<()> {
+    let base = workspace_root().join("deploy/k8s/base");
+    std::fs::create_dir_all(dir.join("base"))?;
+    for entry in std::fs::read_dir(&base)? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, dir.join("base").join(name))?;
+        }
+    }
+    Ok(())
+}
+
+/// An overlay of the base, in `dir`/`name`, with these `patches:` entries.
+fn overlay(dir: &Path, name: &str, patches: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::create_dir_all(&path)?;
+    std::fs::write(
+        path.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+             resources:\n  - ../base\npatches:\n{patches}"
+        ),
+    )?;
+    Ok(path)
+}
+
+/// Patches kustomize refuses: this one matches nothing.
+const UNRENDERABLE: &str = r#"  - patch: |-
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata:
+        name: jetway-nonexistent
+      spec:
+        replicas: 2
+"#;
+
+/// Patches kustomize applies, but the result does not fit: the gateway is
+/// ready when merely alive, the worker is killed before its drain ends, and
+/// a field Kubernetes does not have.
+const UNFIT: &str = r#"  - target: {kind: Deployment, name: jetway-gateway}
+    patch: |-
+      - op: replace
+        path: /spec/template/spec/containers/0/readinessProbe/httpGet/path
+        value: /healthz
+      - op: add
+        path: /spec/bogusField
+        value: 1
+  - target: {kind: Deployment, name: jetway-worker}
+    patch: |-
+      - op: replace
+        path: /spec/template/spec/terminationGracePeriodSeconds
+        value: 10
+"#;
+
+#[test]
+fn broken_overlays_are_refused() -> Result<()> {
+    // After the main run: it installs the tools once.
+    if facts()?.kustomize.is_none() {
+        kubectl_skipped();
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let dir = std::fs::canonicalize(tmp.path())?;
+    copy_base(&dir)?;
+    let unrenderable = overlay(&dir, "unrenderable", UNRENDERABLE)?;
+    let unfit = overlay(&dir, "unfit", UNFIT)?;
+    let base = dir.join("base");
+    let mut args: Vec<&OsStr> = Vec::new();
+    for d in [&base, &unrenderable, &unfit] {
+        args.extend([OsStr::new("--kustomization"), d.as_os_str()]);
+    }
+    let (ok, report) = run_script(&dir.join("out"), &args, &[])?;
+    println!("{report}");
+    ensure!(
+        !ok,
+        "validate-deploy.sh accepted broken overlays:\n{report}"
+    );
+    let failed: Vec<&str> = report
+        .lines()
+        .filter_map(|l| l.strip_prefix("  failed:  "))
+        .collect();
+    let failed_in = |d: &Path, needle: &str| {
+        let prefix = format!("{}: ", d.display());
+        failed
+            .iter()
+            .any(|f| f.starts_with(&prefix) && f.contains(needle))
+    };
+    ensure!(
+        report.contains(&format!("== {} (", base.display()))
+            && !failed
+                .iter()
+                .any(|f| f.starts_with(&format!("{}: ", base.display()))),
+        "the unchanged base (the control) was not checked, or failed:\n{report}"
+    );
+    for (d, needle) in [
+        (&unrenderable, "cannot render: `kubectl kustomize"),
+        (&unrenderable, "jetway-nonexistent"),
+        (
+            &unfit,
+            "jetway-gateway container gateway: readiness /readyz, liveness /healthz",
+        ),
+        (
+            &unfit,
+            "jetway-worker container worker: terminationGracePeriodSeconds 10 >=",
+        ),
+        (
+            &unfit,
+            "Deployment/jetway-gateway (ns jetway) valid for Kubernetes",
+        ),
+    ] {
+        ensure!(
+            failed_in(d, needle),
+            "no failure in {} about {needle:?}:\n{report}",
+            d.display()
+        );
+    }
+    ensure!(
+        failed.len() == 4,
+        "other failures than the 4 expected:\n{report}"
+    );
+    Ok(())
+}
+
+#[test]
+fn without_kubectl_the_rest_is_still_checked() -> Result<()> {
+    validated()?; // After the main run: it installs the tools once.
+    let tmp = tempfile::tempdir()?;
+    let missing = tmp.path().join("no-kubectl-here");
+    let out = tmp.path().join("out");
+    let (ok, report) = run_script(&out, &[], &[("KUBECTL", missing.as_os_str())])?;
+    println!("{report}");
+    ensure!(ok, "validate-deploy.sh failed without kubectl:\n{report}");
+    ensure!(
+        report.contains(&format!(
+            "SKIPPED: {} not found; kustomize rendering not checked",
+            missing.display()
+        )),
+        "the report does not say the Kubernetes checks were skipped:\n{report}"
+    );
+    for section in [
+        "== Dockerfile",
+        "== docker-compose.yaml",
+        "== nats-server configurations",
+    ] {
+        ensure!(
+            report.contains(section),
+            "{section} not checked without kubectl:\n{report}"
+        );
+    }
+    let text = std::fs::read_to_string(out.join("workloads.json"))?;
+    let facts: Facts = serde_json::from_str(&text)?;
+    ensure!(
+        facts.kustomize.is_none()
+            && !facts.workloads.is_empty()
+            && facts
+                .workloads
+                .iter()
+                .all(|w| !w.source.starts_with("deploy/k8s/")),
+        "workloads.json without kubectl: {text}"
+    );
     Ok(())
 }
 
@@ -326,18 +518,23 @@ fn deployed_flags_and_settings_exist_in_the_binaries() -> Result<()> {
             count("docker-compose.yaml") == 2,
             "compose runs {binary} twice"
         );
-        ensure!(
-            count("deploy/k8s/") >= 3,
-            "every kustomization runs {binary}"
-        );
+        if facts.kustomize.is_some() {
+            ensure!(
+                count("deploy/k8s/") >= 3,
+                "every kustomization runs {binary}"
+            );
+        }
     }
-    ensure!(
-        facts
-            .workloads
-            .iter()
-            .any(|w| w.source.starts_with("deploy/k8s/") && !w.config_files.is_empty()),
-        "the Kubernetes workloads mount no TOML config: nothing checked there"
-    );
+    match facts.kustomize {
+        Some(_) => ensure!(
+            facts
+                .workloads
+                .iter()
+                .any(|w| w.source.starts_with("deploy/k8s/") && !w.config_files.is_empty()),
+            "the Kubernetes workloads mount no TOML config: nothing checked there"
+        ),
+        None => kubectl_skipped(),
+    }
 
     let mut workloads = facts.workloads.clone();
     // The images' own ENV (e.g. JETWAY_LISTEN), as a workload of its own.
@@ -427,21 +624,21 @@ fn deployments_run_binaries_the_workspace_builds() -> Result<()> {
         .find_map(|l| l.trim().strip_prefix("pub const CONSUMER: &str = "))
         .map(|v| v.trim_end_matches(';').trim_matches('"').to_owned())
         .context("worker/src/config.rs: no `pub const CONSUMER: &str` (update this test)")?;
-    let subjects = std::fs::read_to_string(root.join("shared/src/subjects.rs"))?;
-    ensure!(
-        subjects.contains("format!(\"JETWAY_{partition}\")"),
-        "shared/src/subjects.rs no longer names streams JETWAY_<partition> (update this test and the ScaledObject)"
-    );
-    ensure!(
-        !facts.keda.is_empty(),
-        "no KEDA nats-jetstream trigger found"
-    );
+    // The deployments run the default service; its first partition's stream.
+    let stream = Service::default().stream_name(0);
+    match facts.kustomize {
+        Some(_) => ensure!(
+            !facts.keda.is_empty(),
+            "no KEDA nats-jetstream trigger found"
+        ),
+        None => kubectl_skipped(),
+    }
     for k in &facts.keda {
         ensure!(
-            k.stream.as_deref() == Some("JETWAY_0")
+            k.stream.as_deref() == Some(stream.as_str())
                 && k.consumer.as_deref() == Some(consumer.as_str())
                 && k.account.as_deref() == Some("$G"),
-            "{}: KEDA reads stream {:?} consumer {:?} account {:?}; the workers use JETWAY_0 / {consumer} / $G",
+            "{}: KEDA reads stream {:?} consumer {:?} account {:?}; the workers use {stream} / {consumer} / $G",
             k.source,
             k.stream,
             k.consumer,

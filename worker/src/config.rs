@@ -1,8 +1,12 @@
 //! `worker::Config`: the worker's settings (see `jetway_shared::config` for
 //! the loading rules and the bus settings shared with gateways).
+//!
+//! Their keys, defaults and meanings are defined in
+//! [`jetway_shared::config::settings::WORKER`]; the tests below check the
+//! flags' `[default: …]` and the loader's defaults against it.
 
 use jetway_shared::{
-    config::{Bus, CommonArgs, ConfigError, Fields, figment},
+    config::{Bus, CommonArgs, ConfigError, Fields, figment, settings::JETWAY_WORKER},
     service::Service,
 };
 use serde::Serialize;
@@ -122,27 +126,11 @@ pub struct HttpUpstream {
     pub unreachable_for: Duration,
 }
 
-const KEYS: &[&str] = &[
-    "service",
-    "listen",
-    "max_concurrency",
-    "ack_wait_secs",
-    "deadline_secs",
-    "max_deliver",
-    "grace_period_secs",
-    "upstream_url",
-    "upstream_cmd",
-    "upstream_processes",
-    "upstream_headers",
-    "upstream_timeout_secs",
-    "upstream_unreachable_secs",
-];
-
 impl Config {
     /// Loads defaults < file < env < flags, reporting every problem at once.
     pub fn load(args: &Args) -> Result<Self, ConfigError> {
         let file = args.common.config.as_ref();
-        let mut f = Fields::new(figment(file, args), file, &[Bus::KEYS, KEYS]);
+        let mut f = Fields::new(figment(file, args), file, &JETWAY_WORKER);
         let bus = Bus::from_fields(&mut f);
         let listen: String = f.get("listen", DEFAULT_LISTEN.to_owned());
         let parsed_listen = listen.parse::<SocketAddr>();
@@ -260,4 +248,27 @@ fn upstream_config(
         timeout,
         unreachable_for,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_loader_defaults_are_the_settings_table() {
+        use clap::{CommandFactory, Parser};
+        use jetway_shared::config::settings::check;
+        let cmd = Args::command();
+        let problems = check::help_defaults(&cmd, &JETWAY_WORKER, &[]);
+        assert!(problems.is_empty(), "{problems:#?}");
+        let problems = check::loader_defaults(&cmd, &JETWAY_WORKER, |flags| {
+            let argv = std::iter::once("jetway-worker".to_owned()).chain(flags.iter().cloned());
+            let args = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
+            Config::load(&args).map_err(|e| e.to_string())
+        });
+        assert!(problems.is_empty(), "{problems:#?}");
+        // The settings without a value: no upstream (built-in tools).
+        let cfg = Config::load(&Args::default()).expect("defaults are valid");
+        assert_eq!(cfg.upstream, None);
+    }
 }

@@ -1,0 +1,185 @@
+//! The settings of every Jetway binary: key, default and meaning, in the
+//! order README.md's configuration table lists them.
+
+use super::{Binary, Setting};
+use crate::service::DEFAULT as DEFAULT_SERVICE;
+
+/// The NATS connection and JetStream resources ([`crate::config::Bus`]):
+/// every binary reads them.
+pub const BUS: &[Setting] = &[
+    Setting::new(
+        "nats_url",
+        &["nats://127.0.0.1:4222"],
+        "NATS server URL(s), comma-separated",
+    ),
+    Setting::without_value(
+        "instance_id",
+        "the hostname",
+        "name in headers, logs and results",
+    ),
+    Setting::new(
+        "log_format",
+        &["text"],
+        "`text` or `json` (filter with `RUST_LOG`)",
+    ),
+    Setting::new(
+        "retention_secs",
+        &["86400"],
+        "how long streams keep messages and KV keeps sessions",
+    ),
+    Setting::new(
+        "replicas",
+        &["1"],
+        "stream and KV replicas (3 in production)",
+    ),
+    Setting::new(
+        "duplicate_window_secs",
+        &["600"],
+        "publish deduplication window",
+    ),
+    Setting::new(
+        "nats_timeout_ms",
+        &["5000"],
+        "JetStream API and publish-ack timeout",
+    ),
+];
+
+/// `jetway-gateway`'s own settings.
+pub const GATEWAY: &[Setting] = &[
+    Setting::new(
+        "services",
+        &[DEFAULT_SERVICE],
+        "services this gateway serves, comma-separated: the first on `/mcp`, each on `/services/<name>/mcp`",
+    ),
+    Setting::new("listen", &["127.0.0.1:8080"], "HTTP address"),
+    Setting::new(
+        "allowed_origins",
+        &["http://localhost", "http://127.0.0.1", "http://[::1]"],
+        "allowed `Origin` values; `*` allows any",
+    )
+    .noted("any port"),
+    Setting::new("max_body_bytes", &["1048576"], "larger bodies get 413"),
+    Setting::new(
+        "json_response",
+        &["false"],
+        "answer requests with one JSON object instead of SSE",
+    ),
+    Setting::new(
+        "request_timeout_secs",
+        &["600"],
+        "how long a POST stream waits for its response before ending (the client may resume)",
+    ),
+    Setting::new(
+        "keep_alive_secs",
+        &["15"],
+        "SSE keep-alive comment interval",
+    ),
+    Setting::new(
+        "sse_poll_secs",
+        &["0"],
+        "end SSE streams after this long with a `retry` hint (polling)",
+    )
+    .noted("off"),
+    GRACE_PERIOD_SECS,
+];
+
+/// `jetway-worker`'s own settings.
+pub const WORKER: &[Setting] = &[
+    Setting::new(
+        "service",
+        &[DEFAULT_SERVICE],
+        "the service whose requests this worker runs; it names the streams, buckets and consumer on NATS",
+    ),
+    Setting::new(
+        "listen",
+        &["127.0.0.1:9090"],
+        "HTTP address of the worker's `/healthz` and `/readyz`",
+    ),
+    Setting::new(
+        "max_concurrency",
+        &["64"],
+        "requests run at once by one worker (its slots)",
+    ),
+    Setting::new(
+        "ack_wait_secs",
+        &["2"],
+        "lease of a held request; renewed every third of it, so a dead worker's requests go elsewhere after at most this long",
+    ),
+    Setting::new(
+        "deadline_secs",
+        &["600"],
+        "how long a request may take from the moment it is stored, queueing and re-runs included; then the handler is stopped and the client gets -32004",
+    ),
+    Setting::new(
+        "max_deliver",
+        &["5"],
+        "executions of a request before it fails with a JSON-RPC error",
+    ),
+    Setting::without_value(
+        "upstream_url",
+        "none",
+        "bridge mode: forward every request to this Streamable HTTP MCP server",
+    ),
+    Setting::without_value(
+        "upstream_cmd",
+        "none",
+        "bridge mode: the command line of a stdio MCP server to run and forward to",
+    ),
+    Setting::new(
+        "upstream_processes",
+        &["4"],
+        "stdio upstream processes per bridge worker (one request each at a time)",
+    ),
+    Setting::without_value(
+        "upstream_headers",
+        "none",
+        "headers for every upstream request, `Name: value` (flag `--upstream-header`, repeatable)",
+    ),
+    Setting::new(
+        "upstream_timeout_secs",
+        &["30"],
+        "how long the upstream may take to start answering a request",
+    ),
+    Setting::new(
+        "upstream_unreachable_secs",
+        &["5"],
+        "how long an unreachable upstream is retried before the client gets -32001",
+    ),
+    GRACE_PERIOD_SECS,
+];
+
+/// `jetway`'s own settings (the operator CLI).
+pub const CLI: &[Setting] = &[Setting::new(
+    "service",
+    &[DEFAULT_SERVICE],
+    "the service whose sessions `jetway` reads",
+)];
+
+/// The same for the gateway and the worker (one row in the README).
+const GRACE_PERIOD_SECS: Setting =
+    Setting::new("grace_period_secs", &["20"], "drain time on SIGTERM");
+
+/// `jetway-gateway`.
+pub const JETWAY_GATEWAY: Binary = Binary {
+    name: "gateway",
+    own: GATEWAY,
+    accepts: &[],
+};
+
+/// `jetway-worker`.
+pub const JETWAY_WORKER: Binary = Binary {
+    name: "worker",
+    own: WORKER,
+    accepts: &[],
+};
+
+/// `jetway`, the operator CLI: it accepts the gateway's and the worker's
+/// keys in its file (and ignores them), so it can share their TOML file.
+pub const JETWAY_CLI: Binary = Binary {
+    name: "jetway",
+    own: CLI,
+    accepts: &[GATEWAY, WORKER],
+};
+
+/// Every binary that reads settings.
+pub const BINARIES: &[Binary] = &[JETWAY_GATEWAY, JETWAY_WORKER, JETWAY_CLI];
