@@ -128,14 +128,19 @@ async fn a_restarted_upstream_is_reinitialized_and_the_client_never_sees_404() -
     let before = client
         .call_tool_structured(&jw.url(1), "whoami", json!({}))
         .await?;
+    // A call as usual, for comparison (printed, not asserted).
+    let started = Instant::now();
+    tool(&client, &jw.url(1), "recall", json!({"key": "k"})).await?;
+    let usual = started.elapsed();
 
     upstream.restart().await?;
     // The upstream lost its session (and what it kept in it); the Jetway
     // session goes on with a new upstream session.
     let started = Instant::now();
     let ex = client.call_tool(&jw.url(1), "count", json!({})).await?;
-    println!(
-        "bridge: first call after the upstream restart (404, re-initialize, retry): {:?}",
+    eprintln!(
+        "bridge timing: first call after the upstream restart (404, re-initialize, retry): {:?}; \
+         a call before it: {usual:?}",
         started.elapsed()
     );
     assert_eq!(ex.status, reqwest::StatusCode::OK);
@@ -419,7 +424,7 @@ async fn a_bridge_worker_killed_mid_call_is_replaced_and_the_call_answers_once()
     let mut jw = Bridged::start(&upstream.url(), 1, &[]).await?;
     let client = McpClient::initialize(&jw.url(0)).await?;
 
-    let call = long_call(&client, &jw.url(0), 3, 3).await?;
+    let mut call = long_call(&client, &jw.url(0), 3, 3).await?;
     // A second bridge worker is ready; the one running the call dies.
     let second = Worker::builder(&jw.nats.url())
         .instance_id("bridge-2")
@@ -430,9 +435,20 @@ async fn a_bridge_worker_killed_mid_call_is_replaced_and_the_call_answers_once()
     let killed = Instant::now();
     jw.workers.push(second);
 
+    // The re-run's first progress comes 1 s into it.
+    let rerun = loop {
+        let ev = call
+            .next_message(Duration::from_secs(60))
+            .await?
+            .context("the call's stream ended")?;
+        if progress_of(&ev) == Some(1.0) {
+            break killed.elapsed();
+        }
+    };
     let ex = call.finish_within(Duration::from_secs(60)).await?;
-    println!(
-        "bridge: bridge worker SIGKILL → result of the re-run (a 3 s call): {:?}",
+    eprintln!(
+        "bridge timing: bridge worker SIGKILL → the re-run's first progress (1 s into it): {rerun:?}; \
+         → its result (a 3 s call): {:?}",
         killed.elapsed()
     );
     let finals: Vec<&Value> = ex
@@ -734,5 +750,335 @@ async fn ending_a_jetway_session_ends_its_upstream_session() -> Result<()> {
     })
     .await
     .context("the upstream still holds the ended session")?;
+    Ok(())
+}
+
+/// `roots/list` results naming `names` under a directory of this session
+/// (its id is random, so no result here is one the upstream could know).
+fn roots(client: &McpClient, names: &[&str]) -> Result<Value> {
+    let session = client.session_id().context("a session id")?;
+    let roots: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"uri": format!("file:///work/{session}/{n}"), "name": n}))
+        .collect();
+    Ok(json!({ "roots": roots }))
+}
+
+/// How server-everything's `get-roots-list` lists `roots` (a `roots/list` result).
+fn listed_roots(roots: &Value) -> Result<String> {
+    let roots = roots["roots"].as_array().context("roots")?;
+    let lines: Vec<String> = roots
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            format!(
+                "{}. {}\n   URI: {}",
+                i + 1,
+                r["name"].as_str().unwrap_or_default(),
+                r["uri"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    Ok(format!(
+        "Current MCP Roots ({} total):\n\n{}\n\n",
+        roots.len(),
+        lines.join("\n\n")
+    ))
+}
+
+/// The text of server-everything's `get-roots-list`.
+async fn roots_list_text(client: &McpClient, url: &str) -> Result<String> {
+    let ex = client.call_tool(url, "get-roots-list", json!({})).await?;
+    ex.result()?
+        .pointer("/content/0/text")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .context("get-roots-list text")
+}
+
+/// A message on the GET stream of [`answer_roots`]'s client.
+struct Seen {
+    message: Value,
+    /// A `roots/list` the client answered.
+    answered: bool,
+}
+
+/// A client that answers every `roots/list` its GET stream brings with the
+/// roots `current` holds (none: it leaves it unanswered), posted through
+/// `url`; every message of the GET stream comes out of the receiver,
+/// requests once answered.
+fn answer_roots(
+    client: &McpClient,
+    get: jetway_tests::ResponseStream,
+    url: String,
+    current: tokio::sync::watch::Receiver<Option<Value>>,
+) -> tokio::sync::mpsc::Receiver<Seen> {
+    let mut events = get.into_receiver(64);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let client = client.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            let Some(message) = ev.json else { continue };
+            let roots = current.borrow().clone();
+            let mut answered = false;
+            if message["method"] == "roots/list"
+                && let Some(roots) = roots
+            {
+                let acked = client.respond(&url, &message["id"], roots).await;
+                if !acked.is_ok_and(|a| a.status == reqwest::StatusCode::ACCEPTED) {
+                    break;
+                }
+                answered = true;
+            }
+            if tx.send(Seen { message, answered }).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next `roots/list` on `seen` the client left unanswered.
+async fn next_unanswered(seen: &mut tokio::sync::mpsc::Receiver<Seen>) -> Result<Value> {
+    loop {
+        let s = tokio::time::timeout(EVENT_TIMEOUT, seen.recv())
+            .await
+            .context("no unanswered roots/list on the GET stream")?
+            .context("the GET stream ended")?;
+        if s.message["method"] == "roots/list" && !s.answered {
+            return Ok(s.message);
+        }
+    }
+}
+
+/// Reads `seen` up to the log message `text` the upstream sends; returns
+/// the `roots/list` requests seen on the way.
+async fn until_logged(
+    seen: &mut tokio::sync::mpsc::Receiver<Seen>,
+    text: &str,
+) -> Result<Vec<Value>> {
+    let mut asked = Vec::new();
+    loop {
+        let m = tokio::time::timeout(EVENT_TIMEOUT, seen.recv())
+            .await
+            .with_context(|| format!("no `{text}` log on the GET stream"))?
+            .context("the GET stream ended")?
+            .message;
+        if m["method"] == "roots/list" {
+            asked.push(m);
+        } else if m["method"] == "notifications/message"
+            && m.pointer("/params/data") == Some(&json!(text))
+        {
+            return Ok(asked);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_reference_servers_roots_requests_cross_the_get_stream_both_ways() -> Result<()> {
+    let upstream = Upstream::everything().await?;
+    let jw = Bridged::start(&upstream.url(), 2, &[]).await?;
+    // The client declares roots (with listChanged); the reference server
+    // asks for them on its own session stream, outside any request: after
+    // initialization, when a tool needs them, after list_changed.
+    let client = McpClient::initialize(&jw.url(0)).await?;
+    let get = client.get_stream(&jw.url(1), None).await?;
+    assert_eq!(get.status, reqwest::StatusCode::OK);
+    let first = roots(&client, &["alpha", "beta"])?;
+    let (current, answers) = tokio::sync::watch::channel(Some(first.clone()));
+    let mut seen = answer_roots(&client, get, jw.url(0), answers);
+
+    // The upstream lists exactly the roots the client answered with.
+    let text = roots_list_text(&client, &jw.url(1)).await?;
+    assert!(text.starts_with(&listed_roots(&first)?), "{text}");
+
+    // New roots: the client says so outside any request, the upstream asks
+    // again on its stream, and the answer reaches it through the other
+    // gateway.
+    let second = roots(&client, &["gamma", "delta", "epsilon"])?;
+    current.send_replace(Some(second.clone()));
+    let told = client
+        .notify(&jw.url(1), "notifications/roots/list_changed", Value::Null)
+        .await?;
+    assert_eq!(told.status, reqwest::StatusCode::ACCEPTED);
+    let asked = until_logged(&mut seen, "Roots updated: 3 root(s) received from client").await?;
+    assert!(!asked.is_empty(), "the upstream asked for the new roots");
+    for request in &asked {
+        let id = request["id"].as_str().unwrap_or_default();
+        assert!(id.starts_with("get:"), "a session-stream id: {request}");
+    }
+    let text = roots_list_text(&client, &jw.url(0)).await?;
+    assert!(text.starts_with(&listed_roots(&second)?), "{text}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_get_stream_request_outstanding_when_its_listener_dies_is_answered_through_the_next()
+-> Result<()> {
+    let upstream = Upstream::everything().await?;
+    // One bridge worker: it holds the session's listener.
+    let mut jw = Bridged::start(&upstream.url(), 1, &[]).await?;
+    let client = McpClient::initialize(&jw.url(0)).await?;
+    let get = client.get_stream(&jw.url(1), None).await?;
+    let first = roots(&client, &["before"])?;
+    let (current, answers) = tokio::sync::watch::channel(Some(first.clone()));
+    let mut seen = answer_roots(&client, get, jw.url(1), answers);
+    let text = roots_list_text(&client, &jw.url(0)).await?;
+    assert!(text.starts_with(&listed_roots(&first)?), "{text}");
+
+    // The upstream asks again (list_changed); the only listener relays
+    // the request, and dies before the client answers.
+    let second = Worker::builder(&jw.nats.url())
+        .instance_id("bridge-2")
+        .args(["--upstream-url", upstream.url().as_str()])
+        .start()
+        .await?;
+    current.send_replace(None);
+    client
+        .notify(&jw.url(0), "notifications/roots/list_changed", Value::Null)
+        .await?;
+    let request = next_unanswered(&mut seen).await?;
+    jw.workers[0].kill().await?;
+    jw.workers.push(second);
+
+    // The other worker takes the listener over (the lease runs out; a
+    // request of the session makes it look), and routes the answer to the
+    // request it never saw to the upstream.
+    let worker = &jw.workers[1];
+    jetway_tests::eventually(Duration::from_secs(60), || {
+        let (client, url) = (client.clone(), jw.url(1));
+        async move {
+            client.request(&url, "ping", json!({})).await?.result()?;
+            anyhow::Ok(
+                worker
+                    .log()
+                    .contains("listening to the upstream session's stream"),
+            )
+        }
+    })
+    .await
+    .context("the second worker did not take over the listener")?;
+    let after = roots(&client, &["after", "takeover"])?;
+    let ack = client
+        .respond(&jw.url(0), &request["id"], after.clone())
+        .await?;
+    assert_eq!(ack.status, reqwest::StatusCode::ACCEPTED);
+    let expected = listed_roots(&after)?;
+    jetway_tests::eventually(Duration::from_secs(20), || {
+        let (client, url, expected) = (client.clone(), jw.url(1), expected.clone());
+        async move { anyhow::Ok(roots_list_text(&client, &url).await?.starts_with(&expected)) }
+    })
+    .await
+    .context("the upstream never got the answer")?;
+    Ok(())
+}
+
+/// What the stateful server's last `sample_later` got back, once it did.
+async fn background_outcome(client: &McpClient, url: &str) -> Result<Value> {
+    let outcome = |client: McpClient, url: String| async move {
+        let got = client
+            .call_tool_structured(&url, "background", json!({}))
+            .await?;
+        anyhow::Ok(got["outcome"].clone())
+    };
+    jetway_tests::eventually(EVENT_TIMEOUT, || {
+        let got = outcome(client.clone(), url.to_owned());
+        async move { anyhow::Ok(!got.await?.is_null()) }
+    })
+    .await
+    .context("sample_later never got an answer")?;
+    outcome(client.clone(), url.to_owned()).await
+}
+
+#[tokio::test]
+async fn a_python_upstreams_background_sampling_reaches_the_client_on_its_get_stream() -> Result<()>
+{
+    let upstream = Upstream::stateful(&[]).await?;
+    let jw = Bridged::start(&upstream.url(), 2, &[]).await?;
+    let client = McpClient::initialize(&jw.url(0)).await?;
+    let session = client.session_id().context("a session id")?.to_owned();
+    let mut get = client.get_stream(&jw.url(1), None).await?;
+
+    // Asked after the call that started it was answered: on the upstream
+    // session's own stream, relayed to the Jetway session's GET stream.
+    let asked = format!("a background job of {session}");
+    let started = tool(
+        &client,
+        &jw.url(0),
+        "sample_later",
+        json!({"delay": 0.2, "text": asked}),
+    )
+    .await?;
+    assert_eq!(started, "asking later");
+    let request = get.next_request(EVENT_TIMEOUT).await?;
+    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    assert_eq!(
+        request.pointer("/params/messages/0/content/text"),
+        Some(&json!(asked)),
+        "{request}"
+    );
+    let id = request["id"].as_str().unwrap_or_default();
+    assert!(id.starts_with("get:"), "a session-stream id: {request}");
+
+    let reply = format!("the client of {session} answers");
+    let answer = json!({"role": "assistant", "content": {"type": "text", "text": reply},
+                        "model": "m", "stopReason": "endTurn"});
+    let ack = client.respond(&jw.url(1), &request["id"], answer).await?;
+    assert_eq!(ack.status, reqwest::StatusCode::ACCEPTED);
+    let outcome = background_outcome(&client, &jw.url(0)).await?;
+    assert_eq!(
+        outcome.pointer("/answer/content/text"),
+        Some(&json!(reply)),
+        "{outcome}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stdio_process_asking_outside_any_request_gets_an_error_not_another_sessions_client()
+-> Result<()> {
+    let server = jetway_tests::workspace_root().join(".local/upstreams/bin/stateful-server");
+    let command = format!("{} --stdio", server.display());
+    let nats = NatsServer::start().await?;
+    let worker = Worker::builder(&nats.url())
+        .instance_id("stdio-bridge")
+        .args([
+            "--upstream-cmd",
+            command.as_str(),
+            "--upstream-processes",
+            "1",
+        ])
+        .start()
+        .await?;
+    let gateway = Gateway::start(&nats.url()).await?;
+    let url = gateway.mcp_url();
+    let a = McpClient::initialize(&url).await?;
+    let b = McpClient::initialize(&url).await?;
+
+    // Session a's call starts a background job on the one process; it asks
+    // for a sampling once the call is over, while the process runs no
+    // request (its stderr is the worker's).
+    let from = worker.log().position();
+    let started = tool(
+        &a,
+        &url,
+        "sample_later",
+        json!({"delay": 0.2, "text": "from nobody's request"}),
+    )
+    .await?;
+    assert_eq!(started, "asking later");
+    worker
+        .log()
+        .wait_for_text(from, EVENT_TIMEOUT, "sample_later: asking the client")
+        .await?;
+
+    // Session b's request is the process's next: b's client does not get
+    // the question, and the process gets an error answer instead of none.
+    let ex = b.call_tool(&url, "background", json!({})).await?;
+    assert!(ex.result().is_ok(), "{:?}", ex.response());
+    assert!(ex.requests().is_empty(), "{:?}", ex.requests());
+    let outcome = background_outcome(&b, &url).await?;
+    let error = outcome["error"].as_str().unwrap_or_default();
+    assert!(error.contains("no client to ask"), "{outcome}");
     Ok(())
 }

@@ -18,6 +18,16 @@ upstream session:
                         many sessions' state the store holds (an entry is dropped
                         once its session is gone: DELETE, idle reap, end of a
                         stateless request)
+  sample_later(delay, text)
+                        returns at once; `delay` seconds later a background task,
+                        outside any request, asks the client for a sampling
+                        (`sampling/createMessage` with `text`: on the session's GET
+                        stream over HTTP) and keeps what came back; it prints
+                        `sample_later: asking the client` to stderr just before
+                        it asks
+  background()          {"outcome": ...}: what the last sample_later got, as
+                        {"answer": <CreateMessageResult>} or {"error": <message>},
+                        or null while it waits
 
 Usage (with PYTHONPATH=.local/upstreams/py, or via .local/upstreams/bin/stateful-server):
 
@@ -54,7 +64,7 @@ from typing import Annotated, Any, Optional
 
 try:
     from mcp.server.fastmcp import Context, FastMCP
-    from mcp.types import CallToolResult, TextContent
+    from mcp.types import CallToolResult, SamplingMessage, TextContent
 except ImportError as exc:  # pragma: no cover - setup error
     sys.exit(
         f"stateful_server.py: cannot import the MCP SDK ({exc}); run scripts/install-upstreams.sh "
@@ -64,6 +74,8 @@ except ImportError as exc:  # pragma: no cover - setup error
 # session key -> {"values": {key: value}, "count": int}
 STORE: dict[str, dict[str, Any]] = {}
 MODE = {"transport": "streamable-http", "stateless": False}
+# Background tasks of sample_later, kept here so none is collected while it runs.
+BACKGROUND: set[asyncio.Task[None]] = set()
 
 _KEY_ATTR = "_jetway_state_key"
 
@@ -142,6 +154,33 @@ def build(args: argparse.Namespace) -> FastMCP:
             "stateless": MODE["stateless"],
             "stored_sessions": len(STORE),
         }
+
+    @mcp.tool(description="Ask the client for a sampling from a background task, outside any request, after delay seconds.")
+    async def sample_later(delay: float, text: str, ctx: Context) -> str:
+        session = ctx.session
+        state = _state(ctx)
+        state["background"] = None
+
+        async def ask() -> None:
+            await asyncio.sleep(delay)
+            print("sample_later: asking the client", file=sys.stderr, flush=True)
+            try:
+                result = await session.create_message(
+                    messages=[SamplingMessage(role="user", content=TextContent(type="text", text=text))],
+                    max_tokens=16,
+                )
+                state["background"] = {"answer": result.model_dump(mode="json", exclude_none=True)}
+            except Exception as exc:  # an error answer, or the session went away
+                state["background"] = {"error": str(exc)}
+
+        task = asyncio.create_task(ask())
+        BACKGROUND.add(task)
+        task.add_done_callback(BACKGROUND.discard)
+        return "asking later"
+
+    @mcp.tool(description="What the last sample_later got back, or null while it waits.")
+    def background(ctx: Context) -> dict[str, Any]:
+        return {"outcome": _state(ctx).get("background")}
 
     return mcp
 

@@ -1,6 +1,8 @@
 //! What the session stream already holds for a request: its answer (a final
 //! message on its POST stream), and what the client sent it (cancellation,
-//! answers to server→client requests), history first and then live.
+//! answers to server→client requests), history first and then live. The
+//! bridge's listener follows a session's client messages the same way, from
+//! the moment it starts ([`Answers::inbound_position`]).
 //!
 //! The live part is the stream's RePublish of the session's inbound
 //! subject: core NATS, at most once, so each message's `Nats-Last-Sequence`
@@ -88,6 +90,30 @@ impl Answers {
             match self.stream.get_last_raw_message_by_subject(&subject).await {
                 Ok(m) => return Ok(m.headers.get(headers::FINAL).is_some()),
                 Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(false),
+                Err(e) => {
+                    if !backoff.wait().await {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The stream sequence of the last client notification or response of
+    /// `session` stored (0 if none): [`Self::inbound_after`] it follows what
+    /// the client sends from now on, for a follower not tied to a request
+    /// (the bridge's listener). Retried like [`Self::answered`].
+    pub async fn inbound_position(&self, session: &SessionId) -> Result<u64, DirectGetError> {
+        let subject = session.in_msg();
+        let mut backoff = Backoff::new();
+        loop {
+            match self
+                .stream
+                .direct_get_last_for_subject(subject.as_str())
+                .await
+            {
+                Ok(m) => return Ok(m.sequence),
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(0),
                 Err(e) => {
                     if !backoff.wait().await {
                         return Err(e);

@@ -10,12 +10,25 @@
 //! when nobody does (its holder died). The listener reconnects with
 //! `Last-Event-ID` when the stream breaks off, and stops when the Jetway
 //! session ends (then it ends the upstream session too: DELETE), its
-//! upstream session changes, the upstream offers no GET stream, or another
-//! worker holds the lease. Server→client requests on that
-//! stream (such as `roots/list`) are not relayed: the answer would have no
-//! way back to this listener.
+//! upstream session changes, or another worker holds the lease. An upstream
+//! that offers no GET stream still gets the client's messages.
+//!
+//! Server→client requests on that stream (`roots/list` after
+//! `notifications/roots/list_changed`, a background job's sampling or
+//! elicitation) reach the client there too, with an id that names the
+//! upstream session and the upstream's id ([`super::ids`]); the listener
+//! follows the session's client messages ([`super::client_messages`]) and
+//! POSTs the answer to the upstream session, and the client notifications
+//! that are not about a request with it. Since the id carries everything,
+//! a worker that took the lease over routes answers to requests its
+//! predecessor relayed; what the client sent while nobody listened (after
+//! the holder died, before another worker took over) is not replayed.
 
-use super::upstream::{Listen, SessionHeaders, Upstream, UpstreamError};
+use super::{
+    client_messages::{self, ClientMessages},
+    ids,
+    upstream::{Events, Listen, SessionHeaders, Upstream, UpstreamError},
+};
 use crate::{
     claim::Claims,
     publish::{Out, OutMessage, Publisher},
@@ -27,6 +40,7 @@ use jetway_shared::{
     session::{SessionRecord, State, UpstreamSession},
     subjects::{self, SessionId, StreamKey},
 };
+use serde_json::Value;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -106,7 +120,8 @@ impl Listeners {
     }
 }
 
-/// Relays the upstream session's GET stream until there is no reason to.
+/// Relays the upstream session's GET stream until there is no reason to,
+/// and passes what the client sends for it upstream.
 async fn listen(
     ctx: ListenerContext,
     session: SessionId,
@@ -118,6 +133,16 @@ async fn listen(
         id: upstream.id.as_deref(),
         version: Some(&upstream.protocol_version),
     };
+    // Followed before the stream opens: every answer to a request relayed
+    // from it comes after.
+    let mut client = match ClientMessages::follow(ctx.publisher.jetstream(), &session).await {
+        Ok(c) => c,
+        Err(e) => {
+            // The lease runs out; the next request of the session tries again.
+            tracing::warn!(error = %e, session = %session, "cannot listen to the upstream session's stream");
+            return;
+        }
+    };
     let mut last_event: Option<String> = None;
     let mut relayed = 0u64;
     let mut renew = tokio::time::interval(RENEW);
@@ -128,17 +153,12 @@ async fn listen(
             .upstream
             .listen(headers, last_event.as_deref(), ctx.timeout)
             .await;
+        // `None`: no stream to relay, but still the client's messages to
+        // pass on and the session's end to watch for.
         let mut events = match opened {
-            Ok(Listen::Open(events)) => events,
+            Ok(Listen::Open(events)) => Some(events),
+            Ok(Listen::NotOffered) => None,
             Err(UpstreamError::SessionNotFound) => break Wanted::Elsewhere,
-            // No stream to relay: still watch for the session's end.
-            Ok(Listen::NotOffered) => loop {
-                renew.tick().await;
-                match still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
-                    Wanted::Yes => {}
-                    other => break 'connect other,
-                }
-            },
             Err(e) => {
                 tracing::debug!(error = %e, "upstream stream not open; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -150,15 +170,14 @@ async fn listen(
         };
         loop {
             tokio::select! {
-                event = events.next() => match event {
+                event = next_event(&mut events) => match event {
                     Some(Ok((id, message))) => {
                         if id.is_some() {
                             last_event = id;
                         }
-                        if message.get("id").is_some() {
-                            tracing::debug!("not relaying a server→client request from the upstream's stream");
+                        let Some(message) = for_client(message, &upstream) else {
                             continue;
-                        }
+                        };
                         relayed += 1;
                         let out = OutMessage {
                             session: &session,
@@ -169,7 +188,7 @@ async fn listen(
                             },
                         };
                         if let Err(e) = ctx.publisher.publish(out).await {
-                            tracing::warn!(error = %e, "could not relay an upstream notification");
+                            tracing::warn!(error = %e, "could not relay an upstream message");
                         }
                     }
                     // Broke off: reconnect after the last event seen.
@@ -178,7 +197,18 @@ async fn listen(
                         continue 'connect;
                     }
                 },
+                msg = client.next() => match msg {
+                    Some(msg) => {
+                        if let Some(msg) = client_messages::for_upstream(msg, &upstream) {
+                            client_messages::send(&ctx.upstream, &msg, headers, ctx.timeout).await;
+                        }
+                    }
+                    // The follower ended with the NATS connection: the
+                    // lease runs out, another worker takes over.
+                    None => break 'connect Wanted::Elsewhere,
+                },
                 _ = renew.tick() => {
+                    client.after_reconnect();
                     match still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
                         Wanted::Yes => {}
                         other => break 'connect other,
@@ -193,6 +223,27 @@ async fn listen(
         ctx.upstream.end(headers).await;
     }
     tracing::info!(session = %session, ended, "stopped listening to the upstream session's stream");
+}
+
+/// The next event of the upstream's stream; never, when there is none.
+async fn next_event(
+    events: &mut Option<Events>,
+) -> Option<Result<(Option<String>, Value), UpstreamError>> {
+    match events {
+        Some(events) => events.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the client gets of a message on the upstream's stream:
+/// notifications as they are, requests with a session-unique id
+/// ([`ids::on_session_stream`]); responses are nobody's business here.
+fn for_client(mut message: Value, upstream: &UpstreamSession) -> Option<Value> {
+    message.get("method")?;
+    if let Some(id) = message.get("id") {
+        message["id"] = Value::from(ids::on_session_stream(upstream, id));
+    }
+    Some(message)
 }
 
 /// Whether a listener goes on.

@@ -14,9 +14,9 @@
 //!   its SSE stream goes to the client unchanged: progress and logs on the
 //!   request's POST stream, other notifications on the session's GET stream,
 //!   server→client requests (sampling, elicitation, roots) on the POST
-//!   stream with a session-unique id; the client's answer, which may reach
-//!   any gateway, is posted back to the upstream with the upstream's id. A
-//!   client's cancellation is posted upstream too.
+//!   stream with a session-unique id ([`ids`]); the client's answer, which
+//!   may reach any gateway, is posted back to the upstream with the
+//!   upstream's id. A client's cancellation is posted upstream too.
 //! - **Failures.** An upstream that cannot be reached within
 //!   `upstream_unreachable_secs` gets the client a -32001 error; one whose
 //!   stream breaks off before the answer (it died mid-call) has the request
@@ -28,13 +28,16 @@
 //! request per process at a time.
 //!
 //! What an HTTP upstream sends outside any request, on its session's own
-//! GET stream, reaches the Jetway session's GET stream ([`listener`]).
+//! GET stream, reaches the Jetway session's GET stream ([`listener`]):
+//! notifications, and server→client requests (`roots/list`), whose answers
+//! go back to the upstream session with what else the client sends outside
+//! a request (`notifications/roots/list_changed`, [`client_messages`]).
 //!
 //! When the Jetway session ends, so does the upstream session (the
 //! listener ends it).
-//!
-//! Not yet bridged: server→client requests on that stream (`roots/list`).
 
+pub mod client_messages;
+pub mod ids;
 pub mod listener;
 pub mod stdio;
 pub mod upstream;
@@ -624,7 +627,7 @@ impl Relay<'_> {
             None => return Ok(()), // a response to someone else: not ours to pass on
             Some(_) if msg.get("id").is_some() => {
                 // A server→client request: an id unique in the session.
-                let public = format!("{}:{}", self.request.stream, msg["id"]);
+                let public = ids::in_request(&self.request.stream, &msg["id"]);
                 self.pending.insert(public.clone(), msg["id"].clone());
                 msg["id"] = Value::from(public);
                 self.request.stream.clone()

@@ -7,12 +7,20 @@
 //! sessions share the processes, so an upstream that keeps per-connection
 //! state sees every session as one client: such state is neither per Jetway
 //! session nor kept when a worker dies. Roots are not offered (they belong
-//! to a connection), and a message a process sends while idle reaches the
-//! session of the next request it runs. Ids are rewritten on the way in and
-//! restored on the way out. A process that dies (or whose output breaks
-//! off) is started again for the next request, and the request it was
-//! running is handed back, to run again.
+//! to a connection), so an upstream has no `roots/list` to ask. What a
+//! process writes while it runs no request belongs to no session: before
+//! its next request, a server→client request it wrote is answered with an
+//! error (a background job asking for sampling has no client to ask) and
+//! the rest dropped, rather than reaching whichever session comes next.
+//! stdio has no equivalent of an HTTP upstream's GET stream to tell such a
+//! message apart while a request runs: then it goes to that request's
+//! client. Ids are rewritten on the way in and restored on the way out. A
+//! process that dies (or whose output breaks off) is started again for the
+//! next request, and the request it was running is handed back, to run
+//! again.
 
+use futures::FutureExt;
+use jetway_shared::jsonrpc;
 use serde_json::{Value, json};
 use std::{
     process::Stdio,
@@ -93,6 +101,48 @@ impl Process {
             .await
             .map_err(ProcessError::Io)?;
         self.stdin.flush().await.map_err(ProcessError::Io)
+    }
+
+    /// Deals with what the process wrote while it ran no request, which
+    /// belongs to no session: a server→client request (a background job's
+    /// sampling, say) is answered with an error at once, so the process
+    /// does not wait for an answer that cannot come; notifications, and
+    /// what a request that was cancelled or ran out of time sent late, are
+    /// dropped. An error means the process is gone.
+    async fn settle_idle_output(&mut self) -> Result<(), ProcessError> {
+        while let Some(line) = self.lines.next_line().now_or_never() {
+            let line = line
+                .map_err(ProcessError::Io)?
+                .ok_or(ProcessError::Closed)?;
+            let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let method_name = msg.get("method").and_then(Value::as_str);
+            match (method_name, msg.get("id")) {
+                (Some(m), Some(id)) => {
+                    tracing::warn!(
+                        method = m,
+                        "answering a request an idle upstream process sent with an error: it belongs to no session"
+                    );
+                    let refusal = jsonrpc::error(
+                        Some(id),
+                        jsonrpc::INTERNAL_ERROR,
+                        "no client to ask: this upstream process serves many sessions, and a \
+                         request sent outside any client request belongs to none",
+                    );
+                    self.send(&refusal).await?;
+                }
+                (Some(m), None) => {
+                    tracing::debug!(
+                        method = m,
+                        "dropping a notification an idle upstream process sent"
+                    )
+                }
+                // A late answer to something the bridge sent: nobody waits.
+                (None, _) => {}
+            }
+        }
+        Ok(())
     }
 
     /// The next message the process writes (lines that are not JSON are skipped).
@@ -182,6 +232,12 @@ impl Pool {
         let Some(mut slot) = slot else {
             return Err(ProcessError::Closed);
         };
+        if let Some(process) = slot.as_mut()
+            && let Err(e) = process.settle_idle_output().await
+        {
+            tracing::warn!(error = %e, "an idle upstream process is gone; starting another");
+            *slot = None;
+        }
         if slot.is_none() {
             *slot = Some(Process::start(&self.command, &self.init).await?);
         }

@@ -1,0 +1,127 @@
+//! What the client sends a session outside any request, as the session's
+//! listener ([`super::listener`]) passes it to the upstream session:
+//! answers to the requests the upstream sent on its own GET stream, and
+//! notifications not about one request (`notifications/roots/list_changed`).
+//!
+//! The listener follows the session's inbound messages with the follower
+//! every request uses ([`crate::answers`]), from the moment it starts:
+//! what the client sent before that is not looked at again.
+
+use super::{
+    ids,
+    upstream::{SessionHeaders, Upstream},
+};
+use crate::answers::Answers;
+use async_nats::jetstream::{Context, context::GetStreamError, stream::DirectGetError};
+use jetway_shared::{jsonrpc::method, session::UpstreamSession, subjects::SessionId};
+use serde_json::Value;
+use std::{sync::atomic::Ordering, time::Duration};
+use tokio::sync::{mpsc, watch};
+
+/// The notification that ends a client's initialization.
+const INITIALIZED: &str = "notifications/initialized";
+
+/// Why the session's client messages cannot be followed.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error("no stream for the session: {0}")]
+    Stream(#[source] GetStreamError),
+    #[error("could not read where the session's client messages stand: {0}")]
+    Position(#[source] DirectGetError),
+    #[error("could not subscribe to the session's client messages: {0}")]
+    Subscribe(#[source] async_nats::SubscribeError),
+}
+
+/// The client messages of one session, from when the listener started.
+pub struct ClientMessages {
+    history: std::vec::IntoIter<Value>,
+    live: mpsc::Receiver<Value>,
+    /// Bumped when NATS reconnected, so the follower catches up on what its
+    /// live subscription missed.
+    reconnected: watch::Sender<u64>,
+    nats: async_nats::Client,
+    connects_seen: u64,
+}
+
+impl ClientMessages {
+    /// Starts following `session`'s client messages.
+    pub async fn follow(js: &Context, session: &SessionId) -> Result<Self, FollowError> {
+        let name = session.service().stream_name(session.partition());
+        let stream = js
+            .get_stream_no_info(name)
+            .await
+            .map_err(FollowError::Stream)?;
+        let nats = js.client();
+        let connects_seen = nats.statistics().connects.load(Ordering::Relaxed);
+        let (reconnected, connects) = watch::channel(0);
+        let answers = Answers::new(stream, nats.clone(), connects);
+        let after = answers
+            .inbound_position(session)
+            .await
+            .map_err(FollowError::Position)?;
+        let (history, live) = answers
+            .inbound_after(session, after)
+            .await
+            .map_err(FollowError::Subscribe)?;
+        Ok(Self {
+            history: history.into_iter(),
+            live,
+            reconnected,
+            nats,
+            connects_seen,
+        })
+    }
+
+    /// The next message; `None` once the follower ended (the NATS
+    /// connection closed). Cancel-safe.
+    pub async fn next(&mut self) -> Option<Value> {
+        match self.history.next() {
+            Some(m) => Some(m),
+            None => self.live.recv().await,
+        }
+    }
+
+    /// Has the follower catch up from the stream if NATS reconnected since
+    /// the last look. The worker's own reconnect signal does not reach a
+    /// handler, so the listener asks at each lease renewal: a message lost
+    /// in a reconnect arrives within one renewal, or with the next one.
+    pub fn after_reconnect(&mut self) {
+        let now = self.nats.statistics().connects.load(Ordering::Relaxed);
+        if now != self.connects_seen {
+            self.connects_seen = now;
+            self.reconnected.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+/// `msg` as the upstream session gets it, if it is for that session: an
+/// answer to one of its GET-stream requests (with the upstream's id back),
+/// or a notification not about a request. Not `initialized` (the bridge
+/// sent its own when it opened the upstream session) nor `cancelled` (the
+/// request's relay passes it on, with the upstream's request id).
+pub fn for_upstream(mut msg: Value, upstream: &UpstreamSession) -> Option<Value> {
+    match msg.get("method").and_then(Value::as_str) {
+        Some(method::CANCELLED | INITIALIZED) => None,
+        Some(_) => msg.get("id").is_none().then_some(msg),
+        None => {
+            let public = msg.get("id")?.as_str()?;
+            let original = ids::from_session_stream(public, upstream)?;
+            msg["id"] = original;
+            Some(msg)
+        }
+    }
+}
+
+/// POSTs one client message to the upstream session (it answers 202);
+/// a failure is only logged: the upstream's own timeout ends a request
+/// whose answer does not arrive.
+pub async fn send(
+    upstream: &Upstream,
+    msg: &Value,
+    headers: SessionHeaders<'_>,
+    timeout: Duration,
+) {
+    if let Err(e) = upstream.post(msg, headers, timeout).await {
+        tracing::warn!(error = %e, "could not pass a client message to the upstream session");
+    }
+}
