@@ -13,17 +13,18 @@
 //! - [`scenarios`] — one module per scenario of the issue.
 //! - [`client`] — the MCP client (initialize, tools/call over SSE, GET, resume).
 //! - [`load`] — the closed-loop load generator (N sessions × C requests).
-//! - [`stack`] — nats-server, gateway, worker and baseline processes.
-//! - [`procs`] — child processes: output capture, readiness lines, RSS and CPU.
+//! - [`stack`] — the nats-server, gateway, worker and baseline processes of a
+//!   scenario, started and stopped by `jetway-harness`.
+//! - [`usage`] — what a process costs: RSS and CPU time from `/proc`.
 //! - [`baseline`] — the rmcp Streamable HTTP server of `jetway-baseline`.
 //! - [`stats`] — percentiles and ratios; [`report`] — Markdown and JSON.
 
 pub mod baseline;
 pub mod client;
 pub mod load;
-pub mod procs;
 pub mod report;
 pub mod run;
 pub mod scenarios;
 pub mod stack;
 pub mod stats;
+pub mod usage;

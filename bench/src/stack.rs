@@ -1,18 +1,22 @@
 //! What a scenario runs against: a nats-server with JetStream on a temp store
 //! and random ports, Jetway gateways and workers, and the rmcp baseline —
-//! all real processes, started and stopped by the benchmark itself.
+//! all real processes, started, awaited and stopped by `jetway-harness`
+//! (readiness: `/readyz`, nats-server's `/healthz?js-enabled-only=true`,
+//! the baseline answering on `/mcp`). Each process's output goes to
+//! `<log dir>/<name>.log`.
 //!
 //! Binaries come from [`Bins`]: `jetway-gateway`, `jetway-worker`,
 //! `jetway-baseline` (and the optional `jetway` CLI) beside the running
 //! `jetway-bench` unless `--bin-dir` says otherwise; `nats-server` from
-//! `--nats-server`, `NATS_SERVER_BIN`, `<workspace>/.local/bin/nats-server`
-//! (installed by `scripts/install-nats.sh`) or `PATH`.
+//! `--nats-server`, else as [`jetway_harness::nats_server_bin`] finds it
+//! (`NATS_SERVER_BIN`, `<workspace>/.local/bin/nats-server`, `PATH`).
 
-use crate::procs::Proc;
-use anyhow::{Context, Result, anyhow, bail};
-use std::net::SocketAddr;
+use anyhow::{Context, Result, anyhow};
+use jetway_harness::{Gateway, NatsServer, Ready, Service, Worker, nats_server_bin};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use jetway_harness::workspace_root;
 
 /// Environment variable naming a command to run gateways under (profiling).
 pub const GATEWAY_WRAPPER: &str = "JETWAY_BENCH_GATEWAY_WRAPPER";
@@ -44,7 +48,7 @@ impl Bins {
         };
         let nats_server = match nats_server {
             Some(n) => n,
-            None => find_nats_server()?,
+            None => nats_server_bin()?,
         };
         let bins = Self { dir, nats_server };
         for name in ["jetway-gateway", "jetway-worker", "jetway-baseline"] {
@@ -69,28 +73,6 @@ impl Bins {
     }
 }
 
-/// The workspace this binary was built from.
-pub fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
-
-fn find_nats_server() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("NATS_SERVER_BIN").filter(|b| !b.is_empty()) {
-        return Ok(PathBuf::from(bin));
-    }
-    let local = workspace_root().join(".local/bin/nats-server");
-    if local.is_file() {
-        return Ok(local);
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| anyhow!("nats-server not found: run scripts/install-nats.sh"))
-}
-
 /// Where processes write their logs.
 #[derive(Debug, Clone)]
 pub struct Env {
@@ -100,49 +82,42 @@ pub struct Env {
 
 /// A nats-server with JetStream on a temp store, random client and monitoring ports.
 pub struct Nats {
-    pub proc: Proc,
+    server: NatsServer,
+    pid: u32,
     pub url: String,
+    /// `http://127.0.0.1:PORT` of the monitoring endpoint.
     pub monitor: String,
-    _store: tempfile::TempDir,
 }
 
 impl Nats {
     pub async fn start(env: &Env, name: &str) -> Result<Self> {
-        let store = tempfile::Builder::new()
-            .prefix("jetway-bench-nats-")
-            .tempdir()
-            .context("creating the NATS store directory")?;
-        let args = [
-            "-js",
-            "-a",
-            "127.0.0.1",
-            "-p",
-            "-1",
-            "-m",
-            "-1",
-            "-sd",
-            &store.path().to_string_lossy(),
-        ]
-        .map(String::from);
-        let proc = Proc::spawn(name, &env.bins.nats_server, &args, &[], &env.log_dir)?;
-        let client = proc
-            .wait_for_line("Listening for client connections on ", START_TIMEOUT)
+        let server = NatsServer::builder()
+            .name(name)
+            .bin(&env.bins.nats_server)
+            .log_dir(&env.log_dir)
+            .start_timeout(START_TIMEOUT)
+            .start()
             .await?;
-        let monitor = proc
-            .wait_for_line("Starting http monitor on ", START_TIMEOUT)
-            .await?;
-        proc.wait_for_line("Server is ready", START_TIMEOUT).await?;
         Ok(Self {
-            url: format!("nats://{}", addr_after(&client, "connections on ")?),
-            monitor: format!("http://{}", addr_after(&monitor, "monitor on ")?),
-            proc,
-            _store: store,
+            pid: server
+                .pid()
+                .ok_or_else(|| anyhow!("{name} is not running"))?,
+            url: server.url(),
+            monitor: server.monitor_url(),
+            server,
         })
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// Stops the server (its store goes with it).
     pub async fn stop(mut self) {
-        self.proc.stop(STOP_GRACE).await;
+        if let Err(e) = self.server.stop(STOP_GRACE).await {
+            tracing::warn!(error = %e, "stopping nats-server");
+        }
     }
 
     /// A client connection of the benchmark's own (measurements, direct loads).
@@ -213,36 +188,38 @@ pub async fn workers_consumer(
         .with_context(|| format!("consumer {WORKERS_CONSUMER} of {stream}"))
 }
 
-/// A `jetway-gateway` process.
-pub struct Gateway {
-    pub proc: Proc,
-    pub url: String,
-}
-
-/// A `jetway-worker` process.
-pub struct Worker {
-    pub proc: Proc,
-    pub instance: String,
-}
-
 /// The rmcp baseline server process.
 pub struct Baseline {
-    pub proc: Proc,
+    service: Service,
     pub url: String,
 }
 
 impl Baseline {
+    /// Starts `jetway-baseline` on a free port; ready once `/mcp` answers.
     pub async fn start(env: &Env, name: &str) -> Result<Self> {
-        let bin = env.bins.require("jetway-baseline")?;
-        let args = ["--listen", "127.0.0.1:0"].map(String::from);
-        let proc = Proc::spawn(name, &bin, &args, &[], &env.log_dir)?;
-        let line = proc.wait_for_line("listening on ", START_TIMEOUT).await?;
-        let url = format!("http://{}/mcp", addr_after(&line, "listening on ")?);
-        Ok(Self { proc, url })
+        let service = Service::builder(name, env.bins.require("jetway-baseline")?)
+            .args(["--listen", "127.0.0.1:0"])
+            .ready_when("/mcp", Ready::Answers)
+            .log_dir(&env.log_dir)
+            .clean_env()
+            .start_timeout(START_TIMEOUT)
+            .start()
+            .await?;
+        Ok(Self {
+            url: service.url("/mcp"),
+            service,
+        })
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.service.pid()
     }
 
     pub async fn stop(mut self) {
-        self.proc.stop(STOP_GRACE).await;
+        if let Err(e) = self.service.stop(STOP_GRACE).await {
+            tracing::warn!(error = %e, "stopping the baseline");
+        }
     }
 }
 
@@ -286,70 +263,53 @@ impl Stack {
     }
 
     async fn add_gateway(&mut self, i: usize) -> Result<()> {
-        let id = format!("{}-gw{}", self.name, i + 1);
-        let mut args: Vec<String> = [
-            "--nats-url",
-            &self.nats.url,
-            "--instance-id",
-            &id,
-            "--listen",
-            "127.0.0.1:0",
-            "--grace-period-secs",
-            "1",
-        ]
-        .map(String::from)
-        .to_vec();
-        let mut bin = self.env.bins.require("jetway-gateway")?;
+        let mut gateway = Gateway::builder(&self.nats.url)
+            .instance_id(format!("{}-gw{}", self.name, i + 1))
+            .bin(self.env.bins.require("jetway-gateway")?)
+            .args(["--grace-period-secs", "1"])
+            .log_dir(&self.env.log_dir)
+            .clean_env()
+            .start_timeout(START_TIMEOUT);
         // Profiling: run the gateway under a tool, e.g.
         // JETWAY_BENCH_GATEWAY_WRAPPER="valgrind --tool=massif".
         if let Ok(wrapper) = std::env::var(GATEWAY_WRAPPER) {
-            let mut words = wrapper.split_whitespace().map(str::to_owned);
-            if let Some(tool) = words.next() {
-                let rest: Vec<String> = words.chain([bin.to_string_lossy().into_owned()]).collect();
-                args.splice(0..0, rest);
-                bin = PathBuf::from(tool);
-            }
+            gateway = gateway.wrapper(wrapper.split_whitespace());
         }
-        let proc = Proc::spawn(&id, &bin, &args, &[], &self.env.log_dir)?;
-        let line = proc.wait_for_line("listening on ", START_TIMEOUT).await?;
-        let addr = addr_after(&line, "listening on ")?;
-        wait_ready(&format!("http://{addr}/readyz")).await?;
-        self.gateways.push(Gateway {
-            proc,
-            url: format!("http://{addr}/mcp"),
-        });
+        self.gateways.push(gateway.start().await?);
         Ok(())
     }
 
-    /// Starts one more worker and waits until it pulls.
+    /// Starts one more worker and waits until it pulls (its `/readyz`).
     pub async fn add_worker(&mut self, extra: &[&str]) -> Result<()> {
         self.started_workers += 1;
-        let id = format!("{}-wk{}", self.name, self.started_workers);
-        let bin = self.env.bins.require("jetway-worker")?;
-        let mut args: Vec<String> = [
-            "--nats-url",
-            &self.nats.url,
-            "--instance-id",
-            &id,
-            "--grace-period-secs",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(extra.iter().map(|a| a.to_string()));
-        let proc = Proc::spawn(&id, &bin, &args, &[], &self.env.log_dir)?;
-        let line = proc.wait_for_line("listening on ", START_TIMEOUT).await?;
-        let addr = addr_after(&line, "listening on ")?;
-        wait_ready(&format!("http://{addr}/readyz")).await?;
-        self.workers.push(Worker { proc, instance: id });
+        let worker = Worker::builder(&self.nats.url)
+            .instance_id(format!("{}-wk{}", self.name, self.started_workers))
+            .bin(self.env.bins.require("jetway-worker")?)
+            .args(["--grace-period-secs", "1"])
+            .args(extra.iter().copied())
+            .log_dir(&self.env.log_dir)
+            .clean_env()
+            .start_timeout(START_TIMEOUT)
+            .start()
+            .await?;
+        self.workers.push(worker);
         Ok(())
+    }
+
+    /// The process id of every gateway, worker and the nats-server, by kind
+    /// (`"gateway"`, `"worker"`, `"nats"`).
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        let gateways = self.gateways.iter().map(|g| ("gateway", g.pid()));
+        let workers = self.workers.iter().map(|w| ("worker", w.pid()));
+        gateways
+            .chain(workers)
+            .chain([("nats", self.nats.pid())])
+            .collect()
     }
 
     /// The gateways' `/mcp` URLs.
     pub fn urls(&self) -> Vec<String> {
-        self.gateways.iter().map(|g| g.url.clone()).collect()
+        self.gateways.iter().map(Gateway::mcp_url).collect()
     }
 
     /// Stops every process (gateways first, NATS last).
@@ -361,62 +321,15 @@ impl Stack {
             STOP_GRACE
         };
         for g in &mut self.gateways {
-            g.proc.stop(grace).await;
+            if let Err(e) = g.stop(grace).await {
+                tracing::warn!(gateway = g.instance_id(), error = %e, "stopping");
+            }
         }
         for w in &mut self.workers {
-            w.proc.stop(STOP_GRACE).await;
+            if let Err(e) = w.stop(STOP_GRACE).await {
+                tracing::warn!(worker = w.instance_id(), error = %e, "stopping");
+            }
         }
-        self.nats.proc.stop(STOP_GRACE).await;
-    }
-}
-
-/// The socket address following `marker` in a log line (tolerates quotes,
-/// `key=value` and trailing punctuation).
-fn addr_after(line: &str, marker: &str) -> Result<SocketAddr> {
-    let rest = line
-        .split_once(marker)
-        .map(|(_, r)| r)
-        .ok_or_else(|| anyhow!("no {marker:?} in {line:?}"))?;
-    let token = rest.split_whitespace().next().unwrap_or_default();
-    let token = token.rsplit_once('=').map_or(token, |(_, v)| v);
-    let token = token.trim_matches('"').trim_start_matches("http://");
-    let token = token.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != ']');
-    token
-        .parse()
-        .with_context(|| format!("no address in {line:?}"))
-}
-
-async fn wait_ready(url: &str) -> Result<()> {
-    let http = reqwest::Client::builder().no_proxy().build()?;
-    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-    loop {
-        if let Ok(r) = http.get(url).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("{url} not ready within {START_TIMEOUT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::addr_after;
-
-    #[test]
-    fn addresses_from_log_lines() {
-        let nats = "[1] 2026/01/01 [INF] Listening for client connections on 127.0.0.1:4222";
-        assert_eq!(
-            addr_after(nats, "connections on ").map(|a| a.port()).ok(),
-            Some(4222)
-        );
-        let gw = "2026-01-01T00:00:00Z  INFO jetway_gateway: listening on 127.0.0.1:39999";
-        assert_eq!(
-            addr_after(gw, "listening on ").map(|a| a.port()).ok(),
-            Some(39999)
-        );
+        self.nats.stop().await;
     }
 }

@@ -5,22 +5,20 @@
 //! over HTTP. Each piece is a guard that cleans up on `Drop`, and every wait
 //! is for a condition with a deadline, never a fixed sleep.
 //!
+//! Starting and stopping the processes is [`jetway_harness`]'s job (shared
+//! with the benchmark); this crate re-exports it under the paths tests use
+//! and adds what only tests need.
+//!
 //! Layout:
-//! - [`nats`]: [`NatsServer`], a nats-server on an OS-chosen port and a temp
-//!   store directory; `kill`, `restart` (same port, same store).
-//! - [`jetway`]: [`Gateway`] and [`Worker`] process guards (ready when the
-//!   `/readyz` of each answers 200).
-//! - [`process`]: the shared [`ProcessGuard`], and where binaries come from
-//!   (`JETWAY_BIN_DIR`, else `cargo build --bins` once per test process).
-//! - [`log`]: captured process output ([`ProcessLog`]); `JETWAY_TEST_LOG=1`
-//!   forwards it to the test's stderr, and guards dropped during a panic
-//!   print their last lines.
 //! - [`mcp`]: [`McpClient`], a Streamable HTTP MCP client (2025-11-25).
 //! - [`exchange`]: [`Exchange`] and [`ResponseStream`], what a call returns.
-//! - [`sse`]: the incremental SSE parser and reader.
-//! - [`upstream`]: [`Upstream`], real upstream MCP servers for the bridge
-//!   (server-everything, and a FastMCP server of ours).
+//! - [`sse`]: SSE reading ([`SseStream`], [`SseParser`]) on the `sse-stream` crate.
 //! - [`eventually`]: poll a condition until it holds or a deadline passes.
+//! - From [`jetway_harness`]: [`NatsServer`], [`NatsCluster`], [`Gateway`],
+//!   [`Worker`], [`Upstream`], [`ProcessGuard`], [`ProcessLog`], and the
+//!   modules [`jetway`], [`nats`], [`process`], [`log`], [`upstream`] at
+//!   their old paths. `JETWAY_TEST_LOG=1` forwards process output to the
+//!   test's stderr; guards dropped during a panic print their last lines.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -40,13 +38,32 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod exchange;
-pub mod jetway;
-pub mod log;
 pub mod mcp;
-pub mod nats;
-pub mod process;
 pub mod sse;
-pub mod upstream;
+
+/// The gateway and worker starters (`jetway_harness::{gateway, worker}`).
+pub mod jetway {
+    pub use jetway_harness::gateway::{Gateway, GatewayBuilder};
+    pub use jetway_harness::worker::{Worker, WorkerBuilder};
+    pub use jetway_harness::{START_TIMEOUT, parse_listening_line};
+}
+
+/// The nats-server starter (`jetway_harness::nats`), with [`free_port`]
+/// and [`nats_server_bin`](jetway_harness::nats_server_bin).
+pub mod nats {
+    pub use jetway_harness::nats::{NatsServer, NatsServerBuilder};
+    pub use jetway_harness::{NatsCluster, free_port, nats_server_bin};
+}
+
+/// Child processes, and where binaries come from (`jetway_harness::{process, bins}`).
+pub mod process {
+    pub use jetway_harness::bins::{
+        jetway_bin, jetway_bin_dir, nats_server_bin, target_dir, workspace_root,
+    };
+    pub use jetway_harness::process::ProcessGuard;
+}
+
+pub use jetway_harness::{log, upstream};
 
 use std::future::Future;
 use std::time::Duration;
@@ -54,13 +71,13 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 pub use exchange::{Exchange, ResponseStream};
-pub use jetway::{Gateway, GatewayBuilder, Worker, WorkerBuilder};
-pub use log::ProcessLog;
+pub use jetway_harness::{
+    Gateway, GatewayBuilder, HarnessError, NatsCluster, NatsServer, NatsServerBuilder,
+    ProcessGuard, ProcessLog, Upstream, Worker, WorkerBuilder, free_port, jetway_bin,
+    workspace_root,
+};
 pub use mcp::{McpClient, PROTOCOL_VERSION};
-pub use nats::{NatsServer, NatsServerBuilder, free_port};
-pub use process::{ProcessGuard, jetway_bin, workspace_root};
 pub use sse::{SseEvent, SseParser, SseStream};
-pub use upstream::Upstream;
 
 /// What an [`eventually`] condition may return: a `bool`, or a
 /// `Result<bool>` whose error is kept for the timeout message.

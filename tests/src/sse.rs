@@ -1,25 +1,37 @@
-//! Server-Sent Events, read incrementally.
+//! Server-Sent Events, read incrementally with the `sse-stream` crate.
 //!
-//! [`SseParser`] is a push parser for the `text/event-stream` format as the
-//! WHATWG HTML standard defines it ("9.2.6 Interpreting an event stream"):
-//! lines end in CRLF, LF or a lone CR (also when split across chunks); a
-//! leading BOM is dropped; lines starting with `:` are comments; `data` lines
-//! accumulate joined by `\n`; an empty line dispatches the event; a block with
-//! no `data` field is not dispatched (its `id`/`retry` still take effect).
+//! `sse-stream` splits a `text/event-stream` body into blocks (lines end in
+//! CRLF, LF or a lone CR, also when split across chunks; a leading BOM is
+//! dropped; comment lines such as `: keep-alive` are skipped; `data` lines
+//! are joined by `\n`; an empty line ends a block; an unterminated block at
+//! the end is discarded). It is stricter than the WHATWG standard: a line
+//! without a colon, an unknown field, a non-numeric `retry` or a field given
+//! twice in one block is an error, not ignored — for a test reading what
+//! Jetway sends, a loud failure.
 //!
-//! [`SseStream`] drives the parser over an HTTP body and hands out events one
-//! at a time with a deadline, so a test can react to a server→client request
-//! before the final response arrives. Both POST responses and the standalone
-//! GET stream use it.
+//! On top of it, this module keeps what a client must remember across
+//! blocks: the last event id and the reconnection time (`retry`), which a
+//! block without `data` also sets. Only blocks with `data` (an MCP priming
+//! event has empty data) are dispatched as an [`SseEvent`].
+//!
+//! [`SseStream`] reads an HTTP body and hands out events one at a time with
+//! a deadline, so a test can react to a server→client request before the
+//! final response arrives. Both POST responses and the standalone GET stream
+//! use it. [`SseParser`] takes bytes pushed to it (a body already read whole).
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use serde_json::Value;
+use sse_stream::Sse;
 
 /// One dispatched SSE event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +44,7 @@ pub struct SseEvent {
     pub event: Option<String>,
     /// The data lines joined by `\n`.
     pub data: String,
-    /// The `retry` field of this block, if it had a valid one.
+    /// The `retry` field of this block, if it had one.
     pub retry: Option<u64>,
     /// `data` parsed as JSON when it is non-empty and valid JSON.
     pub json: Option<Value>,
@@ -52,172 +64,164 @@ impl SseEvent {
     }
 }
 
-/// Incremental `text/event-stream` parser. Feed bytes, get events.
+/// What a client remembers across blocks.
 #[derive(Debug, Default)]
-pub struct SseParser {
-    /// Bytes of the current, not yet terminated line.
-    line: Vec<u8>,
-    /// The previous chunk ended in CR: skip an LF at the start of the next.
-    pending_cr: bool,
-    /// Whether the (possible) leading BOM has been dealt with.
-    started: bool,
-    // Per-event buffers.
-    data: String,
-    has_data: bool,
-    event: Option<String>,
-    id: Option<String>,
-    retry: Option<u64>,
-    // Stream state.
+struct StreamState {
     last_event_id: Option<String>,
     reconnection_time: Option<u64>,
 }
 
-impl SseParser {
-    /// A parser at the start of a stream.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Feed a chunk; returns the events completed by it, in order.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
-        const BOM: &[u8] = b"\xEF\xBB\xBF";
-        let mut out = Vec::new();
-        if self.started {
-            let mut chunk = chunk;
-            if self.pending_cr && !chunk.is_empty() {
-                self.pending_cr = false;
-                chunk = chunk.strip_prefix(b"\n").unwrap_or(chunk);
-            }
-            self.feed_started(chunk, &mut out);
-            return out;
+impl StreamState {
+    /// Takes in one block: its `id` and `retry` update the state; a block
+    /// with `data` becomes an event.
+    fn dispatch(&mut self, block: Sse) -> Option<SseEvent> {
+        if let Some(id) = &block.id {
+            self.last_event_id = Some(id.clone());
         }
-        // Buffer until we know whether the stream starts with a BOM (which
-        // may itself be split across chunks).
-        self.line.extend_from_slice(chunk);
-        if self.line.len() < BOM.len() && BOM.starts_with(&self.line) {
-            return out;
+        if let Some(ms) = block.retry {
+            self.reconnection_time = Some(ms);
         }
-        self.started = true;
-        let head = std::mem::take(&mut self.line);
-        self.feed_started(head.strip_prefix(BOM).unwrap_or(&head), &mut out);
-        out
-    }
-
-    fn feed_started(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
-        let mut i = 0;
-        while i < chunk.len() {
-            match chunk[i] {
-                b'\n' => self.end_line(out),
-                b'\r' => {
-                    self.end_line(out);
-                    match chunk.get(i + 1) {
-                        Some(b'\n') => i += 1,
-                        Some(_) => {}
-                        None => self.pending_cr = true,
-                    }
-                }
-                b => self.line.push(b),
-            }
-            i += 1;
-        }
-    }
-
-    /// Signal end of stream. Per the standard an unterminated event is
-    /// discarded, so this only resets the partial state.
-    pub fn finish(&mut self) {
-        self.line.clear();
-        self.reset_event();
-    }
-
-    /// The last event ID buffer as the standard defines it (persists across
-    /// events; what a client sends as `Last-Event-ID` when it reconnects).
-    pub fn last_event_id(&self) -> Option<&str> {
-        self.last_event_id.as_deref()
-    }
-
-    /// The last `retry` value received, in milliseconds.
-    pub fn reconnection_time(&self) -> Option<u64> {
-        self.reconnection_time
-    }
-
-    fn end_line(&mut self, out: &mut Vec<SseEvent>) {
-        let raw = std::mem::take(&mut self.line);
-        let line = String::from_utf8_lossy(&raw);
-        if line.is_empty() {
-            if let Some(ev) = self.dispatch() {
-                out.push(ev);
-            }
-            return;
-        }
-        if line.starts_with(':') {
-            return;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (&line[..], ""),
-        };
-        match field {
-            "event" => self.event = Some(value.to_owned()),
-            "data" => {
-                self.data.push_str(value);
-                self.data.push('\n');
-                self.has_data = true;
-            }
-            "id" if !value.contains('\0') => {
-                self.id = Some(value.to_owned());
-                self.last_event_id = Some(value.to_owned());
-            }
-            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
-                if let Ok(ms) = value.parse() {
-                    self.retry = Some(ms);
-                    self.reconnection_time = Some(ms);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn dispatch(&mut self) -> Option<SseEvent> {
-        if !self.has_data {
-            self.reset_event();
-            return None;
-        }
-        let mut data = std::mem::take(&mut self.data);
-        if data.ends_with('\n') {
-            data.pop();
-        }
+        let data = block.data?;
         let json = if data.trim().is_empty() {
             None
         } else {
             serde_json::from_str(&data).ok()
         };
-        let ev = SseEvent {
-            id: self.id.take(),
-            event: self.event.take(),
+        Some(SseEvent {
+            id: block.id,
+            event: block.event,
             data,
-            retry: self.retry.take(),
+            retry: block.retry,
             json,
-        };
-        self.reset_event();
-        Some(ev)
-    }
-
-    fn reset_event(&mut self) {
-        self.data.clear();
-        self.has_data = false;
-        self.event = None;
-        self.id = None;
-        self.retry = None;
+        })
     }
 }
 
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+/// Bytes pushed into an [`SseParser`], read by its `sse-stream` parser.
+#[derive(Debug, Default)]
+struct Pushed {
+    chunks: VecDeque<Bytes>,
+    finished: bool,
+}
+
+/// The byte stream an [`SseParser`] feeds: pending while nothing was pushed.
+struct PushedStream(Arc<Mutex<Pushed>>);
+
+impl Stream for PushedStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let mut pushed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match pushed.chunks.pop_front() {
+            Some(chunk) => Poll::Ready(Some(Ok(chunk))),
+            None if pushed.finished => Poll::Ready(None),
+            // Only ever polled right after a push, by `SseParser::drain`.
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// The blocks of one event stream, as `sse-stream` parses them.
+type Blocks = BoxStream<'static, Result<Sse, sse_stream::Error>>;
+
+fn blocks<E>(body: impl Stream<Item = Result<Bytes, E>> + Send + 'static) -> Blocks
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    sse_stream::SseStream::from_bytes_stream(body).boxed()
+}
+
+/// `text/event-stream` bytes pushed in, events out (for a body read whole,
+/// or fed chunk by chunk).
+pub struct SseParser {
+    pushed: Arc<Mutex<Pushed>>,
+    blocks: Blocks,
+    state: StreamState,
+    /// `sse-stream` drops the rest of a chunk with an invalid line: after
+    /// an error, what follows cannot be trusted.
+    failed: bool,
+}
+
+impl std::fmt::Debug for SseParser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseParser")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SseParser {
+    /// A parser at the start of a stream.
+    pub fn new() -> Self {
+        let pushed = Arc::new(Mutex::new(Pushed::default()));
+        Self {
+            blocks: blocks(PushedStream(pushed.clone())),
+            pushed,
+            state: StreamState::default(),
+            failed: false,
+        }
+    }
+
+    /// Feed a chunk; returns the events completed by it, in order, or the
+    /// reason the bytes are not a valid event stream.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>> {
+        self.lock().chunks.push_back(Bytes::copy_from_slice(chunk));
+        self.drain()
+    }
+
+    /// Signal end of stream: an unterminated event is discarded.
+    pub fn finish(&mut self) {
+        self.lock().finished = true;
+        // Nothing can complete now; what is left is an unterminated block.
+        let _ = self.drain();
+    }
+
+    /// The last event ID as the standard defines it (persists across
+    /// events; what a client sends as `Last-Event-ID` when it reconnects).
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.state.last_event_id.as_deref()
+    }
+
+    /// The last `retry` value received, in milliseconds.
+    pub fn reconnection_time(&self) -> Option<u64> {
+        self.state.reconnection_time
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pushed> {
+        self.pushed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Polls the parser until it has consumed everything pushed. The byte
+    /// stream is in memory, so nothing here waits: a no-op waker suffices.
+    fn drain(&mut self) -> Result<Vec<SseEvent>> {
+        if self.failed {
+            bail!("an earlier chunk was not a valid SSE stream");
+        }
+        let mut cx = TaskContext::from_waker(Waker::noop());
+        let mut out = Vec::new();
+        loop {
+            match self.blocks.poll_next_unpin(&mut cx) {
+                Poll::Ready(Some(Ok(block))) => out.extend(self.state.dispatch(block)),
+                Poll::Ready(Some(Err(e))) => {
+                    self.failed = true;
+                    return Err(anyhow::Error::new(e)).context("not a valid SSE stream");
+                }
+                Poll::Ready(None) | Poll::Pending => return Ok(out),
+            }
+        }
+    }
+}
 
 /// An HTTP response body read as SSE, event by event.
 pub struct SseStream {
-    body: ByteStream,
-    parser: SseParser,
-    queued: VecDeque<SseEvent>,
+    blocks: Blocks,
+    state: StreamState,
     ended: bool,
     received: usize,
 }
@@ -225,7 +229,7 @@ pub struct SseStream {
 impl std::fmt::Debug for SseStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SseStream")
-            .field("queued", &self.queued.len())
+            .field("state", &self.state)
             .field("ended", &self.ended)
             .field("received", &self.received)
             .finish_non_exhaustive()
@@ -241,16 +245,16 @@ impl SseStream {
     /// Read any byte stream as an event stream (used by unit tests).
     pub fn from_stream(body: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static) -> Self {
         Self {
-            body: Box::pin(body),
-            parser: SseParser::new(),
-            queued: VecDeque::new(),
+            blocks: blocks(body),
+            state: StreamState::default(),
             ended: false,
             received: 0,
         }
     }
 
     /// The next event, `Ok(None)` once the server closed the stream, or an
-    /// error if nothing arrived within `timeout`.
+    /// error if nothing arrived within `timeout` (the stream stays usable)
+    /// or the body could not be read or parsed (the stream has ended).
     pub async fn next_event(&mut self, timeout: Duration) -> Result<Option<SseEvent>> {
         tokio::time::timeout(timeout, self.next_event_inner())
             .await
@@ -263,26 +267,26 @@ impl SseStream {
     }
 
     async fn next_event_inner(&mut self) -> Result<Option<SseEvent>> {
-        loop {
-            if let Some(ev) = self.queued.pop_front() {
-                self.received += 1;
-                return Ok(Some(ev));
-            }
-            if self.ended {
-                return Ok(None);
-            }
-            match self.body.next().await {
-                Some(Ok(chunk)) => self.queued.extend(self.parser.feed(&chunk)),
+        while !self.ended {
+            match self.blocks.next().await {
+                Some(Ok(block)) => {
+                    if let Some(ev) = self.state.dispatch(block) {
+                        self.received += 1;
+                        return Ok(Some(ev));
+                    }
+                }
                 Some(Err(e)) => {
                     self.ended = true;
-                    return Err(e).context("reading SSE body");
+                    let what = match e {
+                        sse_stream::Error::Body(_) => "reading SSE body",
+                        _ => "parsing SSE body",
+                    };
+                    return Err(anyhow::Error::new(e)).context(what);
                 }
-                None => {
-                    self.ended = true;
-                    self.parser.finish();
-                }
+                None => self.ended = true,
             }
         }
+        Ok(None)
     }
 
     /// The next event that carries a JSON message (skips priming events with
@@ -323,16 +327,17 @@ impl SseStream {
 
     /// The last event ID seen on this stream (standard semantics).
     pub fn last_event_id(&self) -> Option<&str> {
-        self.parser.last_event_id()
+        self.state.last_event_id.as_deref()
     }
 
     /// The last `retry` value seen on this stream, in milliseconds.
     pub fn reconnection_time(&self) -> Option<u64> {
-        self.parser.reconnection_time()
+        self.state.reconnection_time
     }
 
-    /// Whether the server has closed the stream and all events were read.
+    /// Whether the server has closed the stream (or it failed) and all
+    /// events were read.
     pub fn is_ended(&self) -> bool {
-        self.ended && self.queued.is_empty()
+        self.ended
     }
 }

@@ -1,5 +1,6 @@
-//! Unit tests for the harness's pure logic: the SSE parser, ANSI stripping,
-//! log-line parsing, response matching, the process log and `eventually`.
+//! Unit tests for the test helpers' pure logic: SSE reading, response
+//! matching and `eventually`. (The process harness's own are in
+//! `jetway-harness`.)
 
 use std::time::Duration;
 
@@ -7,18 +8,20 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::exchange::find_response;
-use crate::jetway::parse_listening_line;
-use crate::log::{ProcessLog, strip_ansi};
 use crate::sse::{SseEvent, SseParser, SseStream};
 
 fn parse_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
+    try_parse_all(chunks).unwrap()
+}
+
+fn try_parse_all(chunks: &[&[u8]]) -> anyhow::Result<Vec<SseEvent>> {
     let mut p = SseParser::new();
     let mut out = Vec::new();
     for c in chunks {
-        out.extend(p.feed(c));
+        out.extend(p.feed(c)?);
     }
     p.finish();
-    out
+    Ok(out)
 }
 
 fn datas(events: &[SseEvent]) -> Vec<&str> {
@@ -39,9 +42,16 @@ fn sse_basic_fields_and_json() {
 
 #[test]
 fn sse_multiline_data_and_comments() {
-    let evs = parse_all(&[b": keepalive\ndata: one\ndata:two\ndata\n\n"]);
+    let evs = parse_all(&[b": keepalive\ndata: one\ndata:two\ndata:\n\n"]);
     assert_eq!(datas(&evs), ["one\ntwo\n"]);
     assert_eq!(evs[0].json, None);
+}
+
+#[test]
+fn sse_a_line_without_a_colon_is_an_error() {
+    // WHATWG reads `data` as an empty data line; sse-stream rejects it.
+    let err = try_parse_all(&[b"data: one\ndata\n\n"]).unwrap_err();
+    assert!(format!("{err:#}").contains("invalid line"), "{err:#}");
 }
 
 #[test]
@@ -71,11 +81,11 @@ fn sse_bom_and_no_space_after_colon() {
 #[test]
 fn sse_blocks_without_data_are_not_dispatched_but_set_id_and_retry() {
     let mut p = SseParser::new();
-    assert!(p.feed(b"id: 5\nretry: 300\n\n").is_empty());
+    assert!(p.feed(b"id: 5\nretry: 300\n\n").unwrap().is_empty());
     assert_eq!(p.last_event_id(), Some("5"));
     assert_eq!(p.reconnection_time(), Some(300));
     // Empty data (MCP priming event) is dispatched with empty data.
-    let evs = p.feed(b"id: 6\ndata:\n\n");
+    let evs = p.feed(b"id: 6\ndata:\n\n").unwrap();
     assert_eq!(evs.len(), 1);
     assert_eq!(evs[0].data, "");
     assert_eq!(evs[0].json, None);
@@ -83,11 +93,20 @@ fn sse_blocks_without_data_are_not_dispatched_but_set_id_and_retry() {
 }
 
 #[test]
-fn sse_ignores_bad_retry_unknown_fields_and_nul_ids() {
-    let evs = parse_all(&[b"retry: 12a\nfoo: bar\nid: a\0b\ndata: d\n\n"]);
+fn sse_ignores_nul_ids() {
+    let evs = parse_all(&[b"id: a\0b\ndata: d\n\n"]);
     assert_eq!(evs.len(), 1);
     assert_eq!(evs[0].retry, None);
     assert_eq!(evs[0].id, None);
+}
+
+#[test]
+fn sse_bad_retry_and_unknown_fields_are_errors() {
+    // WHATWG ignores both; sse-stream rejects them (Jetway sends neither).
+    let err = try_parse_all(&[b"retry: 12a\ndata: d\n\n"]).unwrap_err();
+    assert!(format!("{err:#}").contains("int parse"), "{err:#}");
+    let err = try_parse_all(&[b"foo: bar\ndata: d\n\n"]).unwrap_err();
+    assert!(format!("{err:#}").contains("invalid line"), "{err:#}");
 }
 
 #[test]
@@ -131,36 +150,6 @@ async fn sse_stream_times_out_when_nothing_arrives() {
 }
 
 #[test]
-fn ansi_codes_are_stripped() {
-    let line = "\u{1b}[2m2026-01-01T00:00:00Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m \
-                \u{1b}[2mjetway_gateway\u{1b}[0m\u{1b}[2m:\u{1b}[0m listening on 127.0.0.1:40123";
-    assert_eq!(
-        strip_ansi(line),
-        "2026-01-01T00:00:00Z  INFO jetway_gateway: listening on 127.0.0.1:40123"
-    );
-    assert_eq!(strip_ansi("a\u{1b}]0;title\u{7}b"), "ab");
-}
-
-#[test]
-fn listening_line_parsing() {
-    let addr = |l: &str| parse_listening_line(l).map(|a| a.to_string());
-    assert_eq!(
-        addr("INFO jetway_gateway: listening on 127.0.0.1:40123").as_deref(),
-        Some("127.0.0.1:40123")
-    );
-    assert_eq!(
-        addr("listening on http://127.0.0.1:5/ now").as_deref(),
-        Some("127.0.0.1:5")
-    );
-    assert_eq!(
-        addr("listening on addr=127.0.0.1:7,").as_deref(),
-        Some("127.0.0.1:7")
-    );
-    assert_eq!(addr("listening on 127.0.0.1:0"), None);
-    assert_eq!(addr("not ready"), None);
-}
-
-#[test]
 fn response_matching_by_id() {
     let id = json!(3);
     assert!(find_response(&json!({"jsonrpc":"2.0","id":3,"result":{}}), &id).is_some());
@@ -172,42 +161,6 @@ fn response_matching_by_id() {
         find_response(&batch, &id),
         Some(json!({"id":3,"error":{"code":-1}}))
     );
-}
-
-#[tokio::test]
-async fn process_log_wait_and_bounds() {
-    let log = ProcessLog::new("t");
-    let waiter = {
-        let log = log.clone();
-        tokio::spawn(async move { log.wait_for_text(0, Duration::from_secs(5), "ready").await })
-    };
-    log.push("starting".into());
-    log.push("worker ready".into());
-    assert_eq!(waiter.await.unwrap().unwrap(), "worker ready");
-    // Waiting from the current position ignores earlier lines.
-    let pos = log.position();
-    let err = log
-        .wait_for_text(pos, Duration::from_millis(20), "ready")
-        .await
-        .unwrap_err();
-    assert!(format!("{err:#}").contains("did not appear"), "{err:#}");
-    for i in 0..crate::log::MAX_LINES + 10 {
-        log.push(format!("line {i}"));
-    }
-    assert_eq!(log.lines().len(), crate::log::MAX_LINES);
-    assert_eq!(log.tail(1), [format!("line {}", crate::log::MAX_LINES + 9)]);
-}
-
-#[tokio::test]
-async fn process_log_reports_closed_output() {
-    let log = ProcessLog::new("t");
-    log.attach(&b"only line\n"[..]);
-    let err = log
-        .wait_for_text(0, Duration::from_secs(5), "never")
-        .await
-        .unwrap_err();
-    assert!(format!("{err:#}").contains("closed its output"), "{err:#}");
-    assert!(log.contains("only line"));
 }
 
 #[tokio::test]

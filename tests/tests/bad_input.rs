@@ -67,10 +67,10 @@ impl Stack {
 
     /// A third gateway on the same bus with extra flags.
     async fn gateway_with(&self, args: &[&str]) -> Result<Gateway> {
-        Gateway::builder(&self.nats.url())
+        Ok(Gateway::builder(&self.nats.url())
             .args(args.iter().copied())
             .start()
-            .await
+            .await?)
     }
 
     fn a(&self) -> String {
@@ -225,7 +225,9 @@ fn sse_messages(what: &str, got: &Raw) -> Vec<Value> {
         .unwrap_or("");
     assert!(ct.starts_with("text/event-stream"), "{what}: {ct:?}");
     let mut parser = SseParser::new();
-    let events = parser.feed(body);
+    let events = parser
+        .feed(body)
+        .unwrap_or_else(|e| panic!("{what}: {e:#}"));
     parser.finish();
     events.into_iter().filter_map(|e| e.json).collect()
 }

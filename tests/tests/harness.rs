@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use jetway_tests::{NatsServer, eventually, free_port};
+use jetway_tests::{NatsCluster, NatsServer, eventually};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -53,25 +53,10 @@ async fn nats_server_terminates_gracefully() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn nats_cluster_of_three_from_config_files() -> anyhow::Result<()> {
-    let cluster_ports = [free_port()?, free_port()?, free_port()?];
-    let routes = cluster_ports
-        .iter()
-        .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut nodes = Vec::new();
-    for (i, cp) in cluster_ports.iter().enumerate() {
-        let config = format!(
-            "server_name: n{i}\ncluster {{\n  name: jetway-test\n  listen: 127.0.0.1:{cp}\n  routes: [{routes}]\n}}\n"
-        );
-        nodes.push(
-            NatsServer::builder()
-                .name(format!("n{i}"))
-                .config(config)
-                .start()
-                .await?,
-        );
-    }
+    // Three nodes from generated config files, routed to each other; ready
+    // once every node's /healthz says it is current with the meta leader.
+    let cluster = NatsCluster::local(3).await?;
+    let nodes = cluster.nodes();
     // JetStream elects a meta leader once the routes are up.
     eventually(Duration::from_secs(20), || async {
         nodes

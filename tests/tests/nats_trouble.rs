@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use jetway_tests::mcp::{default_initialize_params, http_client};
 use jetway_tests::{
-    Gateway, McpClient, NatsServer, ResponseStream, Worker, eventually_msg, free_port,
+    Gateway, McpClient, NatsCluster, NatsServer, ResponseStream, Worker, eventually_msg, free_port,
     workspace_root,
 };
 use reqwest::StatusCode;
@@ -47,12 +47,8 @@ const STREAM: &str = "JETWAY_0";
 
 #[tokio::test]
 async fn nats_outage_gives_503_and_recovers_without_restarts() -> Result<()> {
-    let monitor = free_port()?;
-    let mut nats = NatsServer::builder()
-        .arg("-m")
-        .arg(monitor.to_string())
-        .start()
-        .await?;
+    let mut nats = NatsServer::start().await?;
+    let monitor = nats.monitor_port();
     let mut worker = Worker::start(&nats.url()).await?;
     let mut gw = Gateway::start(&nats.url()).await?;
     let url = gw.mcp_url();
@@ -249,12 +245,8 @@ async fn initialize_refused_during_outage_leaves_no_session() -> Result<()> {
 #[tokio::test]
 async fn answered_request_is_not_run_again_after_a_nats_crash() -> Result<()> {
     const ROUNDS: i64 = 10;
-    let monitor = free_port()?;
-    let mut nats = NatsServer::builder()
-        .arg("-m")
-        .arg(monitor.to_string())
-        .start()
-        .await?;
+    let mut nats = NatsServer::start().await?;
+    let monitor = nats.monitor_port();
     let _worker = Worker::start(&nats.url()).await?;
     let gw = Gateway::start(&nats.url()).await?;
     let url = gw.mcp_url();
@@ -336,12 +328,8 @@ struct InFlight {
 /// stays away. NATS comes back; the client resumes the request's stream
 /// with `Last-Event-ID` until the final response arrives.
 async fn in_flight_during_outage(worker_args: &[&str]) -> Result<InFlight> {
-    let monitor = free_port()?;
-    let mut nats = NatsServer::builder()
-        .arg("-m")
-        .arg(monitor.to_string())
-        .start()
-        .await?;
+    let mut nats = NatsServer::start().await?;
+    let monitor = nats.monitor_port();
     // A short NATS timeout so that the worker gives up on its publishes in
     // seconds; the default (5 s) behaves the same, slower.
     let worker = Worker::builder(&nats.url())
@@ -430,12 +418,8 @@ struct OneSession {
 }
 
 async fn one_session() -> Result<OneSession> {
-    let monitor = free_port()?;
-    let nats = NatsServer::builder()
-        .arg("-m")
-        .arg(monitor.to_string())
-        .start()
-        .await?;
+    let nats = NatsServer::start().await?;
+    let monitor = nats.monitor_port();
     let _worker = Worker::start(&nats.url()).await?;
     let gw = Gateway::start(&nats.url()).await?;
     let url = gw.mcp_url();
@@ -803,7 +787,7 @@ async fn cluster_scenario(seeds: Seeds, victim: Victim) -> Result<()> {
             .collect();
         led.sort_unstable();
         let led = format!("{led:?}");
-        cluster.nodes[node].kill().await?;
+        cluster.nats.node_mut(node).kill().await?;
         let killed = Instant::now();
         println!(
             "cluster: killed {name} (leader of {led}) after {} calls, {:?} into the load",
@@ -817,7 +801,7 @@ async fn cluster_scenario(seeds: Seeds, victim: Victim) -> Result<()> {
             Victim::BusyFollower | Victim::StreamLeader | Victim::ConsumerLeader => RESTART_AFTER,
         };
         done.wait_for(|c| *c >= restart_after).await?;
-        cluster.nodes[node].restart().await?;
+        cluster.nats.node_mut(node).restart().await?;
         let restarted = Instant::now();
         println!(
             "cluster: restarted {name} after {} calls, {:?} after the kill",
@@ -1123,7 +1107,7 @@ fn short(e: &anyhow::Error) -> String {
 
 /// The three-node cluster of `deploy/nats/cluster/`.
 struct Cluster {
-    nodes: Vec<NatsServer>,
+    nats: NatsCluster,
     /// `server_name` of each node, from its config file.
     names: Vec<String>,
     monitor_ports: Vec<u16>,
@@ -1148,27 +1132,23 @@ impl Cluster {
                     .name(name.clone())
                     .config(config)
                     .port(ports.client[i])
-                    .start()
-                    .await?,
+                    .monitor_port(ports.monitor[i]),
             );
             names.push(name);
         }
         let distinct: std::collections::HashSet<&String> = names.iter().collect();
         assert_eq!(distinct.len(), 3, "server names {names:?}");
-        let cluster = Self {
-            nodes,
+        let nats = NatsCluster::start(nodes).await?;
+        Ok(Self {
+            monitor_ports: nats.nodes().iter().map(NatsServer::monitor_port).collect(),
+            nats,
             names,
-            monitor_ports: ports.monitor.to_vec(),
             http: http_client(),
-        };
-        for i in 0..3 {
-            cluster.wait_healthy(i, Duration::from_secs(60)).await?;
-        }
-        Ok(cluster)
+        })
     }
 
     fn client_urls(&self) -> Vec<String> {
-        self.nodes.iter().map(NatsServer::url).collect()
+        self.nats.client_urls()
     }
 
     fn index_of(&self, server_name: &str) -> Option<usize> {
@@ -1178,23 +1158,7 @@ impl Cluster {
     /// Waits until `node`'s `/healthz` answers 200: JetStream is enabled and
     /// the node is current with the meta leader and its streams.
     async fn wait_healthy(&self, node: usize, timeout: Duration) -> Result<()> {
-        let url = format!("http://127.0.0.1:{}/healthz", self.monitor_ports[node]);
-        eventually_msg(
-            &format!("{} reports healthy", self.names[node]),
-            timeout,
-            || async {
-                let resp = self
-                    .http
-                    .get(&url)
-                    .timeout(Duration::from_secs(5))
-                    .send()
-                    .await?;
-                let status = resp.status();
-                ensure!(status == StatusCode::OK, "{status} {}", resp.text().await?);
-                Ok(())
-            },
-        )
-        .await
+        Ok(self.nats.wait_healthy(node, timeout).await?)
     }
 
     /// The configured replica count of every stream, as `node` sees it.
@@ -1238,7 +1202,7 @@ impl Cluster {
     /// not messages.
     async fn move_leaders_off(&self, node: usize) -> Result<()> {
         let name = &self.names[node];
-        let port = self.nodes[(node + 1) % 3].port();
+        let port = self.nats.nodes()[(node + 1) % 3].port();
         eventually_msg(
             &format!("no stream or consumer leader on {name}"),
             Duration::from_secs(60),

@@ -1,15 +1,14 @@
-//! Server-Sent Events, read incrementally from an HTTP response body.
-//!
-//! [`Parser`] implements the parts of the `text/event-stream` format both
-//! servers under test use: `id`, `event`, `data` and `retry` fields, comment
-//! lines (`: keep-alive`), LF or CRLF line ends, and an empty line that
-//! dispatches the event. A block without `data` (a `retry` hint alone) is not
-//! an event. [`EventStream`] drives it over a [`reqwest::Response`].
+//! Server-Sent Events, read incrementally from an HTTP response body with
+//! the `sse-stream` crate: `id`, `event`, `data` and `retry` fields, comment
+//! lines (`: keep-alive`), LF, CRLF or CR line ends, an empty line ending a
+//! block. A block without `data` (a `retry` hint alone) is not an event.
+//! [`EventStream`] drives it over a [`reqwest::Response`].
 
 use anyhow::{Context, Result};
-use bytes::BytesMut;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use serde_json::Value;
-use std::collections::VecDeque;
 
 /// One dispatched SSE event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,65 +29,18 @@ impl Event {
     }
 }
 
-/// Push parser: feed bytes, take complete events.
-#[derive(Debug, Default)]
-pub struct Parser {
-    buf: BytesMut,
-    id: Option<String>,
-    data: Option<String>,
-}
-
-impl Parser {
-    /// Feeds a chunk and appends the events it completes to `out`.
-    pub fn feed(&mut self, chunk: &[u8], out: &mut VecDeque<Event>) {
-        self.buf.extend_from_slice(chunk);
-        while let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-            let line = self.buf.split_to(end + 1);
-            let mut line = &line[..end];
-            if let [rest @ .., b'\r'] = line {
-                line = rest;
-            }
-            self.line(line, out);
-        }
-    }
-
-    fn line(&mut self, line: &[u8], out: &mut VecDeque<Event>) {
-        if line.is_empty() {
-            let id = self.id.take();
-            if let Some(data) = self.data.take() {
-                out.push_back(Event { id, data });
-            }
-            return;
-        }
-        if line[0] == b':' {
-            return;
-        }
-        let text = String::from_utf8_lossy(line);
-        let (field, value) = match text.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (text.as_ref(), ""),
-        };
-        match field {
-            "id" => self.id = Some(value.to_owned()),
-            "data" => match &mut self.data {
-                Some(d) => {
-                    d.push('\n');
-                    d.push_str(value);
-                }
-                None => self.data = Some(value.to_owned()),
-            },
-            _ => {}
-        }
-    }
+/// What a response body is read as.
+enum Body {
+    /// `text/event-stream`, block by block.
+    Sse(BoxStream<'static, Result<sse_stream::Sse, sse_stream::Error>>),
+    /// `application/json`: one event holding the body, once.
+    Json(Option<reqwest::Response>),
 }
 
 /// The events of one SSE response, read as they arrive. A JSON response
 /// (`application/json`) reads as one event holding the body.
 pub struct EventStream {
-    response: reqwest::Response,
-    parser: Parser,
-    ready: VecDeque<Event>,
-    json_body: bool,
+    body: Body,
 }
 
 impl EventStream {
@@ -98,38 +50,49 @@ impl EventStream {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("application/json"));
+        if json_body {
+            Self {
+                body: Body::Json(Some(response)),
+            }
+        } else {
+            Self::from_sse(response.bytes_stream())
+        }
+    }
+
+    /// Reads any byte stream as SSE.
+    fn from_sse<E>(bytes: impl Stream<Item = Result<Bytes, E>> + Send + 'static) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
         Self {
-            response,
-            parser: Parser::default(),
-            ready: VecDeque::new(),
-            json_body,
+            body: Body::Sse(sse_stream::SseStream::from_bytes_stream(bytes).boxed()),
         }
     }
 
     /// The next event, or `None` when the server ended the stream.
     pub async fn next(&mut self) -> Result<Option<Event>> {
-        loop {
-            if let Some(e) = self.ready.pop_front() {
-                return Ok(Some(e));
-            }
-            if self.json_body {
-                let mut data = Vec::new();
-                while let Some(c) = self.response.chunk().await.context("reading body")? {
-                    data.extend_from_slice(&c);
-                }
+        match &mut self.body {
+            Body::Json(response) => {
+                let Some(response) = response.take() else {
+                    return Ok(None);
+                };
+                let data = response.bytes().await.context("reading body")?;
                 if data.is_empty() {
                     return Ok(None);
                 }
-                self.json_body = false;
-                return Ok(Some(Event {
+                Ok(Some(Event {
                     id: None,
                     data: String::from_utf8_lossy(&data).into_owned(),
-                }));
+                }))
             }
-            let chunk = self.response.chunk().await.context("reading SSE body")?;
-            match chunk {
-                Some(c) => self.parser.feed(&c, &mut self.ready),
-                None => return Ok(None),
+            Body::Sse(blocks) => {
+                while let Some(block) = blocks.next().await {
+                    let block = block.context("reading SSE body")?;
+                    if let Some(data) = block.data {
+                        return Ok(Some(Event { id: block.id, data }));
+                    }
+                }
+                Ok(None)
             }
         }
     }
@@ -139,16 +102,21 @@ impl EventStream {
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_priming_messages_comments_and_split_chunks() {
-        let mut p = Parser::default();
-        let mut out = VecDeque::new();
-        p.feed(
-            b"id: r1-6\ndata: \n\n: keep-alive\n\nid: r1-7\nevent: mess",
-            &mut out,
-        );
-        p.feed(b"age\r\ndata: {\"id\":1}\r\n\r\nretry: 500\n\n", &mut out);
-        let got: Vec<_> = out.into_iter().collect();
+    #[tokio::test]
+    async fn parses_priming_messages_comments_and_split_chunks() -> Result<()> {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+            Ok(Bytes::from_static(
+                b"id: r1-6\ndata: \n\n: keep-alive\n\nid: r1-7\nevent: mess",
+            )),
+            Ok(Bytes::from_static(
+                b"age\r\ndata: {\"id\":1}\r\n\r\nretry: 500\n\n",
+            )),
+        ];
+        let mut events = EventStream::from_sse(futures::stream::iter(chunks));
+        let mut got = Vec::new();
+        while let Some(event) = events.next().await? {
+            got.push(event);
+        }
         assert_eq!(
             got,
             vec![
@@ -163,5 +131,6 @@ mod tests {
             ]
         );
         assert_eq!(got[1].json().and_then(|v| v["id"].as_i64()), Some(1));
+        Ok(())
     }
 }

@@ -15,7 +15,6 @@ use super::Ctx;
 use super::tools_call::{ECHO_TEXT, MeasuredRun, measured_run};
 use crate::client::McpSession;
 use crate::load::{self, LoadResult};
-use crate::procs::Proc;
 use crate::report::{Section, table};
 use crate::stack::{Baseline, Spec, Stack};
 use crate::stats::{fmt_ms, fmt_ratio, median, ratio};
@@ -97,11 +96,8 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
 }
 
 async fn measure(ctx: &Ctx, upstream: &Baseline, stack: &Stack) -> Result<Vec<Run>> {
-    let mut procs: Vec<(&'static str, &Proc)> = Vec::new();
-    procs.extend(stack.gateways.iter().map(|g| ("gateway", &g.proc)));
-    procs.extend(stack.workers.iter().map(|w| ("worker", &w.proc)));
-    procs.push(("nats", &stack.nats.proc));
-    procs.push(("baseline", &upstream.proc));
+    let mut procs = stack.pids();
+    procs.push(("baseline", upstream.pid()));
     let direct_urls = vec![upstream.url.clone()];
     let bridged_urls = stack.urls();
     let configs = [(DIRECT, &direct_urls), (BRIDGED, &bridged_urls)];

@@ -28,10 +28,10 @@
 //! count; likewise the benchmark process's own (the client side).
 
 use super::Ctx;
-use crate::procs::ThreadTimes;
 use crate::report::{Section, table};
 use crate::stack::Nats;
 use crate::stats::{Latency, fmt_ms, fmt_ratio, ratio};
+use crate::usage::ThreadTimes;
 use anyhow::{Context, Result, anyhow, bail};
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -253,7 +253,7 @@ async fn measure(ctx: &Ctx, nats: &Nats) -> Result<Vec<Row>> {
 
     let n = ctx.params.claims_writes;
     let mut acc: [Acc; 3] = Default::default();
-    let (own, nats_pid) = (std::process::id(), nats.proc.pid());
+    let (own, nats_pid) = (std::process::id(), nats.pid());
     for round in 0..ROUNDS {
         // n split over the rounds, the remainder one each to the first ones.
         let per_round = n / ROUNDS + usize::from(round < n % ROUNDS);

@@ -224,11 +224,11 @@ async fn one(session: &McpSession, url: &str, stack: &mut Stack, i: usize) -> Re
                     let pos = stack
                         .workers
                         .iter()
-                        .position(|w| w.instance == instance)
+                        .position(|w| w.instance_id() == instance)
                         .with_context(|| format!("no worker named {instance}"))?;
                     let mut worker = stack.workers.remove(pos);
                     let at = Instant::now();
-                    worker.proc.kill().await?;
+                    worker.kill().await?;
                     killed = Some((instance, at));
                 }
                 Some((_, at)) if redelivered.is_none() => redelivered = Some(at.elapsed()),

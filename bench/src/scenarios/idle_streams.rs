@@ -10,10 +10,10 @@
 use super::Ctx;
 use crate::client::McpSession;
 use crate::load;
-use crate::procs::{Proc, Usage};
 use crate::report::{Section, Target, table};
 use crate::stack::{Baseline, Nats, Spec, Stack};
 use crate::stats::{fmt_ratio, ratio};
+use crate::usage::Usage;
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use serde::Serialize;
@@ -77,15 +77,15 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let jetway = hold(
         ctx,
         "Jetway gateway",
-        &gw.url,
-        &gw.proc,
+        &gw.mcp_url(),
+        gw.pid(),
         Some(&stack.nats),
         n,
     )
     .await;
     stack.stop().await;
     let baseline = Baseline::start(&ctx.env, "idle-rmcp").await?;
-    let base = hold(ctx, "rmcp baseline", &baseline.url, &baseline.proc, None, n).await;
+    let base = hold(ctx, "rmcp baseline", &baseline.url, baseline.pid(), None, n).await;
     baseline.stop().await;
     let (jetway, base) = (jetway?, base?);
 
@@ -177,7 +177,7 @@ async fn hold(
     ctx: &Ctx,
     server: &'static str,
     url: &str,
-    proc: &Proc,
+    pid: u32,
     nats: Option<&Nats>,
     n: usize,
 ) -> Result<Held> {
@@ -185,8 +185,9 @@ async fn hold(
     let sessions = load::open_sessions(&ctx.http, &[url.to_owned()], n).await?;
     let sessions_secs = t.elapsed().as_secs_f64();
     tracing::info!(server, n, secs = sessions_secs, "sessions created");
-    let idle = proc.usage()?;
-    let nats_idle = nats.map(|n| n.proc.usage()).transpose()?;
+    let nats_pid = nats.map(Nats::pid);
+    let idle = Usage::of(pid)?;
+    let nats_idle = nats_pid.map(Usage::of).transpose()?;
 
     let open = Arc::new(AtomicUsize::new(0));
     let stop = CancellationToken::new();
@@ -211,13 +212,13 @@ async fn hold(
     }
     drop(opening);
     let open_secs = t.elapsed().as_secs_f64();
-    let opened = proc.usage()?;
+    let opened = Usage::of(pid)?;
     tracing::info!(server, n, secs = open_secs, "streams open");
 
     // Let allocations settle, then measure an idle window.
     tokio::time::sleep(Duration::from_secs(if ctx.params.smoke { 0 } else { 2 })).await;
-    let hold_start = proc.usage()?;
-    let nats_start = nats.map(|n| n.proc.usage()).transpose()?;
+    let hold_start = Usage::of(pid)?;
+    let nats_start = nats_pid.map(Usage::of).transpose()?;
     let consumers = match nats {
         Some(n) => Some(n.consumers(&ctx.http).await?),
         None => None,
@@ -229,8 +230,8 @@ async fn hold(
     let t = Instant::now();
     tokio::time::sleep(ctx.params.idle_hold).await;
     let hold_secs = t.elapsed().as_secs_f64();
-    let hold_end = proc.usage()?;
-    let nats_end = nats.map(|n| n.proc.usage()).transpose()?;
+    let hold_end = Usage::of(pid)?;
+    let nats_end = nats_pid.map(Usage::of).transpose()?;
     let open_after_hold = open.load(Ordering::Relaxed);
     stop.cancel();
     while readers.join_next().await.is_some() {}

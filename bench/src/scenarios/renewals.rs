@@ -24,9 +24,9 @@
 use super::Ctx;
 use crate::client::{McpSession, read_response};
 use crate::load;
-use crate::procs::{Proc, ThreadTimes};
 use crate::report::{Section, Target, table};
 use crate::stack::{Spec, Stack, workers_consumer};
+use crate::usage::ThreadTimes;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -201,10 +201,10 @@ async fn measure(ctx: &Ctx, stack: &Stack) -> Result<Measured> {
     let ms = p.renewals_sleep_ms;
     let url = stack.urls()[0].clone();
     let nats = &stack.nats;
-    let procs: [(&'static str, &Proc); 3] = [
-        ("nats-server", &nats.proc),
-        ("gateway", &stack.gateways[0].proc),
-        ("worker", &stack.workers[0].proc),
+    let procs: [(&'static str, u32); 3] = [
+        ("nats-server", nats.pid()),
+        ("gateway", stack.gateways[0].pid()),
+        ("worker", stack.workers[0].pid()),
     ];
     let js = async_nats::jetstream::new(nats.connect().await?);
     let lease = workers_consumer(&js).await?.config.ack_wait;
@@ -420,11 +420,11 @@ struct Snapshot {
     in_msgs: u64,
 }
 
-async fn snapshot(ctx: &Ctx, stack: &Stack, procs: &[(&'static str, &Proc)]) -> Result<Snapshot> {
+async fn snapshot(ctx: &Ctx, stack: &Stack, procs: &[(&'static str, u32)]) -> Result<Snapshot> {
     let at = Instant::now();
     let mut cpu = procs
         .iter()
-        .map(|(_, p)| ThreadTimes::of(p.pid()))
+        .map(|&(_, pid)| ThreadTimes::of(pid))
         .collect::<Result<Vec<_>>>()?;
     cpu.push(ThreadTimes::of(std::process::id())?);
     let in_msgs = stack

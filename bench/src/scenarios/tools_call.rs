@@ -13,10 +13,10 @@
 use super::Ctx;
 use crate::client::McpSession;
 use crate::load::{self, Load, LoadResult};
-use crate::procs::{Proc, Usage};
 use crate::report::{Section, Target, table};
 use crate::stack::{Baseline, Spec, Stack};
 use crate::stats::{fmt_ms, fmt_ratio, ratio};
+use crate::usage::Usage;
 use anyhow::Result;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -34,10 +34,11 @@ const THROUGHPUT_FLOOR: f64 = 0.5;
 /// Label of the configuration every ratio is taken against.
 const BASELINE: &str = "rmcp (baseline)";
 
-struct Config<'a> {
+struct Config {
     name: &'static str,
     urls: Vec<String>,
-    procs: Vec<(&'static str, &'a Proc)>,
+    /// Process ids by kind.
+    procs: Vec<(&'static str, u32)>,
     /// Judged against the targets (Jetway as shipped).
     judged: bool,
 }
@@ -80,7 +81,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     Ok(section(rows?, &judged))
 }
 
-async fn measure(ctx: &Ctx, configs: &[Config<'_>]) -> Result<Vec<Row>> {
+async fn measure(ctx: &Ctx, configs: &[Config]) -> Result<Vec<Row>> {
     let tools: [(&'static str, Value); 2] = [
         ("increment_counter", json!({})),
         ("echo", json!({"text": ECHO_TEXT})),
@@ -124,8 +125,8 @@ pub(super) struct MeasuredRun<'a> {
     /// The configuration's name, for logs and errors.
     pub label: &'a str,
     pub urls: &'a [String],
-    /// Processes by kind (`"gateway"`, `"worker"`, `"nats"`, ...).
-    pub procs: &'a [(&'static str, &'a Proc)],
+    /// Process ids by kind (`"gateway"`, `"worker"`, `"nats"`, ...).
+    pub procs: &'a [(&'static str, u32)],
     pub sessions: &'a [Arc<McpSession>],
     pub per_session: usize,
     pub tool: &'a str,
@@ -178,32 +179,28 @@ pub(super) async fn measured_run(run: MeasuredRun<'_>) -> Result<(LoadResult, Ve
     Ok((result, cpu))
 }
 
-fn rmcp<'a>(name: &'static str, server: &'a Baseline) -> Config<'a> {
+fn rmcp(name: &'static str, server: &Baseline) -> Config {
     Config {
         name,
         urls: vec![server.url.clone()],
-        procs: vec![("server", &server.proc)],
+        procs: vec![("server", server.pid())],
         judged: false,
     }
 }
 
-fn jetway<'a>(name: &'static str, stack: &'a Stack, judged: bool) -> Config<'a> {
-    let mut procs: Vec<(&'static str, &'a Proc)> = Vec::new();
-    procs.extend(stack.gateways.iter().map(|g| ("gateway", &g.proc)));
-    procs.extend(stack.workers.iter().map(|w| ("worker", &w.proc)));
-    procs.push(("nats", &stack.nats.proc));
+fn jetway(name: &'static str, stack: &Stack, judged: bool) -> Config {
     Config {
         name,
         urls: stack.urls(),
-        procs,
+        procs: stack.pids(),
         judged,
     }
 }
 
-fn usage(procs: &[(&'static str, &Proc)]) -> Vec<(&'static str, Usage)> {
+fn usage(procs: &[(&'static str, u32)]) -> Vec<(&'static str, Usage)> {
     procs
         .iter()
-        .map(|(k, p)| (*k, p.usage().unwrap_or_default()))
+        .map(|&(k, pid)| (k, Usage::of(pid).unwrap_or_default()))
         .collect()
 }
 

@@ -3,7 +3,6 @@
 //! stream with `GET` + `Last-Event-ID` if it ends early, DELETE the session.
 
 use crate::error::CliError;
-use bytes::{Buf, BytesMut};
 use futures::{StreamExt, stream::BoxStream};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -176,12 +175,9 @@ fn gateway_error(url: &str, e: impl std::fmt::Display) -> CliError {
     }
 }
 
-/// An SSE response, read one JSON message at a time.
+/// An SSE response (parsed by `sse-stream`), read one JSON message at a time.
 pub struct Events {
-    body: BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buf: BytesMut,
-    data: String,
-    id: Option<String>,
+    blocks: BoxStream<'static, Result<sse_stream::Sse, sse_stream::Error>>,
     /// The last event id received (what to resume from).
     pub last_event_id: Option<String>,
 }
@@ -189,63 +185,27 @@ pub struct Events {
 impl Events {
     fn new(resp: reqwest::Response) -> Self {
         Self {
-            body: resp.bytes_stream().boxed(),
-            buf: BytesMut::new(),
-            data: String::new(),
-            id: None,
+            blocks: sse_stream::SseStream::from_bytes_stream(resp.bytes_stream()).boxed(),
             last_event_id: None,
         }
     }
 
     /// The next event carrying JSON data; `None` when the stream ends.
-    /// Priming events (an id, empty data) only move `last_event_id`.
-    pub async fn next_message(&mut self) -> Result<Option<Value>, String> {
-        loop {
-            while let Some(line) = self.next_line() {
-                if let Some(v) = self.field(&line) {
-                    return Ok(Some(v));
-                }
-            }
-            match self.body.next().await {
-                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
-                Some(Err(e)) => return Err(e.to_string()),
-                None => return Ok(None),
-            }
-        }
-    }
-
-    /// Takes one complete line (LF or CRLF) off the buffer.
-    fn next_line(&mut self) -> Option<String> {
-        let end = self.buf.iter().position(|&b| b == b'\n')?;
-        let mut line = self.buf.split_to(end + 1);
-        line.truncate(end);
-        if line.last() == Some(&b'\r') {
-            line.truncate(end - 1);
-        }
-        Some(String::from_utf8_lossy(line.chunk()).into_owned())
-    }
-
-    /// Applies one line; returns a message when a blank line ends an event.
-    fn field(&mut self, line: &str) -> Option<Value> {
-        if line.is_empty() {
-            if let Some(id) = self.id.take() {
+    /// Priming events (an id, empty data) only move `last_event_id`; so do
+    /// events whose data is not JSON.
+    pub async fn next_message(&mut self) -> Result<Option<Value>, sse_stream::Error> {
+        while let Some(block) = self.blocks.next().await {
+            let block = block?;
+            if let Some(id) = block.id {
                 self.last_event_id = Some(id);
             }
-            let data = std::mem::take(&mut self.data);
-            return serde_json::from_str(&data).ok();
-        }
-        let (name, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match name {
-            "data" => {
-                if !self.data.is_empty() {
-                    self.data.push('\n');
-                }
-                self.data.push_str(value);
+            if let Some(message) = block
+                .data
+                .and_then(|data| serde_json::from_str::<Value>(&data).ok())
+            {
+                return Ok(Some(message));
             }
-            "id" => self.id = Some(value.to_owned()),
-            _ => {}
         }
-        None
+        Ok(None)
     }
 }

@@ -6,21 +6,29 @@
 //! failing test can print them, and waiters can block until a line matching a
 //! predicate appears (how the harness learns a port or readiness without
 //! sleeping). With `JETWAY_TEST_LOG=1` every line is also forwarded to the
-//! test's stderr, prefixed with the process name.
+//! test's stderr, prefixed with the process name. [`ProcessLog::to_file`]
+//! also writes every line to a file (the benchmark keeps one per process).
 
 use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
+
+use crate::error::{HarnessError, Result};
 
 /// How many lines a [`ProcessLog`] keeps.
 pub const MAX_LINES: usize = 2000;
 
 /// How many lines are printed when a guard is dropped during a panic.
 pub const PANIC_TAIL_LINES: usize = 300;
+
+/// How many lines an error about a process quotes.
+pub const ERROR_TAIL_LINES: usize = 40;
 
 /// Whether `JETWAY_TEST_LOG` asks for process output to be forwarded.
 pub fn forward_enabled() -> bool {
@@ -39,6 +47,8 @@ struct Inner {
     /// Bumped on every new line and every closed reader.
     changed: watch::Sender<u64>,
     forward: bool,
+    /// Where every line is also written, if anywhere.
+    file: Option<Mutex<BufWriter<File>>>,
 }
 
 #[derive(Default)]
@@ -73,13 +83,29 @@ impl std::fmt::Debug for ProcessLog {
 impl ProcessLog {
     /// An empty log whose lines are labelled `prefix` when forwarded or dumped.
     pub fn new(prefix: impl Into<String>) -> Self {
+        Self::with_file(prefix.into(), None)
+    }
+
+    /// A log that also writes every line to `path` (created, or truncated).
+    pub fn to_file(prefix: impl Into<String>, path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(HarnessError::io(format!("creating {}", dir.display())))?;
+        }
+        let file =
+            File::create(path).map_err(HarnessError::io(format!("creating {}", path.display())))?;
+        Ok(Self::with_file(prefix.into(), Some(file)))
+    }
+
+    fn with_file(prefix: String, file: Option<File>) -> Self {
         let (changed, _) = watch::channel(0);
         Self {
             inner: Arc::new(Inner {
-                prefix: Mutex::new(prefix.into()),
+                prefix: Mutex::new(prefix),
                 state: Mutex::new(State::default()),
                 changed,
                 forward: forward_enabled(),
+                file: file.map(|f| Mutex::new(BufWriter::new(f))),
             }),
         }
     }
@@ -120,7 +146,14 @@ impl ProcessLog {
                     }
                 }
             }
-            log.state().open_readers -= 1;
+            let closed = {
+                let mut st = log.state();
+                st.open_readers -= 1;
+                st.closed()
+            };
+            if closed {
+                log.flush_file();
+            }
             log.inner.changed.send_modify(|v| *v += 1);
         });
     }
@@ -129,6 +162,10 @@ impl ProcessLog {
     pub fn push(&self, line: String) {
         if self.inner.forward {
             eprintln!("[{}] {line}", self.prefix());
+        }
+        if let Some(file) = &self.inner.file {
+            // A log file that cannot be written loses lines, not the run.
+            let _ = writeln!(lock(file), "{line}");
         }
         {
             let mut st = self.state();
@@ -162,6 +199,11 @@ impl ProcessLog {
             .collect()
     }
 
+    /// The last lines an error message shows, one per line.
+    pub fn tail_text(&self) -> String {
+        self.tail(ERROR_TAIL_LINES).join("\n")
+    }
+
     /// Whether any retained line contains `needle`.
     pub fn contains(&self, needle: &str) -> bool {
         self.state().lines.iter().any(|l| l.contains(needle))
@@ -189,6 +231,13 @@ impl ProcessLog {
             }
         };
         tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+
+    /// Write buffered lines to the log file, if there is one.
+    pub fn flush_file(&self) {
+        if let Some(file) = &self.inner.file {
+            let _ = lock(file).flush();
+        }
     }
 
     /// Print the last `n` lines to stderr, labelled.
@@ -240,21 +289,22 @@ impl ProcessLog {
                 st.closed()
             };
             if closed {
-                bail!(
-                    "[{}] process closed its output before the expected line appeared; last lines:\n{}",
-                    self.prefix(),
-                    self.tail(40).join("\n")
-                );
+                return Err(HarnessError::Exited {
+                    name: self.prefix(),
+                    what: "process closed its output before the expected line appeared".into(),
+                    tail: self.tail_text(),
+                });
             }
             if tokio::time::timeout_at(deadline, rx.changed())
                 .await
                 .is_err()
             {
-                bail!(
-                    "[{}] expected line did not appear within {timeout:?}; last lines:\n{}",
-                    self.prefix(),
-                    self.tail(40).join("\n")
-                );
+                return Err(HarnessError::Timeout {
+                    name: self.prefix(),
+                    what: "expected line did not appear".into(),
+                    timeout,
+                    tail: self.tail_text(),
+                });
             }
         }
     }

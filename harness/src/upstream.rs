@@ -1,23 +1,29 @@
-//! Real upstream MCP servers for the bridge tests, installed by
+//! Real upstream MCP servers for the bridge, installed by
 //! `scripts/install-upstreams.sh` into `.local/upstreams`:
 //! - [`Upstream::stateful`]: `tests/upstream/stateful_server.py`, a FastMCP
 //!   server keeping per-session state (`remember`, `recall`, `count`, `whoami`);
 //! - [`Upstream::everything`]: the reference `@modelcontextprotocol/server-everything`
 //!   over Streamable HTTP.
 //!
-//! Both listen on a loopback port chosen here; [`Upstream::restart`]
-//! brings the server back on the same port (a restarted upstream that lost
-//! its sessions).
+//! Both listen on a loopback port chosen here ([`free_port`]) and are ready
+//! once their `/mcp` endpoint answers HTTP at all (a bare `GET` gets a 4xx:
+//! they have no readiness endpoint). [`Upstream::restart`] brings the server
+//! back on the same port (a restarted upstream that lost its sessions).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use tokio::process::Command;
 
-use crate::{ProcessGuard, ProcessLog, free_port, workspace_root};
+use crate::bins::workspace_root;
+use crate::error::{HarnessError, Result};
+use crate::listen::free_port;
+use crate::log::ProcessLog;
+use crate::process::ProcessGuard;
+use crate::ready::{Ready, wait_ready};
 
-/// How long an upstream may take to listen.
+/// How long an upstream may take to serve (Python and Node.js start slowly).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Which upstream server.
@@ -39,10 +45,10 @@ pub struct Upstream {
 fn launcher(name: &str) -> Result<PathBuf> {
     let path = workspace_root().join(".local/upstreams/bin").join(name);
     if !path.exists() {
-        bail!(
-            "{} is missing: run scripts/install-upstreams.sh (scripts/test.sh does)",
-            path.display()
-        );
+        return Err(HarnessError::NotFound {
+            what: path.display().to_string(),
+            hint: "run scripts/install-upstreams.sh (scripts/test.sh does)".into(),
+        });
     }
     Ok(path)
 }
@@ -71,30 +77,22 @@ impl Upstream {
     }
 
     async fn spawn(kind: Kind, port: u16, name: &str) -> Result<Self> {
-        let log = ProcessLog::new(name.to_owned());
-        let (bin, args, envs, ready): (PathBuf, Vec<OsString>, Vec<(OsString, OsString)>, String) =
-            match &kind {
-                Kind::Stateful { args } => {
-                    let mut a: Vec<OsString> = vec!["--port".into(), port.to_string().into()];
-                    a.extend(args.iter().map(OsString::from));
-                    (
-                        launcher("stateful-server")?,
-                        a,
-                        Vec::new(),
-                        format!("listening on 127.0.0.1:{port}"),
-                    )
-                }
-                Kind::Everything => (
-                    launcher("server-everything")?,
-                    vec!["streamableHttp".into()],
-                    vec![("PORT".into(), port.to_string().into())],
-                    format!("listening on port {port}"),
-                ),
-            };
-        let process = ProcessGuard::spawn(&bin, &args, &envs, log.clone())?;
-        log.wait_for_text(0, START_TIMEOUT, &ready)
-            .await
-            .with_context(|| format!("{name} did not log `{ready}`"))?;
+        let cmd = match &kind {
+            Kind::Stateful { args } => {
+                let mut cmd = Command::new(launcher("stateful-server")?);
+                cmd.args([OsString::from("--port"), port.to_string().into()])
+                    .args(args);
+                cmd
+            }
+            Kind::Everything => {
+                let mut cmd = Command::new(launcher("server-everything")?);
+                cmd.arg("streamableHttp").env("PORT", port.to_string());
+                cmd
+            }
+        };
+        let process = ProcessGuard::spawn(cmd, ProcessLog::new(name))?;
+        let url = format!("http://127.0.0.1:{port}/mcp");
+        wait_ready(&process, &url, Ready::Answers, START_TIMEOUT).await?;
         Ok(Self {
             kind,
             port,
@@ -108,6 +106,7 @@ impl Upstream {
         format!("http://127.0.0.1:{}/mcp", self.port)
     }
 
+    /// The captured output.
     pub fn log(&self) -> &ProcessLog {
         self.process.log()
     }
