@@ -3,7 +3,7 @@
 use crate::{config::Config, error::GatewayError};
 use axum::http::{HeaderMap, header};
 use jetway_shared::{
-    protocol,
+    protocol::{ProtocolVersion, Transport},
     service::Service,
     subjects::{EventId, SessionId},
 };
@@ -89,15 +89,18 @@ pub fn content_type(h: &HeaderMap) -> Result<(), GatewayError> {
 
 /// The request's protocol version: the header, or 2025-03-26 when absent;
 /// 400 if it names a version this gateway does not serve.
-pub fn protocol_version(h: &HeaderMap) -> Result<String, GatewayError> {
-    match header_str(h, VERSION_HEADER) {
-        None => Ok(protocol::DEFAULT_HEADER_VERSION.to_owned()),
-        Some(v) if protocol::is_supported(v.trim()) => Ok(v.trim().to_owned()),
-        Some(v) => Err(GatewayError::UnsupportedVersion(
-            v.to_owned(),
-            protocol::LEGACY_VERSIONS.join(", "),
-        )),
-    }
+pub fn protocol_version(h: &HeaderMap) -> Result<ProtocolVersion, GatewayError> {
+    let Some(v) = header_str(h, VERSION_HEADER) else {
+        return Ok(ProtocolVersion::DEFAULT_HEADER);
+    };
+    ProtocolVersion::parse(v.trim())
+        .filter(|v| v.served_on(Transport::StreamableHttp))
+        .ok_or_else(|| {
+            GatewayError::UnsupportedVersion(
+                v.to_owned(),
+                ProtocolVersion::joined(Transport::StreamableHttp),
+            )
+        })
 }
 
 /// The session the request's `Mcp-Session-Id` names: 400 if the header is
@@ -163,17 +166,16 @@ mod tests {
     #[test]
     fn protocol_version_defaults_and_refuses_unknown() {
         assert_eq!(
-            protocol_version(&HeaderMap::new()).ok().as_deref(),
-            Some("2025-03-26")
+            protocol_version(&HeaderMap::new()).ok(),
+            Some(ProtocolVersion::V2025_03_26)
         );
         assert_eq!(
-            protocol_version(&with("mcp-protocol-version", "2025-11-25"))
-                .ok()
-                .as_deref(),
-            Some("2025-11-25")
+            protocol_version(&with("mcp-protocol-version", "2025-11-25")).ok(),
+            Some(ProtocolVersion::V2025_11_25)
         );
         assert!(protocol_version(&with("mcp-protocol-version", "2026-07-28")).is_err());
         assert!(protocol_version(&with("mcp-protocol-version", "banana")).is_err());
+        assert!(protocol_version(&with("mcp-protocol-version", "2024-11-05")).is_err());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use jetway_shared::{
     headers::{self, Control},
     jsonrpc::{self, Kind, method},
-    protocol,
+    protocol::{ProtocolVersion, Transport},
     publish::{PublishFailure, publish_acked},
     subjects::{EventId, SessionId, StreamKey, inbound_msg_id},
 };
@@ -57,7 +57,7 @@ pub async fn post(
     let bytes = axum::body::to_bytes(body, gw.config.max_body_bytes)
         .await
         .map_err(|_| GatewayError::TooLarge(gw.config.max_body_bytes))?;
-    let (messages, batch) = parse(&bytes, &version)?;
+    let (messages, batch) = parse(&bytes, version)?;
     gw.require_bus()?;
 
     let init = messages
@@ -75,12 +75,17 @@ pub async fn post(
             let requested = params
                 .get("protocolVersion")
                 .and_then(Value::as_str)
-                .filter(|v| protocol::is_supported(v))
-                .unwrap_or(protocol::LATEST)
-                .to_owned();
+                .and_then(ProtocolVersion::parse)
+                .filter(|v| v.served_on(Transport::StreamableHttp))
+                .unwrap_or(ProtocolVersion::LATEST);
             let session = SessionId::generate(&svc.service, 0);
             svc.sessions
-                .create(&session, &requested, params, &gw.config.bus.instance_id)
+                .create(
+                    &session,
+                    requested.as_str(),
+                    params,
+                    &gw.config.bus.instance_id,
+                )
                 .await?;
             tracing::info!(session = %session, "session created");
             (session, requested, true)
@@ -123,7 +128,7 @@ pub async fn post(
                         payload,
                     )
                     .await?;
-                if protocol::primes_streams(&stream_version) {
+                if stream_version.primes_streams() {
                     prelude.push(sse::priming(&EventId {
                         stream: key,
                         sequence: ack,
@@ -165,7 +170,7 @@ pub async fn post(
         let ending = respond::Ending {
             finals: readers.len(),
             deadline: Some(Instant::now() + gw.config.request_timeout),
-            poll: gw.poll_for(&stream_version),
+            poll: gw.poll_for(stream_version),
             shutdown: gw.stream_cancel.clone(),
         };
         respond::sse(prelude, readers, ending)
@@ -181,13 +186,13 @@ pub async fn post(
 
 /// Parses the body into checked JSON-RPC messages (a batch only where the
 /// request's protocol version allows one); the flag tells a batch.
-fn parse(bytes: &[u8], version: &str) -> Result<(Vec<Inbound>, bool), GatewayError> {
+fn parse(bytes: &[u8], version: ProtocolVersion) -> Result<(Vec<Inbound>, bool), GatewayError> {
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| GatewayError::Parse(e.to_string()))?;
     let batch = value.is_array();
     let values = match value {
         Value::Array(items) => {
-            if !protocol::allows_batches(version) {
+            if !version.allows_batches() {
                 return Err(GatewayError::InvalidRequest(
                     format!("JSON-RPC batches are not supported in protocol version {version}"),
                     None,
@@ -273,7 +278,7 @@ pub async fn get(
     let rx = sse::open(&gw.nats, svc.stream.clone(), spec, gw.stream_cancel.clone())
         .await
         .map_err(|_| GatewayError::Unavailable)?;
-    let prelude = if resume.is_none() && protocol::primes_streams(&version) {
+    let prelude = if resume.is_none() && version.primes_streams() {
         vec![sse::priming(&EventId {
             stream: key,
             sequence: after,
@@ -286,7 +291,7 @@ pub async fn get(
     let ending = respond::Ending {
         finals: 1,
         deadline: None,
-        poll: gw.poll_for(&version),
+        poll: gw.poll_for(version),
         shutdown: gw.stream_cancel.clone(),
     };
     Ok(respond::sse(prelude, vec![rx], ending))
@@ -373,10 +378,8 @@ impl Gateway {
 
     /// How long a stream of this protocol version stays open in polling
     /// mode: only versions whose events carry ids a client resumes from.
-    fn poll_for(&self, version: &str) -> Option<std::time::Duration> {
-        self.config
-            .sse_poll
-            .filter(|_| protocol::primes_streams(version))
+    fn poll_for(&self, version: ProtocolVersion) -> Option<std::time::Duration> {
+        self.config.sse_poll.filter(|_| version.primes_streams())
     }
 
     /// Publishes a control marker on the session's GET stream; returns its sequence.

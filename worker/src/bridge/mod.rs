@@ -484,7 +484,7 @@ impl Bridge {
             let version = answer
                 .pointer("/result/protocolVersion")
                 .and_then(Value::as_str)
-                .unwrap_or(jetway_shared::protocol::LATEST)
+                .unwrap_or(jetway_shared::protocol::ProtocolVersion::LATEST.as_str())
                 .to_owned();
             let js = ctx.publisher.jetstream();
             let recorded = update_record(js, ctx.sessions, request.session.as_str(), |r| {
