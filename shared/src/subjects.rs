@@ -338,7 +338,14 @@ pub fn state_write_id(
     key: &str,
     expect: &str,
 ) -> String {
-    format!("st.{session}.{request}.{n}.{key}.{expect}")
+    format!("{}{expect}", state_write_prefix(session, request, n, key))
+}
+
+/// What every attempt of write `n` of a request to a state key has in
+/// common: the start of its [`state_write_id`], whatever it expected. A
+/// re-run of the request finds the earlier run's write by it.
+pub fn state_write_prefix(session: &SessionId, request: &StreamKey, n: u64, key: &str) -> String {
+    format!("st.{session}.{request}.{n}.{key}.")
 }
 
 /// Core subject on which the worker process `nonce` of `service` answers

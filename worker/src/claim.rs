@@ -202,8 +202,11 @@ impl Claims {
                 )
                 .await;
                 match wrote {
-                    Ok(revision) => {
-                        return Ok(Acquired::Ours(self.guard(key, revision, connects)));
+                    Ok(written) => {
+                        // Written over an earlier claim: an earlier run may
+                        // have changed state before it died or let go.
+                        let rerun = revision != 0;
+                        return Ok(Acquired::Ours(self.guard(key, written, connects, rerun)));
                     }
                     Err(WriteError::Conflict) => {}
                     Err(e) => return Err(ClaimError::Write(e)),
@@ -320,7 +323,13 @@ impl Claims {
         }
     }
 
-    fn guard(self: &Arc<Self>, key: String, revision: u64, connects: u64) -> ClaimGuard {
+    fn guard(
+        self: &Arc<Self>,
+        key: String,
+        revision: u64,
+        connects: u64,
+        rerun: bool,
+    ) -> ClaimGuard {
         if let Ok(mut r) = self.running.lock() {
             r.insert(key.clone());
         }
@@ -331,6 +340,7 @@ impl Claims {
                 revision,
                 connects: Arc::new(connects.into()),
                 lease: None,
+                rerun,
             },
         }
     }
@@ -384,9 +394,18 @@ pub struct ClaimFence {
     connects: Arc<std::sync::atomic::AtomicU64>,
     /// The lease of the delivery that runs under this claim.
     lease: Option<LeaseClock>,
+    /// The claim replaced an earlier one: another run of this request may
+    /// have written state before it died or let go.
+    rerun: bool,
 }
 
 impl ClaimFence {
+    /// True if an earlier run of this request may have written state (see
+    /// `Session`, which then looks for those writes instead of repeating them).
+    pub fn may_have_run_before(&self) -> bool {
+        self.rerun
+    }
+
     /// True unless another process took the request over. Costs nothing
     /// while the NATS connection has stayed up and the lease renewed since
     /// the claim was taken (nobody takes over a holder that renews and

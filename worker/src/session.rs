@@ -9,7 +9,10 @@
 //! Every write carries a message id naming it (this request, the write's
 //! number within the request, the key, and the revision it expects), so a
 //! write retried after a lost acknowledgement, during a NATS leader
-//! election, is applied once; reads are retried the same way.
+//! election, is applied once; reads are retried the same way. A re-run of
+//! a request (its claim replaced an earlier run's) first looks for each of
+//! its writes among the key's history, by the part of the write id that
+//! every attempt shares, and takes a landed one's value instead of writing.
 
 use crate::{
     claim::ClaimFence,
@@ -122,6 +125,29 @@ impl Session {
         subjects::state_write_id(&self.inner.id, &self.inner.request, n, key, attempt)
     }
 
+    /// On a re-run of this request, what write `n` of an earlier run
+    /// stored under `key`, if it landed (the worker died, or lost NATS,
+    /// between that write and the answer): the re-run takes that value
+    /// instead of writing again, so an update is applied once. Costs
+    /// nothing on a first run; a few reads of the key's history on a re-run.
+    async fn earlier_write(&self, n: u64, key: &str) -> Result<Option<bytes::Bytes>, StateError> {
+        if !self.inner.fence.may_have_run_before() {
+            return Ok(None);
+        }
+        let prefix = subjects::state_write_prefix(&self.inner.id, &self.inner.request, n, key);
+        let found = kv_write::find_write(&self.inner.state, &self.inner.id.state_key(key), &prefix)
+            .await
+            .map_err(store)?;
+        if found.is_some() {
+            tracing::info!(
+                key,
+                n,
+                "re-run: an earlier run's write landed; not applying it again"
+            );
+        }
+        Ok(found)
+    }
+
     async fn write(
         &self,
         key: &str,
@@ -180,7 +206,11 @@ impl Session {
     /// position in the request, same key and value) is not applied again.
     pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StateError> {
         let bytes = serde_json::to_vec(value)?;
-        let write_id = self.write_id(self.next_write(), key, &format!("p{}", digest(&bytes)));
+        let n = self.next_write();
+        if self.earlier_write(n, key).await?.is_some() {
+            return Ok(());
+        }
+        let write_id = self.write_id(n, key, &format!("p{}", digest(&bytes)));
         self.write(key, bytes.into(), Expect::Any, &write_id)
             .await?;
         Ok(())
@@ -197,6 +227,12 @@ impl Session {
     {
         let full = self.inner.id.state_key(key);
         let n = self.next_write();
+        if let Some(earlier) = self.earlier_write(n, key).await? {
+            return serde_json::from_slice(&earlier).map_err(|source| StateError::Decode {
+                key: key.to_owned(),
+                source,
+            });
+        }
         for _ in 0..MAX_CAS_ATTEMPTS {
             let entry = kv_write::read(&self.inner.state, &full)
                 .await
