@@ -39,6 +39,8 @@ impl Ready {
 
 /// An HTTP client for loopback servers: no proxy from the environment.
 pub(crate) fn http_client() -> Result<reqwest::Client> {
+    // As jetway_shared::tls does (the harness does not depend on shared).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(ATTEMPT_TIMEOUT)

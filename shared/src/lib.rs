@@ -11,15 +11,18 @@
 //! - [`publish`] — acknowledged publishing with deduplicated retries.
 //! - [`kv_write`] — KV compare-and-set writes and reads that survive a leader election.
 //! - [`session`] — the session record kept in the `jetway_sessions` KV bucket.
+//! - [`principal`] — who a session belongs to when clients authenticate.
 //! - [`setup`] — idempotent creation of streams, KV buckets and the worker consumer.
 //! - [`signal`] — waiting for SIGTERM or Ctrl-C.
 //! - [`config`] — settings both binaries share and the figment loading rules.
 //! - [`telemetry`] — tracing setup for the binaries.
+//! - [`tls`] — the crypto provider of the HTTP clients.
 
 pub mod config;
 pub mod headers;
 pub mod jsonrpc;
 pub mod kv_write;
+pub mod principal;
 pub mod protocol;
 pub mod publish;
 pub mod service;
@@ -28,3 +31,4 @@ pub mod setup;
 pub mod signal;
 pub mod subjects;
 pub mod telemetry;
+pub mod tls;

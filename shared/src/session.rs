@@ -40,6 +40,10 @@ pub struct SessionRecord {
     /// this one; any bridge worker uses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamSession>,
+    /// Who opened the session, when the gateway authenticates clients;
+    /// only the same principal may use it (see [`crate::principal::may_use`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<crate::principal::Principal>,
 }
 
 /// A Jetway session's counterpart on a bridged upstream server.
@@ -70,6 +74,7 @@ impl SessionRecord {
             last_seen_ms: now,
             created_by: created_by.into(),
             upstream: None,
+            principal: None,
         }
     }
 

@@ -14,6 +14,7 @@
 //! - [`exchange`]: [`Exchange`] and [`ResponseStream`], what a call returns.
 //! - [`sse`]: SSE reading ([`SseStream`], [`SseParser`]) on the `sse-stream` crate.
 //! - [`eventually`]: poll a condition until it holds or a deadline passes.
+//! - [`issuer`]: [`issuer::TestIssuer`], an OAuth issuer with keys made in the test.
 //! - From [`jetway_harness`]: [`NatsServer`], [`NatsCluster`], [`Gateway`],
 //!   [`Worker`], [`Upstream`], [`ProcessGuard`], [`ProcessLog`], and the
 //!   modules [`jetway`], [`nats`], [`process`], [`log`], [`upstream`] at
@@ -38,6 +39,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod exchange;
+pub mod issuer;
 pub mod mcp;
 pub mod sse;
 

@@ -57,15 +57,7 @@ impl<S: ServerHandler + Clone> InProcess<S> {
             let body = set_level(&ctx, request, &set.params.level).await;
             return publish_final(ctx.publisher, &request.session, &request.stream, body).await;
         }
-        let session = Session::new(
-            request.session.clone(),
-            request.stream.clone(),
-            ctx.fence.clone(),
-            ctx.instance.to_owned(),
-            ctx.state.clone(),
-            ctx.sessions.clone(),
-            ctx.publisher.clone(),
-        );
+        let session = Session::for_request(&ctx, request.session.clone(), request.stream.clone());
         let initialize = request.is_initialize().then(|| InitializeRecorder {
             js: ctx.publisher.jetstream().clone(),
             sessions: ctx.sessions.clone(),

@@ -22,6 +22,7 @@ use async_nats::jetstream::kv;
 use futures::TryStreamExt;
 use jetway_shared::{
     kv_write::{self, Expect, WriteError},
+    principal::{Principal, may_use},
     session::{SessionRecord, State},
     subjects::{self, SessionId, StreamKey},
 };
@@ -78,6 +79,9 @@ struct Inner {
     writes: AtomicU64,
     /// Checked before every write.
     fence: ClaimFence,
+    /// Who opened the session (auth on): other sessions are visible to
+    /// this one only if the same principal opened them.
+    owner: Option<Principal>,
 }
 
 /// What a write did.
@@ -90,25 +94,23 @@ enum Written {
 const MAX_CAS_ATTEMPTS: usize = 64;
 
 impl Session {
-    pub(crate) fn new(
+    /// The handle of the request `request` of `id`, run under `ctx`.
+    pub(crate) fn for_request(
+        ctx: &crate::handler::RunContext<'_>,
         id: SessionId,
         request: StreamKey,
-        fence: ClaimFence,
-        instance: String,
-        state: kv::Store,
-        sessions: kv::Store,
-        publisher: Publisher,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                owner: ctx.record.principal.clone(),
                 id,
-                instance,
-                state,
-                sessions,
-                publisher,
+                instance: ctx.instance.to_owned(),
+                state: ctx.state.clone(),
+                sessions: ctx.sessions.clone(),
+                publisher: ctx.publisher.clone(),
                 request,
                 writes: AtomicU64::new(0),
-                fence,
+                fence: ctx.fence.clone(),
             }),
         }
     }
@@ -191,12 +193,17 @@ impl Session {
         get_in(&self.inner.state, &self.inner.id, key).await
     }
 
-    /// Reads `key` of another session's state (for tools that link sessions).
+    /// Reads `key` of another session's state (for tools that link
+    /// sessions); `None` for a session of another principal, as for one
+    /// that does not exist.
     pub async fn get_of<T: DeserializeOwned>(
         &self,
         session: &SessionId,
         key: &str,
     ) -> Result<Option<T>, StateError> {
+        if session != &self.inner.id && !self.exists(session).await? {
+            return Ok(None);
+        }
         get_in(&self.inner.state, session, key).await
     }
 
@@ -267,8 +274,12 @@ impl Session {
         keys_of(&self.inner.state, &self.inner.id).await
     }
 
-    /// Copies every state key of `from` into this session; returns how many.
+    /// Copies every state key of `from` into this session; returns how
+    /// many (none from a session of another principal).
     pub async fn copy_state_from(&self, from: &SessionId) -> Result<usize, StateError> {
+        if !self.exists(from).await? {
+            return Ok(0);
+        }
         let keys = keys_of(&self.inner.state, from).await?;
         let mut copied = 0;
         for key in keys {
@@ -284,12 +295,19 @@ impl Session {
         Ok(copied)
     }
 
-    /// True if `id` names a session that exists (active or closed, not expired).
+    /// True if `id` names a session that exists (active or closed, not
+    /// expired) and was opened by the same principal as this one (auth
+    /// on; with auth off every session is anonymous): a tool cannot reach
+    /// another principal's session, even knowing its id.
     pub async fn exists(&self, id: &SessionId) -> Result<bool, StateError> {
-        Ok(kv_write::get(&self.inner.sessions, id.as_str())
+        let Some(raw) = kv_write::get(&self.inner.sessions, id.as_str())
             .await
             .map_err(store)?
-            .is_some())
+        else {
+            return Ok(false);
+        };
+        Ok(SessionRecord::from_bytes(&raw)
+            .is_ok_and(|r| may_use(r.principal.as_ref(), self.inner.owner.as_ref())))
     }
 
     /// Number of sessions that are currently active.

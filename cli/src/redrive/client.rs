@@ -45,6 +45,7 @@ impl Client {
         if !has_path {
             url.push_str("/mcp");
         }
+        jetway_shared::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()

@@ -11,6 +11,7 @@
 use super::{checks, respond};
 use crate::{
     Gateway,
+    auth::{self, Caller},
     error::GatewayError,
     served::{Scope, Served},
     sse,
@@ -18,9 +19,10 @@ use crate::{
 use async_nats::HeaderMap as NatsHeaders;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use axum::{
+    Extension,
     body::Body,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
@@ -44,6 +46,8 @@ struct Inbound {
 pub async fn post(
     State(gw): State<Arc<Gateway>>,
     Scope(svc): Scope,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
@@ -58,6 +62,14 @@ pub async fn post(
         .await
         .map_err(|_| GatewayError::TooLarge(gw.config.max_body_bytes))?;
     let (messages, batch) = parse(&bytes, version)?;
+    for m in &messages {
+        if let Kind::Request { method, .. } = &m.kind {
+            let tool = (method == "tools/call")
+                .then(|| m.value.pointer("/params/name").and_then(Value::as_str))
+                .flatten();
+            auth::authorize(&gw, &caller, uri.path(), method, tool)?;
+        }
+    }
     gw.require_bus()?;
 
     let init = messages
@@ -85,6 +97,7 @@ pub async fn post(
                     requested.as_str(),
                     params,
                     &gw.config.bus.instance_id,
+                    caller.principal.clone(),
                 )
                 .await?;
             tracing::info!(session = %session, "session created");
@@ -93,7 +106,7 @@ pub async fn post(
         None => {
             let session =
                 checks::session(&svc.service, &h)?.ok_or(GatewayError::SessionNotFound)?;
-            svc.sessions.find(&session).await?;
+            svc.sessions.find_for(&session, &caller).await?;
             (session, version, false)
         }
     };
@@ -224,6 +237,7 @@ fn parse(bytes: &[u8], version: ProtocolVersion) -> Result<(Vec<Inbound>, bool),
 pub async fn get(
     State(gw): State<Arc<Gateway>>,
     Scope(svc): Scope,
+    Extension(caller): Extension<Caller>,
     h: HeaderMap,
 ) -> Result<Response, GatewayError> {
     if gw.draining.is_cancelled() {
@@ -236,7 +250,7 @@ pub async fn get(
     let resume = checks::last_event_id(&h)?;
     gw.require_bus()?;
     let session = named.ok_or(GatewayError::SessionNotFound)?;
-    svc.sessions.find(&session).await?;
+    svc.sessions.find_for(&session, &caller).await?;
     let (key, after) = match &resume {
         Some(id) => {
             if check_resume(&svc, &session, id).await? == Position::AtEnd {
@@ -349,6 +363,7 @@ enum Position {
 pub async fn delete(
     State(gw): State<Arc<Gateway>>,
     Scope(svc): Scope,
+    Extension(caller): Extension<Caller>,
     h: HeaderMap,
 ) -> Result<Response, GatewayError> {
     checks::origin(&gw.config, &h)?;
@@ -356,6 +371,7 @@ pub async fn delete(
     let named = checks::session(&svc.service, &h)?;
     gw.require_bus()?;
     let session = named.ok_or(GatewayError::SessionNotFound)?;
+    svc.sessions.find_for(&session, &caller).await?;
     svc.sessions.close(&session).await?;
     // End the session's GET streams on every replica.
     if let Err(e) = gw.publish_control(&session, Control::Closed).await {

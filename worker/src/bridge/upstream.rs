@@ -89,6 +89,7 @@ impl Upstream {
         headers: header::HeaderMap,
         connect_timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
+        jetway_shared::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
