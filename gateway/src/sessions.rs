@@ -8,6 +8,7 @@ use async_nats::jetstream::kv;
 use jetway_shared::{
     headers::now_ms,
     kv_write,
+    protocol::ProtocolVersion,
     publish::Backoff,
     session::{SessionRecord, State, UpdateError, update_record},
     subjects::SessionId,
@@ -38,7 +39,7 @@ impl Sessions {
     pub async fn create(
         &self,
         session: &SessionId,
-        protocol_version: &str,
+        protocol_version: ProtocolVersion,
         client: Value,
         instance: &str,
     ) -> Result<(), GatewayError> {

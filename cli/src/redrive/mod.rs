@@ -28,7 +28,7 @@ use crate::{
     sessions::{locate, streams::Status},
 };
 use client::{Client, Reply};
-use jetway_shared::jsonrpc;
+use jetway_shared::{jsonrpc, protocol::ProtocolVersion};
 use plan::{Plan, Recorded, Step};
 use report::Report;
 use serde_json::Value;
@@ -159,7 +159,10 @@ async fn join(task: tokio::task::JoinHandle<Outcome>) -> Outcome {
 /// negotiated protocol version.
 fn initialized(client: &Client, outcome: &Outcome) -> Result<(), CliError> {
     let version = match outcome {
-        Outcome::Final(v) => v.pointer("/result/protocolVersion").and_then(Value::as_str),
+        Outcome::Final(v) => v
+            .pointer("/result/protocolVersion")
+            .and_then(Value::as_str)
+            .and_then(ProtocolVersion::parse),
         _ => None,
     };
     match (version, client.session_id()) {

@@ -8,9 +8,7 @@ use jetway_shared::{
     subjects::{EventId, SessionId},
 };
 
-pub const SESSION_HEADER: &str = "mcp-session-id";
-pub const VERSION_HEADER: &str = "mcp-protocol-version";
-pub const LAST_EVENT_ID: &str = "last-event-id";
+pub use jetway_shared::protocol::{LAST_EVENT_ID, SESSION_HEADER, VERSION_HEADER};
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())

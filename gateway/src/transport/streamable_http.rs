@@ -80,12 +80,7 @@ pub async fn post(
                 .unwrap_or(ProtocolVersion::LATEST);
             let session = SessionId::generate(&svc.service, 0);
             svc.sessions
-                .create(
-                    &session,
-                    requested.as_str(),
-                    params,
-                    &gw.config.bus.instance_id,
-                )
+                .create(&session, requested, params, &gw.config.bus.instance_id)
                 .await?;
             tracing::info!(session = %session, "session created");
             (session, requested, true)

@@ -131,7 +131,7 @@ async fn listen(
 ) {
     let headers = SessionHeaders {
         id: upstream.id.as_deref(),
-        version: Some(&upstream.protocol_version),
+        version: Some(upstream.protocol_version),
     };
     // Followed before the stream opens: every answer to a request relayed
     // from it comes after.
