@@ -5,6 +5,7 @@
 //!
 //! - [`service`] — service names, which scope a deployment's streams, buckets and subjects.
 //! - [`subjects`] — session ids, subject names, SSE stream keys and event ids.
+//! - [`msg_id`] — every `Nats-Msg-Id`, and what each one deduplicates.
 //! - [`headers`] — the NATS header names carried beside each MCP message.
 //! - [`jsonrpc`] — JSON-RPC error codes, constructors and message classification.
 //! - [`protocol`] — the MCP protocol versions Jetway speaks.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod headers;
 pub mod jsonrpc;
 pub mod kv_write;
+pub mod msg_id;
 pub mod protocol;
 pub mod publish;
 pub mod service;

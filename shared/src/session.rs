@@ -128,7 +128,7 @@ pub async fn update_record(
         if !f(&mut record) {
             return Err(UpdateError::NotFound);
         }
-        let write_id = format!("rec.{session}.{call:x}.{}", entry.revision);
+        let write_id = crate::msg_id::record_write(session, call, entry.revision);
         let expect = Expect::Revision(entry.revision);
         match kv_write::write(js, sessions, session, record.to_bytes(), expect, &write_id).await {
             Ok(_) => return Ok(record),

@@ -19,8 +19,9 @@ use async_nats::jetstream::kv;
 use futures::TryStreamExt;
 use jetway_shared::{
     kv_write::{self, Expect, WriteError},
+    msg_id::{self, StateExpect},
     session::{SessionRecord, State},
-    subjects::{self, SessionId, StreamKey},
+    subjects::{SessionId, StreamKey},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use std::sync::{
@@ -118,8 +119,8 @@ impl Session {
     /// The message id of write `n` of this request to `key`; `attempt`
     /// tells what the write expected, so only a retry of the very same
     /// write shares it.
-    fn write_id(&self, n: u64, key: &str, attempt: &str) -> String {
-        subjects::state_write_id(&self.inner.id, &self.inner.request, n, key, attempt)
+    fn write_id(&self, n: u64, key: &str, attempt: StateExpect<'_>) -> String {
+        msg_id::state_write(&self.inner.id, &self.inner.request, n, key, attempt)
     }
 
     async fn write(
@@ -180,7 +181,13 @@ impl Session {
     /// position in the request, same key and value) is not applied again.
     pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StateError> {
         let bytes = serde_json::to_vec(value)?;
-        let write_id = self.write_id(self.next_write(), key, &format!("p{}", digest(&bytes)));
+        let write_id = self.write_id(
+            self.next_write(),
+            key,
+            StateExpect::Put {
+                digest: &digest(&bytes),
+            },
+        );
         self.write(key, bytes.into(), Expect::Any, &write_id)
             .await?;
         Ok(())
@@ -214,7 +221,7 @@ impl Session {
             let rev = entry.as_ref().map_or(0, |e| e.revision);
             let next = f(current);
             let bytes: bytes::Bytes = serde_json::to_vec(&next)?.into();
-            let write_id = self.write_id(n, key, &format!("r{rev}"));
+            let write_id = self.write_id(n, key, StateExpect::Revision(rev));
             match self
                 .write(key, bytes, Expect::Revision(rev), &write_id)
                 .await?
@@ -240,7 +247,7 @@ impl Session {
                 .await
                 .map_err(store)?
             {
-                let write_id = self.write_id(self.next_write(), &key, &format!("c.{from}"));
+                let write_id = self.write_id(self.next_write(), &key, StateExpect::CopyFrom(from));
                 self.write(&key, value, Expect::Any, &write_id).await?;
                 copied += 1;
             }
@@ -288,7 +295,7 @@ impl Session {
                 stream: &StreamKey::get(),
                 payload: serde_json::to_vec(&msg)?,
                 kind: Out::Message {
-                    tag: format!("get.{nonce:016x}"),
+                    tag: msg_id::notify_tag(nonce),
                 },
             })
             .await

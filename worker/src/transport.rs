@@ -374,7 +374,7 @@ impl Transport<RoleServer> for RequestTransport {
                 Out::Final
             } else {
                 Out::Message {
-                    tag: format!("{}.{}.{}", route.stream, route.delivery, ticket),
+                    tag: jetway_shared::msg_id::run_tag(&route.stream, route.delivery, ticket),
                 }
             };
             let msg = OutMessage {

@@ -27,9 +27,10 @@ use bytes::Bytes;
 use jetway_shared::{
     headers::{self, Control},
     jsonrpc::{self, Kind, method},
+    msg_id,
     protocol::{ProtocolVersion, Transport},
     publish::{PublishFailure, publish_acked},
-    subjects::{EventId, SessionId, StreamKey, inbound_msg_id},
+    subjects::{EventId, SessionId, StreamKey},
 };
 use serde_json::Value;
 use std::sync::Arc;
@@ -420,7 +421,7 @@ impl Gateway {
         let nonce = StreamKey::new_request();
         h.insert(
             async_nats::header::NATS_MESSAGE_ID,
-            inbound_msg_id(session, nonce.as_str()).as_str(),
+            msg_id::inbound(session, nonce.as_str()).as_str(),
         );
         match publish_acked(&self.js, subject, h, payload).await {
             Ok(ack) => Ok(ack.sequence),

@@ -184,7 +184,7 @@ async fn listen(
                             stream: &StreamKey::get(),
                             payload: serde_json::to_vec(&message).unwrap_or_default(),
                             kind: Out::Message {
-                                tag: format!("up.{revision}.{relayed}"),
+                                tag: jetway_shared::msg_id::listener_tag(revision, relayed),
                             },
                         };
                         if let Err(e) = ctx.publisher.publish(out).await {
