@@ -181,7 +181,7 @@ pub async fn landed(
             }
             Err(e) => {
                 if !backoff.wait().await {
-                    return Err(PublishFailure::Unavailable(e.to_string()).into());
+                    return Err(PublishFailure::Unavailable(Box::new(e)).into());
                 }
             }
         }

@@ -17,6 +17,10 @@
 //! - [`config`] — settings both binaries share and the figment loading rules.
 //! - [`telemetry`] — tracing setup for the binaries.
 
+/// An error kept as the source of another when several unrelated error
+/// types can cause it (a NATS request, a stream read, a publish).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 pub mod config;
 pub mod headers;
 pub mod jsonrpc;

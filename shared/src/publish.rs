@@ -6,7 +6,11 @@
 
 use async_nats::{
     HeaderMap,
-    jetstream::{Context, context::PublishErrorKind, publish::PublishAck},
+    jetstream::{
+        Context,
+        context::{PublishError, PublishErrorKind},
+        publish::PublishAck,
+    },
 };
 use bytes::Bytes;
 use std::time::Duration;
@@ -15,14 +19,14 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum PublishFailure {
     #[error("JetStream did not acknowledge the message: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::BoxError),
     #[error("message exceeds the server's max_payload")]
     TooLarge,
     /// A compare-and-set publish found another last sequence on its subject.
     #[error("the subject's last sequence is not the expected one")]
     Conflict,
     #[error("JetStream refused the message: {0}")]
-    Refused(String),
+    Refused(#[source] PublishError),
 }
 
 /// How long an idempotent publish keeps trying: longer than a stream
@@ -74,8 +78,8 @@ pub async fn publish_once(
         PublishErrorKind::WrongLastSequence => PublishFailure::Conflict,
         PublishErrorKind::TimedOut
         | PublishErrorKind::BrokenPipe
-        | PublishErrorKind::StreamNotFound => PublishFailure::Unavailable(e.to_string()),
-        _ => PublishFailure::Refused(e.to_string()),
+        | PublishErrorKind::StreamNotFound => PublishFailure::Unavailable(Box::new(e)),
+        _ => PublishFailure::Refused(e),
     })
 }
 

@@ -95,7 +95,9 @@ pub enum UpdateError {
     #[error("session not found")]
     NotFound,
     #[error("session store unavailable: {0}")]
-    Store(String),
+    Read(#[source] kv::EntryError),
+    #[error("session store unavailable: {0}")]
+    Write(#[source] WriteError),
     #[error("session record is unreadable: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error("session record kept changing; gave up")]
@@ -120,7 +122,7 @@ pub async fn update_record(
     for _ in 0..32 {
         let entry = kv_write::read(sessions, session)
             .await
-            .map_err(|e| UpdateError::Store(e.to_string()))?;
+            .map_err(UpdateError::Read)?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
             return Err(UpdateError::NotFound);
         };
@@ -133,7 +135,7 @@ pub async fn update_record(
         match kv_write::write(js, sessions, session, record.to_bytes(), expect, &write_id).await {
             Ok(_) => return Ok(record),
             Err(WriteError::Conflict) => continue,
-            Err(e) => return Err(UpdateError::Store(e.to_string())),
+            Err(e) => return Err(UpdateError::Write(e)),
         }
     }
     Err(UpdateError::Contended)

@@ -166,11 +166,8 @@ impl Client {
     }
 }
 
-fn gateway_error(url: &str, e: impl std::fmt::Display) -> CliError {
-    CliError::Gateway {
-        url: url.to_owned(),
-        reason: e.to_string(),
-    }
+fn gateway_error(url: &str, e: impl Into<jetway_shared::BoxError>) -> CliError {
+    CliError::gateway(url, e)
 }
 
 /// An SSE response (parsed by `sse-stream`), read one JSON message at a time.

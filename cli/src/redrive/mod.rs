@@ -109,10 +109,10 @@ async fn drive(client: &Client, plan: &Plan, timeout: Duration) -> Result<Vec<Ou
                     let _ = tokio::time::timeout(timeout, rx.wait_for(|n| n >= events)).await;
                 }
                 if let Reply::Json(v) = client.post(message).await? {
-                    return Err(CliError::Gateway {
-                        url: client.url().to_owned(),
-                        reason: format!("refused a recorded notification: {v}"),
-                    });
+                    return Err(CliError::gateway(
+                        client.url(),
+                        format!("refused a recorded notification: {v}"),
+                    ));
                 }
             }
             Step::Request(recorded) => {
@@ -170,10 +170,10 @@ fn initialized(client: &Client, outcome: &Outcome) -> Result<(), CliError> {
             client.set_protocol(v);
             Ok(())
         }
-        _ => Err(CliError::Gateway {
-            url: client.url().to_owned(),
-            reason: format!("initialize did not start a session: {outcome:?}"),
-        }),
+        _ => Err(CliError::gateway(
+            client.url(),
+            format!("initialize did not start a session: {outcome:?}"),
+        )),
     }
 }
 

@@ -183,8 +183,7 @@ pub async fn post(
 /// Parses the body into checked JSON-RPC messages (a batch only where the
 /// request's protocol version allows one); the flag tells a batch.
 fn parse(bytes: &[u8], version: ProtocolVersion) -> Result<(Vec<Inbound>, bool), GatewayError> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| GatewayError::Parse(e.to_string()))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(GatewayError::Parse)?;
     let batch = value.is_array();
     let values = match value {
         Value::Array(items) => {
