@@ -6,10 +6,10 @@
 use crate::error::GatewayError;
 use async_nats::jetstream::kv;
 use jetway_shared::{
+    backoff::Backoff,
     headers::now_ms,
     kv_write,
     protocol::ProtocolVersion,
-    publish::Backoff,
     session::{SessionRecord, State, UpdateError, update_record},
     subjects::SessionId,
 };

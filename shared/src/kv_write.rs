@@ -19,7 +19,8 @@
 //!
 //! [`read`] retries reads, which are idempotent, for the same bounded time.
 
-use crate::publish::{Backoff, PublishFailure, publish_once};
+use crate::backoff::Backoff;
+use crate::publish::{PublishFailure, publish_once};
 use async_nats::{
     HeaderMap,
     jetstream::{Context, kv, stream::RawMessageErrorKind},

@@ -9,6 +9,7 @@
 //! - [`headers`] — the NATS header names carried beside each MCP message.
 //! - [`jsonrpc`] — JSON-RPC error codes, constructors and message classification.
 //! - [`protocol`] — the MCP protocol versions Jetway speaks.
+//! - [`backoff`] — the retry delay policy of every loop that tries again.
 //! - [`publish`] — acknowledged publishing with deduplicated retries.
 //! - [`kv_write`] — KV compare-and-set writes and reads that survive a leader election.
 //! - [`session`] — the session record kept in the `jetway_sessions` KV bucket.
@@ -21,6 +22,7 @@
 /// types can cause it (a NATS request, a stream read, a publish).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+pub mod backoff;
 pub mod config;
 pub mod headers;
 pub mod jsonrpc;

@@ -4,6 +4,7 @@
 //! after a lost acknowledgement cannot store the message twice, because the
 //! stream deduplicates it within the duplicate window.
 
+use crate::backoff::Backoff;
 use async_nats::{
     HeaderMap,
     jetstream::{
@@ -81,43 +82,4 @@ pub async fn publish_once(
         | PublishErrorKind::StreamNotFound => PublishFailure::Unavailable(Box::new(e)),
         _ => PublishFailure::Refused(e),
     })
-}
-
-/// Exponential backoff (50 ms doubling to 1 s) within [`RETRY_FOR`], or
-/// within another span ([`Backoff::lasting`]).
-#[derive(Debug)]
-pub struct Backoff {
-    deadline: tokio::time::Instant,
-    delay: Duration,
-}
-
-impl Backoff {
-    pub fn new() -> Self {
-        Self::lasting(RETRY_FOR)
-    }
-
-    /// Backoff whose tries all start within `span` from now.
-    pub fn lasting(span: Duration) -> Self {
-        Self {
-            deadline: tokio::time::Instant::now() + span,
-            delay: Duration::from_millis(50),
-        }
-    }
-
-    /// Sleeps before the next try; `false` (at once) if that try would
-    /// start after the deadline.
-    pub async fn wait(&mut self) -> bool {
-        if tokio::time::Instant::now() + self.delay > self.deadline {
-            return false;
-        }
-        tokio::time::sleep(self.delay).await;
-        self.delay = (self.delay * 2).min(Duration::from_secs(1));
-        true
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self::new()
-    }
 }

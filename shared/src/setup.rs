@@ -7,6 +7,7 @@
 //! because Jetway would misbehave on it; a tunable one (max age, replicas,
 //! duplicate window) is a warning, because an operator may have changed it.
 
+use crate::backoff::Backoff;
 use crate::{
     config::Bus,
     kv_write,
@@ -274,17 +275,17 @@ pub async fn ensure_with_retry(
     service: &Service,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Resources, SetupError> {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff =
+        Backoff::unbounded(Duration::from_millis(100), Duration::from_secs(5)).jitter();
     loop {
         match ensure(js, bus, service).await {
             Ok(r) => return Ok(r),
             Err(SetupError::Unavailable(why)) => {
                 tracing::warn!(%why, "JetStream not ready; retrying");
                 tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
+                    _ = backoff.sleep() => {}
                     _ = cancel.cancelled() => return Err(SetupError::Unavailable(why)),
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(other) => return Err(other),
         }

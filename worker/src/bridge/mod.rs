@@ -51,9 +51,9 @@ use crate::{
 };
 use futures::StreamExt;
 use jetway_shared::{
+    backoff::Backoff,
     jsonrpc::{self, method},
     protocol::{ProtocolVersion, UnknownVersion},
-    publish::Backoff,
     session::{State, UpstreamSession, update_record},
     subjects::{SessionId, StreamKey},
 };
