@@ -12,7 +12,7 @@ use serde_json::Value;
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("Parse error: {0}")]
-    Parse(String),
+    Parse(#[source] serde_json::Error),
     #[error("Invalid Request: {0}")]
     InvalidRequest(String, Option<Value>),
     #[error("Bad Request: Mcp-Session-Id header is required")]

@@ -6,10 +6,11 @@
 use crate::{auth::Caller, error::GatewayError};
 use async_nats::jetstream::kv;
 use jetway_shared::{
+    backoff::Backoff,
     headers::now_ms,
     kv_write,
     principal::{Principal, may_use},
-    publish::Backoff,
+    protocol::ProtocolVersion,
     session::{SessionRecord, State, UpdateError, update_record},
     subjects::SessionId,
 };
@@ -39,7 +40,7 @@ impl Sessions {
     pub async fn create(
         &self,
         session: &SessionId,
-        protocol_version: &str,
+        protocol_version: ProtocolVersion,
         client: Value,
         instance: &str,
         principal: Option<Principal>,

@@ -19,7 +19,8 @@
 //!
 //! [`read`] retries reads, which are idempotent, for the same bounded time.
 
-use crate::publish::{Backoff, PublishFailure, publish_once};
+use crate::backoff::Backoff;
+use crate::publish::{PublishFailure, publish_once};
 use async_nats::{
     HeaderMap,
     jetstream::{Context, kv, stream::RawMessageErrorKind},
@@ -181,7 +182,7 @@ pub async fn landed(
             }
             Err(e) => {
                 if !backoff.wait().await {
-                    return Err(PublishFailure::Unavailable(e.to_string()).into());
+                    return Err(PublishFailure::Unavailable(Box::new(e)).into());
                 }
             }
         }
@@ -219,7 +220,7 @@ pub async fn find_write(
             Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(None),
             Err(e) => {
                 if !backoff.wait().await {
-                    return Err(PublishFailure::Unavailable(e.to_string()).into());
+                    return Err(PublishFailure::Unavailable(Box::new(e)).into());
                 }
             }
         }

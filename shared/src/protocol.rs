@@ -9,6 +9,13 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// The Streamable HTTP header naming the session (`Mcp-Session-Id`).
+pub const SESSION_HEADER: &str = "mcp-session-id";
+/// The Streamable HTTP header naming the negotiated version (`MCP-Protocol-Version`).
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+/// The SSE header a client resumes a stream with.
+pub const LAST_EVENT_ID: &str = "last-event-id";
+
 /// The MCP transport a session was opened on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

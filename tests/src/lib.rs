@@ -71,6 +71,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use jetway_shared::backoff::Backoff;
 
 pub use exchange::{Exchange, ResponseStream};
 pub use jetway_harness::{
@@ -126,7 +127,7 @@ where
     C: Condition,
 {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut delay = Duration::from_millis(10);
+    let mut backoff = Backoff::unbounded(Duration::from_millis(10), Duration::from_millis(200));
     let mut attempts = 0u32;
     loop {
         attempts += 1;
@@ -147,8 +148,7 @@ where
                 None => bail!("condition not met within {timeout:?} after {attempts} attempts"),
             }
         }
-        tokio::time::sleep(delay.min(deadline - now)).await;
-        delay = (delay * 2).min(Duration::from_millis(200));
+        tokio::time::sleep(backoff.next().min(deadline - now)).await;
     }
 }
 

@@ -34,6 +34,7 @@ use async_nats::jetstream::{Context, kv};
 use futures::StreamExt;
 use jetway_shared::{
     kv_write::{self, Expect, WriteError},
+    msg_id,
     service::Service,
     subjects::{self, SessionId, StreamKey},
 };
@@ -190,7 +191,7 @@ impl Claims {
         loop {
             if let Some(revision) = replace.take() {
                 let connects = *self.connects.borrow();
-                let id = subjects::claim_write_id(session, request, &attempt, revision);
+                let id = msg_id::claim_write(session, request, &attempt, revision);
                 let wrote = kv_write::write_expiring(
                     &self.js,
                     &self.store,
@@ -305,7 +306,7 @@ impl Claims {
         revision: u64,
         ttl: Duration,
     ) -> Result<Option<u64>, ClaimError> {
-        let id = format!("ls.{key}.{}.{revision}", self.nonce);
+        let id = msg_id::lease_write(key, &self.nonce, revision);
         let wrote = kv_write::write_expiring(
             &self.js,
             &self.store,

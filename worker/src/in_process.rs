@@ -46,7 +46,8 @@ impl<S: ServerHandler + Clone> InProcess<S> {
         let message = match &request.message {
             Ok(m) => m,
             Err(why) => {
-                let body = jsonrpc::error(Some(&request.id), jsonrpc::INVALID_PARAMS, why.clone());
+                let why = format!("invalid params: {why}");
+                let body = jsonrpc::error(Some(&request.id), jsonrpc::INVALID_PARAMS, why);
                 return publish_final(ctx.publisher, &request.session, &request.stream, body).await;
             }
         };

@@ -22,9 +22,10 @@ use async_nats::jetstream::kv;
 use futures::TryStreamExt;
 use jetway_shared::{
     kv_write::{self, Expect, WriteError},
+    msg_id::{self, StateExpect},
     principal::{Principal, may_use},
     session::{SessionRecord, State},
-    subjects::{self, SessionId, StreamKey},
+    subjects::{SessionId, StreamKey},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use std::sync::{
@@ -123,8 +124,8 @@ impl Session {
     /// The message id of write `n` of this request to `key`; `attempt`
     /// tells what the write expected, so only a retry of the very same
     /// write shares it.
-    fn write_id(&self, n: u64, key: &str, attempt: &str) -> String {
-        subjects::state_write_id(&self.inner.id, &self.inner.request, n, key, attempt)
+    fn write_id(&self, n: u64, key: &str, attempt: StateExpect<'_>) -> String {
+        msg_id::state_write(&self.inner.id, &self.inner.request, n, key, attempt)
     }
 
     /// On a re-run of this request, what write `n` of an earlier run
@@ -136,7 +137,7 @@ impl Session {
         if !self.inner.fence.may_have_run_before() {
             return Ok(None);
         }
-        let prefix = subjects::state_write_prefix(&self.inner.id, &self.inner.request, n, key);
+        let prefix = msg_id::state_write_prefix(&self.inner.id, &self.inner.request, n, key);
         let found = kv_write::find_write(&self.inner.state, &self.inner.id.state_key(key), &prefix)
             .await
             .map_err(store)?;
@@ -217,7 +218,13 @@ impl Session {
         if self.earlier_write(n, key).await?.is_some() {
             return Ok(());
         }
-        let write_id = self.write_id(n, key, &format!("p{}", digest(&bytes)));
+        let write_id = self.write_id(
+            n,
+            key,
+            StateExpect::Put {
+                digest: &digest(&bytes),
+            },
+        );
         self.write(key, bytes.into(), Expect::Any, &write_id)
             .await?;
         Ok(())
@@ -257,7 +264,7 @@ impl Session {
             let rev = entry.as_ref().map_or(0, |e| e.revision);
             let next = f(current);
             let bytes: bytes::Bytes = serde_json::to_vec(&next)?.into();
-            let write_id = self.write_id(n, key, &format!("r{rev}"));
+            let write_id = self.write_id(n, key, StateExpect::Revision(rev));
             match self
                 .write(key, bytes, Expect::Revision(rev), &write_id)
                 .await?
@@ -287,7 +294,7 @@ impl Session {
                 .await
                 .map_err(store)?
             {
-                let write_id = self.write_id(self.next_write(), &key, &format!("c.{from}"));
+                let write_id = self.write_id(self.next_write(), &key, StateExpect::CopyFrom(from));
                 self.write(&key, value, Expect::Any, &write_id).await?;
                 copied += 1;
             }
@@ -342,7 +349,7 @@ impl Session {
                 stream: &StreamKey::get(),
                 payload: serde_json::to_vec(&msg)?,
                 kind: Out::Message {
-                    tag: format!("get.{nonce:016x}"),
+                    tag: msg_id::notify_tag(nonce),
                 },
             })
             .await

@@ -36,6 +36,7 @@ use crate::{
 use async_nats::jetstream::kv;
 use futures::StreamExt;
 use jetway_shared::{
+    backoff::Backoff,
     kv_write,
     session::{SessionRecord, State, UpstreamSession},
     subjects::{self, SessionId, StreamKey},
@@ -131,7 +132,7 @@ async fn listen(
 ) {
     let headers = SessionHeaders {
         id: upstream.id.as_deref(),
-        version: Some(&upstream.protocol_version),
+        version: Some(upstream.protocol_version),
     };
     // Followed before the stream opens: every answer to a request relayed
     // from it comes after.
@@ -148,6 +149,7 @@ async fn listen(
     let mut renew = tokio::time::interval(RENEW);
     renew.tick().await;
     tracing::info!(session = %session, "listening to the upstream session's stream");
+    let mut retry = Backoff::unbounded(Duration::from_millis(200), Duration::from_secs(2)).jitter();
     let why = 'connect: loop {
         let opened = ctx
             .upstream
@@ -156,12 +158,15 @@ async fn listen(
         // `None`: no stream to relay, but still the client's messages to
         // pass on and the session's end to watch for.
         let mut events = match opened {
-            Ok(Listen::Open(events)) => Some(events),
+            Ok(Listen::Open(events)) => {
+                retry.reset();
+                Some(events)
+            }
             Ok(Listen::NotOffered) => None,
             Err(UpstreamError::SessionNotFound) => break Wanted::Elsewhere,
             Err(e) => {
                 tracing::debug!(error = %e, "upstream stream not open; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                retry.sleep().await;
                 match still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
                     Wanted::Yes => continue,
                     other => break other,
@@ -184,7 +189,7 @@ async fn listen(
                             stream: &StreamKey::get(),
                             payload: serde_json::to_vec(&message).unwrap_or_default(),
                             kind: Out::Message {
-                                tag: format!("up.{revision}.{relayed}"),
+                                tag: jetway_shared::msg_id::listener_tag(revision, relayed),
                             },
                         };
                         if let Err(e) = ctx.publisher.publish(out).await {
@@ -193,7 +198,7 @@ async fn listen(
                     }
                     // Broke off: reconnect after the last event seen.
                     Some(Err(_)) | None => {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        retry.sleep().await;
                         continue 'connect;
                     }
                 },

@@ -51,8 +51,9 @@ use crate::{
 };
 use futures::StreamExt;
 use jetway_shared::{
+    backoff::Backoff,
     jsonrpc::{self, method},
-    publish::Backoff,
+    protocol::{ProtocolVersion, UnknownVersion},
     session::{State, UpstreamSession, update_record},
     subjects::{SessionId, StreamKey},
 };
@@ -228,22 +229,32 @@ impl Bridge {
             Ok(Reply::Accepted) => return Err(self.failure(request, accepted_request())),
             Err(e) => return Err(self.failure(request, e)),
         };
-        let Some(version) = answer
-            .pointer("/result/protocolVersion")
-            .and_then(Value::as_str)
-        else {
+        let version = match negotiated(&answer) {
             // An error: the client sees it as the upstream sent it.
-            return Ok(self.answer(ctx, request, answer).await);
+            None => return Ok(self.answer(ctx, request, answer).await),
+            Some(Ok(version)) => version,
+            Some(Err(unknown)) => {
+                let headers = SessionHeaders {
+                    id: session.as_deref(),
+                    version: None,
+                };
+                self.upstream().end(headers).await;
+                return Err(Stop::Answer(jsonrpc::error(
+                    Some(&request.id),
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("the upstream negotiated {unknown}"),
+                )));
+            }
         };
         let upstream = UpstreamSession {
             id: session,
-            protocol_version: version.to_owned(),
+            protocol_version: version,
         };
         self.initialized(&upstream, ctx).await;
         let js = ctx.publisher.jetstream();
         let recorded = update_record(js, ctx.sessions, request.session.as_str(), |r| {
             r.state = State::Active;
-            r.protocol_version = upstream.protocol_version.clone();
+            r.protocol_version = upstream.protocol_version;
             r.upstream = Some(upstream.clone());
             true
         });
@@ -286,17 +297,20 @@ impl Bridge {
             Ok(Reply::Accepted) => return Err(Stop::HandBack(accepted_request().to_string())),
             Err(e) => return Err(Stop::HandBack(format!("re-initializing the upstream: {e}"))),
         };
-        let Some(version) = answer
-            .pointer("/result/protocolVersion")
-            .and_then(Value::as_str)
-        else {
-            return Err(Stop::HandBack(format!(
-                "the upstream refused to initialize: {answer}"
-            )));
+        let version = match negotiated(&answer) {
+            Some(Ok(version)) => version,
+            Some(Err(unknown)) => {
+                return Err(Stop::HandBack(format!("the upstream negotiated {unknown}")));
+            }
+            None => {
+                return Err(Stop::HandBack(format!(
+                    "the upstream refused to initialize: {answer}"
+                )));
+            }
         };
         let fresh = UpstreamSession {
             id,
-            protocol_version: version.to_owned(),
+            protocol_version: version,
         };
         self.initialized(&fresh, ctx).await;
         let mut current = None;
@@ -481,15 +495,21 @@ impl Bridge {
             // Every process was initialized once, by the bridge: the client
             // gets that answer, and the version it negotiated is recorded.
             let answer = process.initialized.clone();
-            let version = answer
-                .pointer("/result/protocolVersion")
-                .and_then(Value::as_str)
-                .unwrap_or(jetway_shared::protocol::ProtocolVersion::LATEST.as_str())
-                .to_owned();
+            let version = match negotiated(&answer) {
+                Some(Ok(version)) => version,
+                Some(Err(unknown)) => {
+                    return Err(Stop::Answer(jsonrpc::error(
+                        Some(&request.id),
+                        jsonrpc::INTERNAL_ERROR,
+                        format!("the upstream negotiated {unknown}"),
+                    )));
+                }
+                None => ProtocolVersion::LATEST,
+            };
             let js = ctx.publisher.jetstream();
             let recorded = update_record(js, ctx.sessions, request.session.as_str(), |r| {
                 r.state = State::Active;
-                r.protocol_version = version.clone();
+                r.protocol_version = version;
                 true
             });
             if let Err(e) = recorded.await {
@@ -641,7 +661,11 @@ impl Relay<'_> {
             stream: &stream,
             payload: serde_json::to_vec(&msg).unwrap_or_default(),
             kind: Out::Message {
-                tag: format!("{}.{}.u{}", self.request.stream, ctx.delivery, self.sent),
+                tag: jetway_shared::msg_id::upstream_tag(
+                    &self.request.stream,
+                    ctx.delivery,
+                    self.sent,
+                ),
             },
         };
         ctx.publisher
@@ -689,11 +713,18 @@ impl Relay<'_> {
     }
 }
 
+/// The version an `initialize` answer negotiated: `None` for an error
+/// answer, an error for a version Jetway does not speak.
+fn negotiated(answer: &Value) -> Option<Result<ProtocolVersion, UnknownVersion>> {
+    let version = answer.pointer("/result/protocolVersion")?.as_str()?;
+    Some(version.parse())
+}
+
 /// The upstream session headers of `s`.
 fn headers(s: &UpstreamSession) -> SessionHeaders<'_> {
     SessionHeaders {
         id: s.id.as_deref(),
-        version: Some(&s.protocol_version),
+        version: Some(s.protocol_version),
     }
 }
 
