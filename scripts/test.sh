@@ -11,6 +11,8 @@ bash scripts/install-nats.sh
 export NATS_SERVER_BIN="$PWD/.local/bin/nats-server"
 # Upstream MCP servers for the bridge tests (server-everything, FastMCP).
 bash scripts/install-upstreams.sh
+# Prometheus and promtool for the metrics test (Debian package, pinned).
+bash scripts/install-prometheus.sh
 
 # Build the binaries the integration tests start, once, before the tests run.
 cargo build --workspace --bins

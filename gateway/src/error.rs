@@ -104,6 +104,8 @@ impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let body = jsonrpc::error(self.id(), self.code(), self.to_string());
         let mut resp = (self.status(), axum::Json(body)).into_response();
+        resp.extensions_mut()
+            .insert(crate::metrics::RpcCode(self.code()));
         match &self {
             Self::Unavailable | Self::Draining | Self::AuthUnavailable => {
                 resp.headers_mut().insert(

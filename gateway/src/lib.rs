@@ -17,12 +17,14 @@
 //! - [`sessions`] — session records in KV: create, look up, close.
 //! - [`auth`] — OAuth bearer tokens, scopes, and the resource metadata.
 //! - [`health`] — `/healthz` and `/readyz`.
+//! - [`metrics`] — `/metrics`: what the gateway counts and times.
 //! - [`error`] — `GatewayError`, the HTTP edge's errors as values.
 
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod served;
 pub mod sessions;
 pub mod sse;
@@ -81,8 +83,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             gw.clone(),
             auth::authenticate,
-        ));
+        ))
+        .route_layer(axum::middleware::from_fn(metrics::layer));
     mcp.route("/healthz", get(health::healthz))
+        .route("/metrics", get(metrics::serve))
         .route("/readyz", get(health::readyz))
         .route(
             "/.well-known/oauth-protected-resource",

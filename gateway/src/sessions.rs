@@ -55,6 +55,7 @@ impl Sessions {
             tokio::spawn(remove_orphan(self.store.clone(), session.clone()));
             return Err(unavailable("create session", e));
         }
+        crate::metrics::session_created();
         Ok(())
     }
 
@@ -114,7 +115,10 @@ impl Sessions {
         })
         .await;
         match closed {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                crate::metrics::session_closed();
+                Ok(())
+            }
             Err(UpdateError::NotFound | UpdateError::Corrupt(_)) => {
                 Err(GatewayError::SessionNotFound)
             }

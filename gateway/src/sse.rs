@@ -106,7 +106,7 @@ async fn read(
         takeover: spec.takeover.unwrap_or(0),
         tx,
     };
-    if !spec.fresh && reader.catch_up(u64::MAX).await.is_break() {
+    if !spec.fresh && reader.catch_up(u64::MAX, true).await.is_break() {
         return;
     }
     let mut tick = tokio::time::interval(spec.idle);
@@ -119,7 +119,7 @@ async fn read(
             changed = connects.changed(), if watching => {
                 if changed.is_err() {
                     watching = false;
-                } else if reader.catch_up(u64::MAX).await.is_break() {
+                } else if reader.catch_up(u64::MAX, false).await.is_break() {
                     return;
                 }
             }
@@ -134,7 +134,7 @@ async fn read(
                 }
                 let flow = if prev > reader.last {
                     // Missed at least one message: read the gap and this one from the stream.
-                    reader.catch_up(seq).await
+                    reader.catch_up(seq, false).await
                 } else {
                     reader.deliver(seq, msg.headers.as_ref(), msg.payload).await
                 };
@@ -146,7 +146,7 @@ async fn read(
             _ = tick.tick() => {
                 // A republished message lost right before a quiet period
                 // would otherwise go unnoticed until the next message.
-                if reader.catch_up(u64::MAX).await.is_break() {
+                if reader.catch_up(u64::MAX, false).await.is_break() {
                     return;
                 }
                 if reader.tx.send(Item::Idle).await.is_err() {
@@ -171,8 +171,16 @@ struct Reader {
 type Flow = std::ops::ControlFlow<()>;
 
 impl Reader {
-    /// Delivers stored messages after `last`, up to and including `until`.
-    async fn catch_up(&mut self, until: u64) -> Flow {
+    /// Delivers stored messages after `last`, up to and including `until`;
+    /// counts them as replayed (`replay`) or as a gap filled.
+    async fn catch_up(&mut self, until: u64, replay: bool) -> Flow {
+        let mut read = 0;
+        let flow = self.catch_up_counting(until, &mut read).await;
+        crate::metrics::read_from_stream(replay, read);
+        flow
+    }
+
+    async fn catch_up_counting(&mut self, until: u64, read: &mut u64) -> Flow {
         while self.last < until {
             match self
                 .stream
@@ -180,6 +188,7 @@ impl Reader {
                 .await
             {
                 Ok(m) if m.sequence <= until => {
+                    *read += 1;
                     if self
                         .deliver(m.sequence, Some(&m.headers), m.payload)
                         .await

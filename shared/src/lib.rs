@@ -12,6 +12,7 @@
 //! - [`backoff`] — the retry delay policy of every loop that tries again.
 //! - [`publish`] — acknowledged publishing with deduplicated retries.
 //! - [`kv_write`] — KV compare-and-set writes and reads that survive a leader election.
+//! - [`metrics`] — label vocabularies, NATS-side metrics, the Prometheus exposition.
 //! - [`session`] — the session record kept in the `jetway_sessions` KV bucket.
 //! - [`principal`] — who a session belongs to when clients authenticate.
 //! - [`setup`] — idempotent creation of streams, KV buckets and the worker consumer.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod headers;
 pub mod jsonrpc;
 pub mod kv_write;
+pub mod metrics;
 pub mod msg_id;
 pub mod principal;
 pub mod protocol;

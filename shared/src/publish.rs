@@ -52,13 +52,31 @@ pub async fn publish_acked(
         match publish_once(js, subject.clone(), headers.clone(), payload.clone()).await {
             Err(PublishFailure::Unavailable(e)) => {
                 if !retriable || !backoff.wait().await {
+                    failed("unavailable");
                     return Err(PublishFailure::Unavailable(e));
                 }
+                crate::metrics::BUS.publish_retries.inc();
                 tracing::debug!(error = %e, "publish not acknowledged; retrying");
+            }
+            Err(PublishFailure::TooLarge) => {
+                failed("too_large");
+                return Err(PublishFailure::TooLarge);
+            }
+            Err(PublishFailure::Refused(e)) => {
+                failed("refused");
+                return Err(PublishFailure::Refused(e));
             }
             done => return done,
         }
     }
+}
+
+/// Counts a publish that gave up (a conflict is an answer, not a failure).
+fn failed(reason: &'static str) {
+    crate::metrics::BUS
+        .publish_failures
+        .get_or_create(&crate::metrics::FailureLabels { reason })
+        .inc();
 }
 
 /// One publish and its acknowledgement; a timeout, a broken connection or

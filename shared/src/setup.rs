@@ -246,9 +246,17 @@ pub async fn connect_watching(
                 match event {
                     async_nats::Event::Connected => {
                         tracing::info!("connected to NATS");
+                        crate::metrics::BUS.connected.set(1);
+                        if *connects_tx.borrow() > 0 {
+                            crate::metrics::BUS.reconnects.inc();
+                        }
                         connects_tx.send_modify(|n| *n += 1);
                     }
-                    async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("disconnected from NATS");
+                        crate::metrics::BUS.connected.set(0);
+                        crate::metrics::BUS.disconnects.inc();
+                    }
                     other => tracing::info!(event = %other, "NATS event"),
                 }
             }

@@ -188,6 +188,7 @@ impl Claims {
         let mut replace = Some(0);
         let mut unresponsive_since: Option<Instant> = None;
         let mut gone_since: Option<Instant> = None;
+        let mut waited = false;
         loop {
             if let Some(revision) = replace.take() {
                 let connects = *self.connects.borrow();
@@ -272,6 +273,9 @@ impl Claims {
                 continue;
             }
             tracing::debug!(holder = %holder.instance, "request is running elsewhere; waiting for its answer");
+            if !std::mem::replace(&mut waited, true) {
+                crate::metrics::claim_waited();
+            }
             let poll = if gone_since.is_some() {
                 GONE_POLL
             } else {

@@ -32,7 +32,12 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<usize>,
-    /// Address of the worker's HTTP port (`/healthz`, `/readyz`). [default: 127.0.0.1:9090]
+    /// Distinct tool names the worker's metrics label by; further tools
+    /// count as `other`. [default: 50]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_max_tool_labels: Option<usize>,
+    /// Address of the worker's HTTP port (`/healthz`, `/readyz`, `/metrics`). [default: 127.0.0.1:9090]
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
@@ -96,6 +101,8 @@ pub struct Config {
     pub service: Service,
     pub listen: SocketAddr,
     pub max_concurrency: usize,
+    /// Distinct tool names metrics label by (the rest are `other`).
+    pub metrics_max_tool_labels: usize,
     pub ack_wait: Duration,
     pub deadline: Duration,
     pub max_deliver: i64,
@@ -144,6 +151,7 @@ impl Config {
             service: f.get("service", Service::default()),
             listen: parsed_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9090))),
             max_concurrency: f.get("max_concurrency", 64),
+            metrics_max_tool_labels: f.get("metrics_max_tool_labels", 50),
             ack_wait: Duration::from_secs(f.get("ack_wait_secs", 2)),
             deadline: Duration::from_secs(f.get("deadline_secs", 600)),
             max_deliver: f.get("max_deliver", 5),

@@ -60,6 +60,7 @@ pub async fn run<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(runtime.config.max_concurrency));
+    crate::metrics::slots(runtime.config.max_concurrency);
     let tracker = TaskTracker::new();
     let hard_stop = CancellationToken::new();
     tracing::info!(
@@ -89,8 +90,10 @@ pub async fn run<H: Handler>(
                 health.set_consuming(true);
                 let rt = runtime.clone();
                 let stop = hard_stop.clone();
+                let busy = crate::metrics::Slot::busy();
                 tracker.spawn(async move {
                     rt.handle(Delivery::new(msg), stop).await;
+                    drop(busy);
                     drop(slot);
                 });
             }

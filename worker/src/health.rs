@@ -71,6 +71,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::serve))
         .with_state(health);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -30,7 +30,8 @@
 //!   server→client request ids, the request's outcome).
 //! - [`publish`] — publishing server messages with provenance headers.
 //! - [`session`] — [`Session`], the tool-facing session handle.
-//! - [`health`] — the worker's HTTP port: `/healthz`, `/readyz`.
+//! - [`health`] — the worker's HTTP port: `/healthz`, `/readyz`, `/metrics`.
+//! - [`metrics`] — what the worker counts and times.
 //! - [`toolsets`] — the built-in demo and conformance servers of `jetway-worker`.
 
 pub mod answers;
@@ -43,6 +44,7 @@ pub mod handler;
 pub mod health;
 pub mod in_process;
 pub mod incoming;
+pub mod metrics;
 pub mod publish;
 pub mod pull;
 pub mod request;
@@ -108,6 +110,7 @@ pub async fn run_handler<H: handler::Handler>(
     handler: H,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    metrics::init(config.metrics_max_tool_labels);
     let health = health::Health::new(config.bus.instance_id.clone(), nats.client.clone());
     handler.report_to(&health);
     let http_stop = CancellationToken::new();
@@ -137,6 +140,7 @@ pub async fn run_handler<H: handler::Handler>(
         config.claim_timing(),
     )
     .await?;
+    tokio::spawn(metrics::watch_consumer(consumer.clone(), http_stop.clone()));
     let puller = pull::Puller::new(consumer, &nats.client, js.clone()).await?;
     let runtime = Arc::new(request::Runtime {
         publisher: publish::Publisher::new(js, config.bus.instance_id.clone()),

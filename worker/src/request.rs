@@ -24,6 +24,7 @@ use crate::{
     delivery::{Delivery, Lease},
     handler::{Handler, RunContext, publish_final},
     incoming::{Request, Unrunnable},
+    metrics::Execution,
     publish::Publisher,
     transport::Outcome,
 };
@@ -74,7 +75,11 @@ impl<H: Handler> Runtime<H> {
             method = %request.method,
             delivered = delivery.delivered,
         );
-        self.handle_in(&delivery, &lease, request, &hard_stop)
+        let tool = (request.method == "tools/call")
+            .then(|| request.raw.pointer("/params/name").and_then(|n| n.as_str()))
+            .flatten();
+        let execution = Execution::delivered(&request.method, tool, delivery.delivered);
+        self.handle_in(&delivery, &lease, request, &hard_stop, execution)
             .instrument(span)
             .await;
     }
@@ -85,6 +90,7 @@ impl<H: Handler> Runtime<H> {
         lease: &Lease,
         request: Request,
         hard_stop: &CancellationToken,
+        mut execution: Execution,
     ) {
         let deadline = deadline_of(delivery.published, self.config.deadline);
         let claimed = tokio::select! {
@@ -112,6 +118,7 @@ impl<H: Handler> Runtime<H> {
                 return;
             }
         };
+        execution.claimed(claim.fence(lease.clock()).may_have_run_before());
         let outcome = self
             .answer(
                 delivery,
@@ -121,6 +128,7 @@ impl<H: Handler> Runtime<H> {
                 hard_stop,
             )
             .await;
+        execution.ended(&outcome);
         settle(delivery, outcome, hard_stop.is_cancelled()).await;
         // The claim is let go only now, with the answer on the stream.
         drop(claim);
@@ -138,6 +146,7 @@ impl<H: Handler> Runtime<H> {
         let error = |code, message: String| jsonrpc::error(Some(&request.id), code, message);
         if delivery.delivered as i64 > self.config.max_deliver {
             tracing::error!("request failed on every attempt; answering with an error");
+            crate::metrics::abandoned();
             let body = error(
                 jsonrpc::REQUEST_FAILED,
                 format!(
@@ -149,6 +158,7 @@ impl<H: Handler> Runtime<H> {
         }
         if Instant::now() >= deadline {
             tracing::warn!("request reached its deadline before it could run");
+            crate::metrics::deadline_expired();
             let body = error(
                 jsonrpc::DEADLINE_EXCEEDED,
                 "request exceeded its deadline before it could run".to_owned(),

@@ -2,7 +2,10 @@
 //! event of one or more streams, or (JSON response mode) the final
 //! responses alone.
 
-use crate::sse::{self, Item};
+use crate::{
+    metrics::{Exchange, StreamGuard, StreamKind},
+    sse::{self, Item},
+};
 use axum::{
     body::Body,
     http::{HeaderValue, StatusCode, header},
@@ -33,12 +36,29 @@ pub struct Ending {
     pub shutdown: CancellationToken,
 }
 
+/// What a response's metrics record: the stream's kind (counted while it is
+/// open) and, for a POST, the timing of its requests.
+pub struct Observe {
+    pub kind: StreamKind,
+    pub exchange: Option<Exchange>,
+}
+
 /// An SSE response over `readers`, starting with `prelude` (priming events).
 pub fn sse(prelude: Vec<Bytes>, readers: Vec<mpsc::Receiver<Item>>, ending: Ending) -> Response {
+    sse_observed(prelude, readers, ending, None)
+}
+
+/// [`sse`], counted and timed as `observe` says.
+pub fn sse_observed(
+    prelude: Vec<Bytes>,
+    readers: Vec<mpsc::Receiver<Item>>,
+    ending: Ending,
+    observe: Option<Observe>,
+) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let merged: SelectAll<ReceiverStream<Item>> =
         futures::stream::select_all(readers.into_iter().map(ReceiverStream::new));
-    tokio::spawn(pump(prelude, merged, ending, tx));
+    tokio::spawn(pump(prelude, merged, ending, tx, observe));
     let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
@@ -59,7 +79,10 @@ async fn pump(
     mut readers: SelectAll<ReceiverStream<Item>>,
     ending: Ending,
     out: mpsc::Sender<Bytes>,
+    observe: Option<Observe>,
 ) {
+    let _open = observe.as_ref().map(|o| StreamGuard::open(o.kind));
+    let mut exchange = observe.and_then(|o| o.exchange);
     let Ending {
         mut finals,
         deadline,
@@ -96,6 +119,13 @@ async fn pump(
                         finals = finals.saturating_sub(1);
                     }
                     let last = d.is_final && finals == 0;
+                    if let Some(x) = exchange.as_mut() {
+                        if last {
+                            x.finished(&d.payload);
+                        } else if !d.payload.is_empty() {
+                            x.event();
+                        }
+                    }
                     if !d.payload.is_empty() && out.send(sse::frame(&d.id, &d.payload)).await.is_err() {
                         return;
                     }
@@ -113,6 +143,9 @@ async fn pump(
             },
             _ = &mut deadline => {
                 tracing::info!("ending SSE stream: request timeout; the client may resume");
+                if let Some(x) = exchange.as_mut() {
+                    x.timed_out();
+                }
                 let _ = out.send(sse::retry(RETRY_AFTER)).await;
                 return;
             }

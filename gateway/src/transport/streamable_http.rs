@@ -13,6 +13,7 @@ use crate::{
     Gateway,
     auth::{self, Caller},
     error::GatewayError,
+    metrics,
     served::{Scope, Served},
     sse,
 };
@@ -46,6 +47,7 @@ pub async fn post(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
+    let started = std::time::Instant::now();
     if gw.draining.is_cancelled() {
         return Err(GatewayError::Draining);
     }
@@ -95,10 +97,12 @@ pub async fn post(
 
     let mut readers = Vec::new();
     let mut prelude = Vec::new();
+    let mut timed = None;
     for msg in &messages {
         let payload = Bytes::from(serde_json::to_vec(&msg.value).unwrap_or_default());
         match &msg.kind {
-            Kind::Request { .. } => {
+            Kind::Request { method, .. } => {
+                timed.get_or_insert(metrics::request(method));
                 let key = StreamKey::new_request();
                 let spec = sse::ReadSpec {
                     session: session.clone(),
@@ -153,7 +157,12 @@ pub async fn post(
         StatusCode::ACCEPTED.into_response()
     } else if gw.config.json_response {
         let deadline = Instant::now() + gw.config.request_timeout;
-        match respond::collect_finals(readers, deadline).await {
+        let mut exchange = timed.map(|m| metrics::Exchange::new(m, started));
+        let finals = respond::collect_finals(readers, deadline).await;
+        if let Some(x) = exchange.as_mut() {
+            x.finished_json(finals.as_ref().and_then(|f| f.first()));
+        }
+        match finals {
             Some(mut finals) if !batch && finals.len() == 1 => {
                 axum::Json(finals.remove(0)).into_response()
             }
@@ -167,7 +176,11 @@ pub async fn post(
             poll: gw.poll_for(stream_version),
             shutdown: gw.stream_cancel.clone(),
         };
-        respond::sse(prelude, readers, ending)
+        let observe = respond::Observe {
+            kind: metrics::StreamKind::Post,
+            exchange: timed.map(|m| metrics::Exchange::new(m, started)),
+        };
+        respond::sse_observed(prelude, readers, ending, Some(observe))
     };
     if created {
         resp.headers_mut().insert(
@@ -197,6 +210,7 @@ pub async fn get(
     svc.sessions.find_for(&session, &caller).await?;
     let (key, after) = match &resume {
         Some(id) => {
+            metrics::resumed();
             if check_resume(&svc, &session, id).await? == Position::AtEnd {
                 // The client saw the final response already: nothing follows.
                 let ending = respond::Ending {
@@ -252,7 +266,16 @@ pub async fn get(
         poll: gw.poll_for(version),
         shutdown: gw.stream_cancel.clone(),
     };
-    Ok(respond::sse(prelude, vec![rx], ending))
+    let observe = respond::Observe {
+        kind: metrics::StreamKind::Get,
+        exchange: None,
+    };
+    Ok(respond::sse_observed(
+        prelude,
+        vec![rx],
+        ending,
+        Some(observe),
+    ))
 }
 
 /// A `Last-Event-ID` is honoured only if it names an event of this session's

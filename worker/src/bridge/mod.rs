@@ -357,10 +357,12 @@ impl Bridge {
     ) -> Result<Reply, UpstreamError> {
         let mut backoff = Backoff::lasting(self.unreachable_for);
         loop {
+            let started = std::time::Instant::now();
             let posted = self
                 .upstream()
                 .post(message, session, self.response_timeout)
                 .await;
+            crate::metrics::upstream_call(started, &posted);
             if let Some(health) = self.health.get() {
                 health
                     .set_upstream_reachable(!matches!(posted, Err(UpstreamError::Unreachable(_))));

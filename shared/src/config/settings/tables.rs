@@ -146,7 +146,7 @@ pub const WORKER: &[Setting] = &[
     Setting::new(
         "listen",
         &["127.0.0.1:9090"],
-        "HTTP address of the worker's `/healthz` and `/readyz`",
+        "HTTP address of the worker's `/healthz`, `/readyz` and `/metrics`",
     ),
     Setting::new(
         "max_concurrency",
@@ -167,6 +167,11 @@ pub const WORKER: &[Setting] = &[
         "max_deliver",
         &["5"],
         "executions of a request before it fails with a JSON-RPC error",
+    ),
+    Setting::new(
+        "metrics_max_tool_labels",
+        &["50"],
+        "distinct tool names the worker's metrics label by; further tools count as `other`",
     ),
     Setting::without_value(
         "upstream_url",
