@@ -92,6 +92,15 @@ pub static GATEWAY: LazyLock<Metrics> = LazyLock::new(|| Metrics {
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     let g = &*GATEWAY;
+    // The bounded label sets from the start, so dashboards see 0, not nothing.
+    for kind in [StreamKind::Post, StreamKind::Get, StreamKind::HttpSse] {
+        let _ = g
+            .streams_open
+            .get_or_create(&StreamLabels { kind: kind.label() });
+    }
+    for reason in ["replay", "gap"] {
+        let _ = g.stream_reads.get_or_create(&ReadLabels { reason });
+    }
     let mut r = Registry::default();
     r.register(
         "jetway_gateway_http_requests",

@@ -179,6 +179,10 @@ pub static BUS: LazyLock<Bus> = LazyLock::new(|| Bus {
 /// Registers [`BUS`] in `registry`.
 pub fn register_bus(registry: &mut Registry) {
     let b = &*BUS;
+    // Every reason from the start, so dashboards see 0 rather than nothing.
+    for reason in ["unavailable", "too_large", "refused"] {
+        let _ = b.publish_failures.get_or_create(&FailureLabels { reason });
+    }
     registry.register(
         "jetway_nats_connected",
         "1 while this process's NATS connection is up, 0 otherwise",
