@@ -389,6 +389,36 @@ mod tests {
         );
     }
 
+    /// What the metrics of one `tools/call` cost the gateway: the HTTP
+    /// counter, the request counter, an open stream, first event and final
+    /// response timings and the error-code probe. Printed (`--nocapture`);
+    /// the bound only catches a lock or allocation gone wild.
+    #[test]
+    fn hot_path_cost_per_request() {
+        const N: u32 = 20_000;
+        let final_payload =
+            br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"hello"}]}}"#;
+        let start = Instant::now();
+        for _ in 0..N {
+            let method = request("tools/call");
+            let _open = StreamGuard::open(StreamKind::Post);
+            let mut x = Exchange::new(method, Instant::now());
+            x.event();
+            x.finished(final_payload);
+            GATEWAY
+                .http_requests
+                .get_or_create(&HttpLabels {
+                    http_request_method: "POST",
+                    http_status_class: m::status_class(200),
+                    rpc_error_code: rpc_code_label(None),
+                })
+                .inc();
+        }
+        let per = start.elapsed() / N;
+        println!("gateway metrics per request: {per:?} (this build's profile)");
+        assert!(per < std::time::Duration::from_micros(200), "{per:?}");
+    }
+
     #[test]
     fn exposition_names_every_metric() {
         let method = request("tools/call");

@@ -327,6 +327,26 @@ pub fn upstream_call(start: Instant, result: &Result<Reply, UpstreamError>) {
 mod tests {
     use super::*;
 
+    /// What the metrics of one delivery cost the worker: the delivery
+    /// counter, a busy slot, the tool label and the execution histogram.
+    #[test]
+    fn hot_path_cost_per_request() {
+        const N: u32 = 20_000;
+        // A cap of its own: the global one belongs to the test below.
+        let tools = ToolLabels::new(50);
+        let start = Instant::now();
+        for _ in 0..N {
+            let _slot = Slot::busy();
+            std::hint::black_box(tools.label("echo"));
+            let mut e = Execution::delivered("tools/call", None, 1);
+            e.claimed(false);
+            e.ended(&crate::transport::Outcome::Answered);
+        }
+        let per = start.elapsed() / N;
+        println!("worker metrics per request: {per:?} (this build's profile)");
+        assert!(per < Duration::from_micros(200), "{per:?}");
+    }
+
     /// However many tools are called, the exposition names at most
     /// `metrics_max_tool_labels` of them, and never an argument.
     #[test]
