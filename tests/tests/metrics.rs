@@ -5,7 +5,7 @@
 //! method, an error class, a resume, a re-run after a worker is SIGKILLed
 //! mid-call. Then every metric the Grafana dashboard and the alert rules
 //! query must be among the names Prometheus scraped, and `promtool check
-//! rules` must accept the rules.
+//! rules` must accept the rules. A bridge worker counts its upstream requests.
 //!
 //! Conditions are awaited (Prometheus is polled until the value appears,
 //! with a deadline), never slept for.
@@ -446,4 +446,39 @@ async fn first_worker(call: &mut ResponseStream, items: u64) -> Result<String> {
             return Ok(rest.to_owned());
         }
     }
+}
+
+/// Bridge mode: the worker times each request to its upstream, by outcome
+/// (read from the worker's own `/metrics`).
+#[tokio::test]
+async fn a_bridge_worker_counts_its_upstream_requests() -> Result<()> {
+    let upstream = jetway_tests::upstream::Upstream::stateful(&["--stateless"]).await?;
+    let nats = NatsServer::start().await?;
+    let gateway = Gateway::builder(&nats.url()).start().await?;
+    let upstream_url = upstream.url();
+    let worker = Worker::builder(&nats.url())
+        .args(["--upstream-url", upstream_url.as_str()])
+        .start()
+        .await?;
+    let client = McpClient::initialize(&gateway.mcp_url()).await?;
+    client
+        .call_tool_structured(&gateway.mcp_url(), "whoami", json!({}))
+        .await?;
+    let http = reqwest::Client::new();
+    let scrape = http
+        .get(format!("{}/metrics", worker.base_url()))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let ok = scrape
+        .lines()
+        .find(|l| {
+            l.starts_with("jetway_bridge_upstream_request_duration_seconds_count{outcome=\"ok\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    // initialize and tools/call at least (the client's notification too).
+    ensure!(ok.is_some_and(|n| n >= 2.0), "{scrape}");
+    Ok(())
 }
