@@ -8,6 +8,7 @@
 //! - [`headers`] — the NATS header names carried beside each MCP message.
 //! - [`jsonrpc`] — JSON-RPC error codes, constructors and message classification.
 //! - [`protocol`] — the MCP protocol versions Jetway speaks.
+//! - [`http_sse`] — the HTTP+SSE transport's paths, `endpoint` event and event ids.
 //! - [`publish`] — acknowledged publishing with deduplicated retries.
 //! - [`kv_write`] — KV compare-and-set writes and reads that survive a leader election.
 //! - [`session`] — the session record kept in the `jetway_sessions` KV bucket.
@@ -18,6 +19,7 @@
 
 pub mod config;
 pub mod headers;
+pub mod http_sse;
 pub mod jsonrpc;
 pub mod kv_write;
 pub mod protocol;
