@@ -94,9 +94,13 @@ mod tests {
             format!("{SID}.-4"),
             format!("{SID}.99999999999999999999999"),
             "r0123456789abcdef-7".to_owned(),
-            format!("0-XYZ.4"),
+            "0-XYZ.4".to_owned(),
         ] {
-            assert_eq!(SessionEventId::parse(&svc, &bad), Err(MalformedEventId), "{bad:?}");
+            assert_eq!(
+                SessionEventId::parse(&svc, &bad),
+                Err(MalformedEventId),
+                "{bad:?}"
+            );
         }
     }
 

@@ -153,7 +153,10 @@ mod tests {
             assert_eq!(v.as_str().parse::<ProtocolVersion>(), Ok(v));
             let json = serde_json::to_string(&v).expect("serializes");
             assert_eq!(json, format!("\"{}\"", v.as_str()));
-            assert_eq!(serde_json::from_str::<ProtocolVersion>(&json).expect("parses"), v);
+            assert_eq!(
+                serde_json::from_str::<ProtocolVersion>(&json).expect("parses"),
+                v
+            );
         }
         assert_eq!(ProtocolVersion::parse("2025-13-01"), None);
         assert_eq!(ProtocolVersion::parse(" 2025-11-25"), None);
