@@ -1,0 +1,283 @@
+//! The HTTP+SSE transport (protocol 2024-11-05) without sticky sessions
+//! (issue 15): `GET /sse` on any gateway opens a session, POSTs to its
+//! message URL land on any gateway, every server message reaches the one
+//! SSE connection wherever it is, and a reconnect with `Last-Event-ID`
+//! resumes the same session on any gateway.
+//!
+//! Real processes throughout: nats-server, workers, three gateways, and a
+//! round-robin HAProxy with no stickiness in front of them; stock clients
+//! (the TypeScript SDK's `SSEClientTransport`, the Python SDK's
+//! `sse_client`, the `eventsource` package) run as their users run them.
+
+use anyhow::{Context, Result, ensure};
+use jetway_tests::http_sse::{SseSession, is_response_to, sequence_of};
+use jetway_tests::{Gateway, LoadBalancer, NatsServer, SseEvent, Worker};
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// nats, two workers, three gateways, a round-robin load balancer.
+struct Stack {
+    _nats: NatsServer,
+    _workers: Vec<Worker>,
+    gateways: Vec<Gateway>,
+    lb: LoadBalancer,
+}
+
+impl Stack {
+    async fn start() -> Result<Self> {
+        Self::start_with(None, &[], &[]).await
+    }
+
+    async fn start_with(
+        prefix: Option<&str>,
+        gateway_args: &[&str],
+        worker_args: &[&str],
+    ) -> Result<Self> {
+        let nats = NatsServer::start().await?;
+        let mut workers = Vec::new();
+        for i in 1..=2 {
+            workers.push(
+                Worker::builder(&nats.url())
+                    .instance_id(format!("wk-{i}"))
+                    .args(worker_args.iter().copied())
+                    .start()
+                    .await?,
+            );
+        }
+        let mut gateways = Vec::new();
+        for i in 1..=3 {
+            gateways.push(
+                Gateway::builder(&nats.url())
+                    .instance_id(format!("gw-{i}"))
+                    .args(gateway_args.iter().copied())
+                    .start()
+                    .await?,
+            );
+        }
+        let mut lb = LoadBalancer::builder(gateways.iter().map(Gateway::addr));
+        if let Some(p) = prefix {
+            lb = lb.prefix(p);
+        }
+        let lb = lb.start().await?;
+        Ok(Self {
+            _nats: nats,
+            _workers: workers,
+            gateways,
+            lb,
+        })
+    }
+
+    fn sse_url(&self) -> String {
+        format!("{}/sse", self.lb.base_url())
+    }
+
+    fn gateway(&mut self, instance: &str) -> Result<&mut Gateway> {
+        self.gateways
+            .iter_mut()
+            .find(|g| g.instance_id() == instance)
+            .with_context(|| format!("no gateway {instance}"))
+    }
+}
+
+fn call(id: i64, name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": name, "arguments": arguments}})
+}
+
+fn structured(ev: &SseEvent) -> Result<Value> {
+    ev.json
+        .as_ref()
+        .and_then(|j| j.pointer("/result/structuredContent"))
+        .cloned()
+        .with_context(|| format!("no structured result in {ev:?}"))
+}
+
+fn progress_of(events: &[SseEvent]) -> Vec<f64> {
+    events
+        .iter()
+        .filter_map(|e| e.json.as_ref())
+        .filter(|j| j["method"] == "notifications/progress")
+        .filter_map(|j| j.pointer("/params/progress").and_then(Value::as_f64))
+        .collect()
+}
+
+/// The raw client: one session through the load balancer, POSTs on other
+/// gateways than the SSE connection, progress, sampling, and a SIGKILL of
+/// the gateway holding the connection mid-`analyze_data`, after which a
+/// reconnect with `Last-Event-ID` through the load balancer gets the
+/// `endpoint` event first, then every remaining event once, in order.
+#[tokio::test]
+async fn raw_client_resumes_the_same_session_after_its_gateway_is_killed() -> Result<()> {
+    let mut stack = Stack::start().await?;
+    let sse_url = stack.sse_url();
+    let mut s = SseSession::open(&sse_url).await?;
+    assert_eq!(
+        s.endpoint_data,
+        format!("messages?session_id={}", s.session_id)
+    );
+    assert_eq!(s.endpoint.path(), "/messages");
+    let answer = s.initialize().await?;
+    assert_eq!(answer["result"]["protocolVersion"], "2024-11-05");
+
+    // POSTs go round robin: some land elsewhere than the SSE connection.
+    let mut elsewhere = 0;
+    for i in 1..=10 {
+        let p = s.send(call(i, "increment_counter", json!({}))).await?;
+        if p.instance != s.instance {
+            elsewhere += 1;
+        }
+        let events = s.until_response(i, WAIT).await?;
+        let out = structured(events.last().context("an answer")?)?;
+        assert_eq!(out["counter"], i, "increments arrive in order");
+    }
+    assert!(
+        elsewhere > 0,
+        "every POST landed on the SSE connection's gateway"
+    );
+
+    // Sampling: the server's request arrives on the SSE connection, the
+    // answer goes through whichever gateway the balancer picks.
+    s.send(call(20, "test_sampling", json!({"prompt": "hi"})))
+        .await?;
+    let ask = s.next(WAIT).await?;
+    let ask = ask.json.context("json")?;
+    assert_eq!(ask["method"], "sampling/createMessage");
+    s.send(json!({"jsonrpc": "2.0", "id": ask["id"], "result": {
+        "role": "assistant", "model": "m", "content": {"type": "text", "text": "hello"}}}))
+        .await?;
+    let done = s.until_response(20, WAIT).await?;
+    let text = done
+        .last()
+        .and_then(|e| e.json.as_ref())
+        .context("answer")?["result"]["content"][0]["text"]
+        .clone();
+    assert_eq!(text, "LLM response: hello");
+
+    // A long call with progress; the SSE connection's gateway dies mid-way.
+    let n = 8;
+    s.send(
+        json!({"jsonrpc": "2.0", "id": 30, "method": "tools/call", "params": {
+        "name": "analyze_data", "arguments": {"num_items": n},
+        "_meta": {"progressToken": "p30"}}}),
+    )
+    .await?;
+    let mut before = Vec::new();
+    while progress_of(&before).len() < 2 {
+        before.push(s.next(WAIT).await?);
+    }
+    let last_id = s
+        .stream
+        .last_event_id()
+        .context("events have ids")?
+        .to_owned();
+    let holder = s.instance.clone();
+    stack.gateway(&holder)?.kill().await?;
+    // The balancer notices the closed backend and ends the client's stream.
+    let ended = s.stream.collect_to_end(WAIT).await;
+    let mut before_tail = ended.unwrap_or_default();
+    before_tail.retain(|e| e.json.is_some());
+    let last_id = before_tail
+        .iter()
+        .rev()
+        .find_map(|e| e.id.clone())
+        .unwrap_or(last_id);
+    before.extend(before_tail);
+
+    let mut r = SseSession::resume(&sse_url, &last_id).await?;
+    assert_eq!(r.session_id, s.session_id, "the same session");
+    assert_ne!(r.instance, holder, "a surviving gateway holds it now");
+    assert_eq!(r.endpoint_id.as_deref(), Some(last_id.as_str()));
+    let after = r.until_response(30, WAIT).await?;
+
+    let all: Vec<&SseEvent> = before.iter().chain(after.iter()).collect();
+    let seqs: Vec<u64> = all
+        .iter()
+        .map(|e| e.id.as_deref().and_then(sequence_of).context("an id"))
+        .collect::<Result<_>>()?;
+    ensure!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "ids strictly increase across the reconnect (no duplicates): {seqs:?}"
+    );
+    let progress: Vec<f64> = progress_of(&before)
+        .into_iter()
+        .chain(progress_of(&after))
+        .collect();
+    assert_eq!(
+        progress,
+        (0..=n).map(f64::from).collect::<Vec<_>>(),
+        "every progress event once, in order"
+    );
+    let result = structured(after.last().context("the result")?)?;
+    assert_eq!(result["items_processed"], n);
+    assert_eq!(
+        all.iter().filter(|e| is_response_to(e, 30)).count(),
+        1,
+        "the result once"
+    );
+
+    // The session goes on after the resume.
+    r.send(call(31, "get_counter", json!({}))).await?;
+    let out = r.until_response(31, WAIT).await?;
+    assert_eq!(structured(out.last().context("answer")?)?["counter"], 10);
+    Ok(())
+}
+
+/// 50 concurrent `increment_counter` calls on one HTTP+SSE session, posted
+/// through the balancer, end at exactly 50, each count given once.
+#[tokio::test]
+async fn fifty_concurrent_increments_on_one_session_end_at_fifty() -> Result<()> {
+    let stack = Stack::start().await?;
+    let mut s = SseSession::open(&stack.sse_url()).await?;
+    s.initialize().await?;
+    let posts = (1..=50).map(|i| s.send(call(i, "increment_counter", json!({}))));
+    for p in futures::future::join_all(posts).await {
+        p?;
+    }
+    let mut counters = BTreeSet::new();
+    let mut answered = HashSet::new();
+    while answered.len() < 50 {
+        let ev = s.next(WAIT).await?;
+        let j = ev.json.clone().context("json")?;
+        if let Some(id) = j["id"].as_i64()
+            && j.get("result").is_some()
+        {
+            ensure!(answered.insert(id), "request {id} answered twice");
+            counters.insert(structured(&ev)?["counter"].as_i64().context("counter")?);
+        }
+    }
+    assert_eq!(counters, (1..=50).collect::<BTreeSet<_>>());
+    s.send(call(99, "get_counter", json!({}))).await?;
+    let out = s.until_response(99, WAIT).await?;
+    assert_eq!(structured(out.last().context("answer")?)?["counter"], 50);
+    Ok(())
+}
+
+/// One live SSE connection per session across replicas: a reconnect on
+/// another gateway takes over and the older connection ends; what follows
+/// reaches the new one only.
+#[tokio::test]
+async fn a_new_connection_takes_over_and_the_older_one_ends() -> Result<()> {
+    let stack = Stack::start().await?;
+    let first_url = format!("{}/sse", stack.gateways[0].base_url());
+    let mut old = SseSession::open(&first_url).await?;
+    old.initialize().await?;
+    let resume_from = old.stream.last_event_id().context("an id")?.to_owned();
+    let second_url = format!("{}/sse", stack.gateways[1].base_url());
+    let mut new = SseSession::resume(&second_url, &resume_from).await?;
+    assert_eq!(new.session_id, old.session_id);
+    old.stream
+        .expect_end(WAIT)
+        .await
+        .context("the older connection ends")?;
+    new.send(call(1, "echo", json!({"text": "to the new one"})))
+        .await?;
+    let out = new.until_response(1, WAIT).await?;
+    assert_eq!(
+        structured(out.last().context("answer")?)?["text"],
+        "to the new one"
+    );
+    Ok(())
+}
