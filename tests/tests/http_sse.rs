@@ -378,7 +378,13 @@ fn check_common(report: &Value, sse_gateways: &[&str]) -> Result<()> {
     ensure!(report.get("fatal").is_none(), "the client failed: {report}");
     assert!(report["tools"].as_u64().unwrap_or(0) > 5, "{report}");
     assert_eq!(report["counters"], json!((1..=10).collect::<Vec<_>>()));
-    assert_eq!(report["progress"], json!([0, 1, 2, 3]));
+    let progress: Vec<f64> = report["progress"]
+        .as_array()
+        .context("progress")?
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    assert_eq!(progress, [0.0, 1.0, 2.0, 3.0], "{report}");
     assert_eq!(report["analysis"]["items_processed"], 3);
     assert!(
         report["sampling"]
@@ -437,6 +443,37 @@ async fn typescript_sdk_sse_client_through_the_balancer() -> Result<()> {
     );
     assert!(report["killResult"].is_null(), "{report}");
     assert!(report["killError"].is_string(), "{report}");
+    assert!(report["afterError"].is_string(), "{report}");
+    Ok(())
+}
+
+/// The Python SDK's `sse_client` through the balancer; then the gateway
+/// holding its SSE connection is SIGKILLed mid-`analyze_data`.
+///
+/// What it does then (mcp 1.30.0): no reconnect at all. `sse_client`'s
+/// reader gets `httpx.RemoteProtocolError` (incomplete chunked read), logs
+/// it and closes the session's read stream: the pending call fails at once
+/// with `McpError: Connection closed`, the next one with
+/// `ClosedResourceError`, and the session is over for this client (the
+/// Jetway session itself lives on; a client that reconnected with
+/// `Last-Event-ID` would resume it).
+#[tokio::test]
+async fn python_sdk_sse_client_through_the_balancer() -> Result<()> {
+    let mut stack = Stack::start().await?;
+    let url = stack.sse_url();
+    let mut client = Script::python("py_sse_client.py", &[&url, "--kill"])?;
+    let Said::Kill(holder) = client.next().await? else {
+        anyhow::bail!("the client reported before the kill");
+    };
+    stack.gateway(&holder)?.kill().await?;
+    let report = client.report().await?;
+    eprintln!("python report: {report:#}");
+    check_common(&report, &[holder.as_str()])?;
+    assert_eq!(report["protocolVersion"], "2024-11-05");
+    let gets = report["gets"].as_array().context("gets")?;
+    assert_eq!(gets.len(), 1, "the SDK does not reconnect: {report}");
+    assert!(report["killResult"].is_null(), "{report}");
+    assert_eq!(report["killError"], "McpError: Connection closed");
     assert!(report["afterError"].is_string(), "{report}");
     Ok(())
 }
