@@ -477,3 +477,70 @@ async fn python_sdk_sse_client_through_the_balancer() -> Result<()> {
     assert!(report["afterError"].is_string(), "{report}");
     Ok(())
 }
+
+/// The `eventsource` package's `EventSource` (what browsers do, and what
+/// the TypeScript SDK uses underneath) reconnects by itself with
+/// `Last-Event-ID` after the gateway holding its connection is SIGKILLed:
+/// through the balancer it reaches another gateway, gets the `endpoint`
+/// event of the same session first, then every remaining event once, in
+/// order, and the result.
+#[tokio::test]
+async fn eventsource_resumes_the_session_after_its_gateway_is_killed() -> Result<()> {
+    let mut stack = Stack::start().await?;
+    let url = stack.sse_url();
+    let mut client = Script::node("eventsource_client.cjs", &[&url])?;
+    let Said::Kill(holder) = client.next().await? else {
+        anyhow::bail!("the client reported before the kill");
+    };
+    stack.gateway(&holder)?.kill().await?;
+    let report = client.report().await?;
+    eprintln!("eventsource report: {report:#}");
+    ensure!(report.get("fatal").is_none(), "the client failed: {report}");
+    assert_eq!(report["protocolVersion"], "2024-11-05");
+    let gets = report["gets"].as_array().context("gets")?;
+    ensure!(gets.len() >= 2, "it reconnected: {report}");
+    assert!(gets[0]["lastEventId"].is_null());
+    let events = report["events"].as_array().context("events")?;
+    let ids: Vec<&str> = events.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids.len(), events.len(), "every event has an id");
+    let seqs: Vec<u64> = ids.iter().filter_map(|i| sequence_of(i)).collect();
+    ensure!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "in order, no duplicates: {ids:?}"
+    );
+    // The reconnect named the last event received before the kill.
+    let resumed = gets
+        .iter()
+        .skip(1)
+        .find(|g| g["status"] == 200)
+        .context("a successful reconnect")?;
+    let resumed_from = resumed["lastEventId"]
+        .as_str()
+        .context("Last-Event-ID sent")?;
+    ensure!(
+        ids.contains(&resumed_from),
+        "{resumed_from} is an id it received"
+    );
+    assert_ne!(resumed["instance"], holder.as_str());
+    let endpoints = report["endpoints"].as_array().context("endpoints")?;
+    ensure!(
+        endpoints.len() >= 2,
+        "the endpoint event came again: {report}"
+    );
+    ensure!(
+        endpoints.iter().all(|e| e["data"] == endpoints[0]["data"]),
+        "the same session: {endpoints:?}"
+    );
+    let progress: Vec<f64> = events
+        .iter()
+        .filter_map(|e| e["progress"].as_f64())
+        .collect();
+    assert_eq!(progress, (0..=8).map(f64::from).collect::<Vec<_>>());
+    assert_eq!(
+        events.iter().filter(|e| e["responseTo"] == 1).count(),
+        1,
+        "the result once"
+    );
+    assert_eq!(report["result"]["items_processed"], 8);
+    Ok(())
+}
