@@ -11,7 +11,9 @@
 
 use anyhow::{Context, Result, ensure};
 use jetway_tests::http_sse::{SseSession, is_response_to, sequence_of};
-use jetway_tests::{Gateway, LoadBalancer, NatsServer, SseEvent, Worker, workspace_root};
+use jetway_tests::{
+    Gateway, LoadBalancer, McpClient, NatsServer, SseEvent, Worker, jetway_bin, workspace_root,
+};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashSet};
 use std::process::Stdio;
@@ -542,5 +544,369 @@ async fn eventsource_resumes_the_session_after_its_gateway_is_killed() -> Result
         "the result once"
     );
     assert_eq!(report["result"]["items_processed"], 8);
+    Ok(())
+}
+
+/// A JSON-RPC error body's code.
+fn error_code(body: &str) -> Option<i64> {
+    serde_json::from_str::<Value>(body)
+        .ok()?
+        .pointer("/error/code")?
+        .as_i64()
+}
+
+/// The Streamable HTTP edge's bad-input rules, on both HTTP+SSE endpoints,
+/// and what only this transport has: the session in the message URL, ids
+/// that belong to one transport, requests before `initialize`.
+#[tokio::test]
+async fn bad_input_is_refused_as_on_streamable_http() -> Result<()> {
+    let nats = NatsServer::start().await?;
+    let _worker = Worker::start(&nats.url()).await?;
+    let gw = Gateway::builder(&nats.url())
+        .args(["--max-body-bytes", "1000"])
+        .start()
+        .await?;
+    let http = jetway_tests::mcp::http_client();
+    let sse = format!("{}/sse", gw.base_url());
+    let messages = format!("{}/messages", gw.base_url());
+
+    // GET /sse
+    let get = |h: &[(&str, &str)]| {
+        let mut r = http.get(&sse);
+        for (k, v) in h {
+            r = r.header(*k, *v);
+        }
+        r.send()
+    };
+    let accept = ("accept", "text/event-stream");
+    assert_eq!(
+        get(&[accept, ("origin", "https://evil.example")])
+            .await?
+            .status(),
+        403
+    );
+    assert_eq!(get(&[("accept", "application/json")]).await?.status(), 406);
+    assert_eq!(
+        get(&[accept, ("last-event-id", "get-5")]).await?.status(),
+        400
+    );
+    let unknown = "0-0123456789abcdef0123456789abcdef.5";
+    assert_eq!(
+        get(&[accept, ("last-event-id", unknown)]).await?.status(),
+        404
+    );
+
+    let mut s = SseSession::open(&sse).await?;
+    let other = SseSession::open(&sse).await?;
+    let url = s.endpoint.clone();
+    let post = |u: String, ct: &'static str, body: Vec<u8>| {
+        http.post(u).header("content-type", ct).body(body).send()
+    };
+    let ping = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.to_vec();
+    let list = br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#.to_vec();
+    let cases: Vec<(&str, String, &str, Vec<u8>, u16, Option<i64>)> = vec![
+        (
+            "text/plain",
+            url.to_string(),
+            "text/plain",
+            ping.clone(),
+            415,
+            Some(-32600),
+        ),
+        (
+            "too large",
+            url.to_string(),
+            "application/json",
+            vec![b' '; 2000],
+            413,
+            Some(-32600),
+        ),
+        (
+            "bad json",
+            url.to_string(),
+            "application/json",
+            b"{".to_vec(),
+            400,
+            Some(-32700),
+        ),
+        (
+            "batch",
+            url.to_string(),
+            "application/json",
+            format!("[{}]", String::from_utf8_lossy(&ping)).into_bytes(),
+            400,
+            Some(-32600),
+        ),
+        (
+            "not json-rpc",
+            url.to_string(),
+            "application/json",
+            br#"{"id":1}"#.to_vec(),
+            400,
+            Some(-32600),
+        ),
+        (
+            "no session",
+            messages.clone(),
+            "application/json",
+            ping.clone(),
+            400,
+            Some(-32600),
+        ),
+        (
+            "junk session",
+            format!("{messages}?session_id=abc.*"),
+            "application/json",
+            ping.clone(),
+            404,
+            Some(-32002),
+        ),
+        (
+            "unknown session",
+            format!("{messages}?session_id=0-0123456789abcdef0123456789abcdef"),
+            "application/json",
+            ping.clone(),
+            404,
+            Some(-32002),
+        ),
+        (
+            "before initialize",
+            url.to_string(),
+            "application/json",
+            list.clone(),
+            400,
+            Some(-32600),
+        ),
+    ];
+    for (name, u, ct, body, status, code) in cases {
+        let resp = post(u, ct, body).await?;
+        let got = resp.status().as_u16();
+        let text = resp.text().await?;
+        assert_eq!((got, error_code(&text)), (status, code), "{name}: {text}");
+    }
+    let origin = http
+        .post(url.clone())
+        .header("content-type", "application/json")
+        .header("origin", "https://evil.example")
+        .body(ping.clone())
+        .send()
+        .await?;
+    assert_eq!(origin.status(), 403);
+
+    // ping is answered before initialize, on the SSE connection.
+    assert_eq!(
+        post(url.to_string(), "application/json", ping)
+            .await?
+            .status(),
+        202
+    );
+    let pong = s.until_response(1, WAIT).await?;
+    assert!(
+        pong.last()
+            .and_then(|e| e.json.as_ref())
+            .is_some_and(|j| j["result"] == json!({}))
+    );
+    s.initialize().await?;
+    let again = s
+        .post(&json!({"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {}}))
+        .await?;
+    assert_eq!(again.status, 400, "a second initialize: {}", again.body);
+
+    // A Last-Event-ID of another session names no event of it: 400.
+    let foreign = format!(
+        "{}.{}",
+        s.session_id,
+        sequence_of(other.endpoint_id.as_deref().context("an id")?).context("a sequence")?
+    );
+    assert_eq!(
+        get(&[accept, ("last-event-id", &foreign)]).await?.status(),
+        400
+    );
+
+    // Ids of one transport are unknown on the other.
+    let mcp = McpClient::initialize(&gw.mcp_url()).await?;
+    let streamable_id = mcp.session_id().context("an id")?;
+    let resp = post(
+        format!("{messages}?session_id={streamable_id}"),
+        "application/json",
+        list.clone(),
+    )
+    .await?;
+    assert_eq!(resp.status(), 404);
+    let resp = http
+        .post(gw.mcp_url())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &s.session_id)
+        .body(list)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 404, "an HTTP+SSE id on /mcp");
+    Ok(())
+}
+
+/// Behind a balancer that serves everything under `/jetway`, the relative
+/// message URL resolves under the prefix; named services have their own
+/// `/services/<name>/sse` and `/services/<name>/messages`, and a session of
+/// one service is unknown to another.
+#[tokio::test]
+async fn prefix_and_services() -> Result<()> {
+    let stack = Stack::start_with(Some("/jetway"), &["--services", "default,billing"], &[]).await?;
+    let _billing = Worker::builder(&stack._nats.url())
+        .instance_id("wk-billing")
+        .args(["--service", "billing"])
+        .start()
+        .await?;
+    let mut s = SseSession::open(&stack.sse_url()).await?;
+    assert_eq!(s.endpoint.path(), "/jetway/messages");
+    s.initialize().await?;
+    s.send(call(1, "increment_counter", json!({}))).await?;
+    let out = s.until_response(1, WAIT).await?;
+    assert_eq!(structured(out.last().context("answer")?)?["counter"], 1);
+
+    let billing_sse = format!("{}/services/billing/sse", stack.lb.base_url());
+    let mut b = SseSession::open(&billing_sse).await?;
+    assert_eq!(b.endpoint.path(), "/jetway/services/billing/messages");
+    b.initialize().await?;
+    b.send(call(1, "increment_counter", json!({}))).await?;
+    let out = b.until_response(1, WAIT).await?;
+    let out = structured(out.last().context("answer")?)?;
+    assert_eq!(
+        (out["counter"].as_i64(), out["instance"].as_str()),
+        (Some(1), Some("wk-billing"))
+    );
+    // The default service's message URL does not know a billing session.
+    let wrong = format!(
+        "{}/messages?session_id={}",
+        stack.lb.base_url(),
+        b.session_id
+    );
+    let resp = jetway_tests::mcp::http_client()
+        .post(wrong)
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 404);
+    Ok(())
+}
+
+/// Runs `jetway --nats-url <url> <args…>`: (success, stdout, stderr).
+async fn jetway(nats_url: &str, args: &[&str]) -> Result<(bool, String, String)> {
+    let out = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new(jetway_bin("jetway")?)
+            .arg("--nats-url")
+            .arg(nats_url)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .with_context(|| format!("jetway {args:?} did not finish"))??;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// The operator CLI names each session's transport, and replays and
+/// redrives HTTP+SSE sessions like any other.
+#[tokio::test]
+async fn cli_names_the_transport_and_replays_http_sse_sessions() -> Result<()> {
+    let nats = NatsServer::start().await?;
+    let _worker = Worker::start(&nats.url()).await?;
+    let gw = Gateway::start(&nats.url()).await?;
+    let mut s = SseSession::open(&format!("{}/sse", gw.base_url())).await?;
+    s.initialize().await?;
+    s.send(call(1, "increment_counter", json!({}))).await?;
+    s.until_response(1, WAIT).await?;
+    let mcp = McpClient::initialize(&gw.mcp_url()).await?;
+    let streamable = mcp.session_id().context("an id")?.to_owned();
+
+    let (ok, table, err) = jetway(&nats.url(), &["sessions", "list"]).await?;
+    ensure!(ok, "sessions list: {err}");
+    let header = table.lines().next().context("a header")?;
+    assert!(header.contains("TRANSPORT"), "{table}");
+    let row = |id: &str| table.lines().find(|l| l.contains(id)).map(str::to_owned);
+    assert!(
+        row(&s.session_id).is_some_and(|r| r.contains("http+sse")),
+        "{table}"
+    );
+    assert!(
+        row(&streamable).is_some_and(|r| r.contains("streamable-http")),
+        "{table}"
+    );
+
+    let (ok, json_rows, err) = jetway(&nats.url(), &["sessions", "list", "--json"]).await?;
+    ensure!(ok, "{err}");
+    let rows: Value = serde_json::from_str(&json_rows)?;
+    let mine = rows
+        .as_array()
+        .context("rows")?
+        .iter()
+        .find(|r| r["id"] == s.session_id.as_str())
+        .context("the HTTP+SSE session is listed")?;
+    assert_eq!(mine["transport"], "http+sse");
+
+    let (ok, shown, err) = jetway(&nats.url(), &["sessions", "show", &s.session_id]).await?;
+    ensure!(ok, "{err}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("transport") && l.contains("http+sse")),
+        "{shown}"
+    );
+
+    let (ok, replayed, err) = jetway(&nats.url(), &["replay", &s.session_id]).await?;
+    ensure!(ok, "replay: {err}");
+    assert!(replayed.contains("increment_counter"), "{replayed}");
+
+    let (ok, redriven, err) = jetway(
+        &nats.url(),
+        &[
+            "replay",
+            &s.session_id,
+            "--redrive",
+            "--gateway",
+            gw.base_url(),
+        ],
+    )
+    .await?;
+    eprintln!("redrive: {redriven}\n{err}");
+    ensure!(ok, "redrive: {redriven}\n{err}");
+    Ok(())
+}
+
+/// Draining: the gateway holding the connection ends it with a `retry`
+/// hint, and the client resumes the session through the balancer on
+/// another gateway with `Last-Event-ID`.
+#[tokio::test]
+async fn drain_ends_the_connection_with_a_retry_hint_and_the_client_resumes() -> Result<()> {
+    let mut stack = Stack::start().await?;
+    let mut s = SseSession::open(&stack.sse_url()).await?;
+    s.initialize().await?;
+    let last = s.stream.last_event_id().context("an id")?.to_owned();
+    let holder = s.instance.clone();
+    stack
+        .gateway(&holder)?
+        .process()
+        .signal(rustix::process::Signal::TERM)?;
+    s.stream.collect_to_end(WAIT).await?;
+    assert_eq!(s.stream.reconnection_time(), Some(500));
+    let mut r = SseSession::resume(&stack.sse_url(), &last).await?;
+    assert_eq!(r.session_id, s.session_id);
+    assert_ne!(r.instance, holder);
+    r.send(call(1, "echo", json!({"text": "after drain"})))
+        .await?;
+    let out = r.until_response(1, WAIT).await?;
+    assert_eq!(
+        structured(out.last().context("answer")?)?["text"],
+        "after drain"
+    );
     Ok(())
 }
