@@ -604,7 +604,9 @@ async fn bad_input_is_refused_as_on_streamable_http() -> Result<()> {
     };
     let ping = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.to_vec();
     let list = br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#.to_vec();
-    let cases: Vec<(&str, String, &str, Vec<u8>, u16, Option<i64>)> = vec![
+    // (case, URL, content type, body, status, JSON-RPC code)
+    type Case<'a> = (&'a str, String, &'a str, Vec<u8>, u16, Option<i64>);
+    let cases: Vec<Case> = vec![
         (
             "text/plain",
             url.to_string(),
