@@ -138,7 +138,8 @@ pub fn haproxy_bin() -> Result<PathBuf> {
         .find(|p| p.is_file());
     on_path.ok_or_else(|| HarnessError::NotFound {
         what: "haproxy".into(),
-        hint: "run scripts/install-haproxy.sh (Debian's haproxy package), or set JETWAY_HAPROXY_BIN"
-            .into(),
+        hint:
+            "run scripts/install-haproxy.sh (Debian's haproxy package), or set JETWAY_HAPROXY_BIN"
+                .into(),
     })
 }

@@ -898,8 +898,13 @@ async fn drain_ends_the_connection_with_a_retry_hint_and_the_client_resumes() ->
         .gateway(&holder)?
         .process()
         .signal(rustix::process::Signal::TERM)?;
+    assert_eq!(
+        s.stream.reconnection_time(),
+        Some(1000),
+        "the endpoint event's"
+    );
     s.stream.collect_to_end(WAIT).await?;
-    assert_eq!(s.stream.reconnection_time(), Some(500));
+    assert_eq!(s.stream.reconnection_time(), Some(500), "the drain's hint");
     let mut r = SseSession::resume(&stack.sse_url(), &last).await?;
     assert_eq!(r.session_id, s.session_id);
     assert_ne!(r.instance, holder);

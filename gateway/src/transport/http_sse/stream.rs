@@ -17,10 +17,16 @@ use jetway_shared::{
     http_sse::{ENDPOINT_EVENT, SessionEventId, endpoint_url},
     subjects::SessionId,
 };
-use std::convert::Infallible;
+use std::{convert::Infallible, time::Duration};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+
+/// The reconnection delay the `endpoint` event asks for: after a dropped
+/// connection (its gateway died), time for a load balancer's health check
+/// to take that gateway out. A gateway that ends a connection on purpose
+/// asks for [`RETRY_AFTER`] instead.
+pub const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 /// The first event of every connection: the message URL, with the id the
 /// client resumes from if it reconnects before any message, and a
@@ -28,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 pub fn endpoint(id: &SessionEventId) -> Bytes {
     format!(
         "event: {ENDPOINT_EVENT}\nid: {id}\nretry: {}\ndata: {}\n\n",
-        RETRY_AFTER.as_millis(),
+        RECONNECT_AFTER.as_millis(),
         endpoint_url(&id.session)
     )
     .into()
