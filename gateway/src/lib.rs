@@ -1,4 +1,5 @@
-//! Jetway gateway: a stateless MCP Streamable HTTP endpoint on NATS JetStream.
+//! Jetway gateway: stateless MCP endpoints (Streamable HTTP, and the HTTP+SSE
+//! transport of 2024-11-05) on NATS JetStream.
 //!
 //! The gateway terminates MCP clients and keeps nothing in memory that
 //! another replica needs: every client message is published to the
