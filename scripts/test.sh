@@ -11,6 +11,8 @@ bash scripts/install-nats.sh
 export NATS_SERVER_BIN="$PWD/.local/bin/nats-server"
 # Upstream MCP servers for the bridge tests (server-everything, FastMCP).
 bash scripts/install-upstreams.sh
+# The load balancer of the HTTP+SSE tests (HAProxy, Debian's package, pinned).
+bash scripts/install-haproxy.sh
 
 # Build the binaries the integration tests start, once, before the tests run.
 cargo build --workspace --bins

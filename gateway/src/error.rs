@@ -17,6 +17,10 @@ pub enum GatewayError {
     InvalidRequest(String, Option<Value>),
     #[error("Bad Request: Mcp-Session-Id header is required")]
     MissingSession,
+    #[error("Bad Request: the message URL must carry session_id")]
+    MissingSessionParam,
+    #[error("Bad Request: {0}")]
+    NotNow(&'static str),
     #[error("Session not found")]
     SessionNotFound,
     #[error("Not Found: this gateway serves no such service")]
@@ -67,6 +71,8 @@ impl GatewayError {
             Self::Parse(_)
             | Self::InvalidRequest(..)
             | Self::MissingSession
+            | Self::MissingSessionParam
+            | Self::NotNow(_)
             | Self::UnsupportedVersion(..)
             | Self::MalformedEventId
             | Self::UnknownEventId => StatusCode::BAD_REQUEST,

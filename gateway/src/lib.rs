@@ -1,4 +1,5 @@
-//! Jetway gateway: a stateless MCP Streamable HTTP endpoint on NATS JetStream.
+//! Jetway gateway: stateless MCP endpoints (Streamable HTTP, and the HTTP+SSE
+//! transport of 2024-11-05) on NATS JetStream.
 //!
 //! The gateway terminates MCP clients and keeps nothing in memory that
 //! another replica needs: every client message is published to the
@@ -10,8 +11,9 @@
 //! Layout:
 //! - [`config`] — `gateway::Config` and the `jetway-gateway` flags.
 //! - [`served`] — the services a gateway serves, and which one a request is for.
-//! - [`transport`] — the MCP transports on `/mcp` and `/services/<name>/mcp`
-//!   (Streamable HTTP today).
+//! - [`transport`] — the MCP transports: Streamable HTTP on `/mcp` and
+//!   `/services/<name>/mcp`, HTTP+SSE (2024-11-05) on `/sse` + `/messages`
+//!   and `/services/<name>/sse` + `/services/<name>/messages`.
 //! - [`sse`] — reading one SSE stream of a session from the bus, live and
 //!   from any position (core subscription + direct-get gap fill).
 //! - [`sessions`] — session records in KV: create, look up, close.
@@ -35,7 +37,7 @@ pub use config::Config;
 use axum::{
     Router,
     http::{HeaderName, HeaderValue},
-    routing::get,
+    routing::{get, post},
     serve::ListenerExt,
 };
 use jetway_shared::setup::{self, SetupError};
@@ -85,6 +87,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             get(transport::streamable_http::get)
                 .post(transport::streamable_http::post)
                 .delete(transport::streamable_http::delete),
+        )
+        .route("/sse", get(transport::http_sse::sse))
+        .route("/messages", post(transport::http_sse::messages))
+        .route("/services/{service}/sse", get(transport::http_sse::sse))
+        .route(
+            "/services/{service}/messages",
+            post(transport::http_sse::messages),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             gw.clone(),

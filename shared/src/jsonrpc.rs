@@ -34,6 +34,7 @@ pub const TOO_MANY_REQUESTS: i64 = -32007;
 /// Method names the gateway and worker runtime treat specially.
 pub mod method {
     pub const INITIALIZE: &str = "initialize";
+    pub const PING: &str = "ping";
     pub const SET_LEVEL: &str = "logging/setLevel";
     pub const CANCELLED: &str = "notifications/cancelled";
     pub const PROGRESS: &str = "notifications/progress";

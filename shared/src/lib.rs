@@ -10,6 +10,7 @@
 //! - [`jsonrpc`] — JSON-RPC error codes, constructors and message classification.
 //! - [`protocol`] — the MCP protocol versions Jetway speaks.
 //! - [`backoff`] — the retry delay policy of every loop that tries again.
+//! - [`http_sse`] — the HTTP+SSE transport's paths, `endpoint` event and event ids.
 //! - [`publish`] — acknowledged publishing with deduplicated retries.
 //! - [`kv_write`] — KV compare-and-set writes and reads that survive a leader election.
 //! - [`session`] — the session record kept in the `jetway_sessions` KV bucket.
@@ -27,6 +28,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub mod backoff;
 pub mod config;
 pub mod headers;
+pub mod http_sse;
 pub mod jsonrpc;
 pub mod kv_write;
 pub mod msg_id;

@@ -152,6 +152,17 @@ impl SessionId {
         live(&self.out(key))
     }
 
+    /// Every server-message subject of the session (all its SSE streams):
+    /// what an HTTP+SSE session's one connection carries.
+    pub fn out_all(&self) -> String {
+        format!("{}.out.*", self.base())
+    }
+
+    /// Live (republished) form of [`SessionId::out_all`].
+    pub fn live_out_all(&self) -> String {
+        live(&self.out_all())
+    }
+
     /// Every subject of the session, for purge and replay.
     pub fn all(&self) -> String {
         format!("{}.>", self.base())
@@ -371,6 +382,7 @@ mod tests {
             format!("jetway-live.3.{id}.out.get")
         );
         assert_eq!(session_of_subject(&id.live_in_msg()), Some(id.clone()));
+        assert_eq!(id.live_out_all(), format!("jetway-live.3.{id}.out.*"));
         assert_eq!(session_of_subject("other.3.x"), None);
         assert_eq!(
             parse_subject(&id.in_rpc()),

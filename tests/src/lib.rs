@@ -11,6 +11,7 @@
 //!
 //! Layout:
 //! - [`mcp`]: [`McpClient`], a Streamable HTTP MCP client (2025-11-25).
+//! - [`http_sse`]: [`http_sse::SseSession`], a raw HTTP+SSE (2024-11-05) client.
 //! - [`exchange`]: [`Exchange`] and [`ResponseStream`], what a call returns.
 //! - [`sse`]: SSE reading ([`SseStream`], [`SseParser`]) on the `sse-stream` crate.
 //! - [`eventually`]: poll a condition until it holds or a deadline passes.
@@ -39,6 +40,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod exchange;
+pub mod http_sse;
 pub mod issuer;
 pub mod mcp;
 pub mod sse;
@@ -75,9 +77,9 @@ use jetway_shared::backoff::Backoff;
 
 pub use exchange::{Exchange, ResponseStream};
 pub use jetway_harness::{
-    Gateway, GatewayBuilder, HarnessError, NatsCluster, NatsServer, NatsServerBuilder,
-    ProcessGuard, ProcessLog, Upstream, Worker, WorkerBuilder, free_port, jetway_bin,
-    workspace_root,
+    Gateway, GatewayBuilder, HarnessError, LoadBalancer, NatsCluster, NatsServer,
+    NatsServerBuilder, ProcessGuard, ProcessLog, Upstream, Worker, WorkerBuilder, free_port,
+    jetway_bin, workspace_root,
 };
 pub use mcp::{McpClient, PROTOCOL_VERSION};
 pub use sse::{SseEvent, SseParser, SseStream};
