@@ -28,7 +28,6 @@ pub const DEADLINE_EXCEEDED: i64 = -32004;
 /// Method names the gateway and worker runtime treat specially.
 pub mod method {
     pub const INITIALIZE: &str = "initialize";
-    pub const SET_LEVEL: &str = "logging/setLevel";
     pub const CANCELLED: &str = "notifications/cancelled";
     pub const PROGRESS: &str = "notifications/progress";
     pub const MESSAGE: &str = "notifications/message";

@@ -10,6 +10,7 @@
 //! and adds what only tests need.
 //!
 //! Layout:
+//! - [`cli`]: running `jetway`, the operator CLI, as a process ([`cli::jetway`]).
 //! - [`mcp`]: [`McpClient`], a Streamable HTTP MCP client (2025-11-25).
 //! - [`exchange`]: [`Exchange`] and [`ResponseStream`], what a call returns.
 //! - [`sse`]: SSE reading ([`SseStream`], [`SseParser`]) on the `sse-stream` crate.
@@ -37,6 +38,7 @@
 // Test-support code: a panic is a test failure, which is what we want.
 #![allow(clippy::unwrap_used)]
 
+pub mod cli;
 pub mod exchange;
 pub mod mcp;
 pub mod sse;
