@@ -57,22 +57,16 @@ impl Answers {
         request: &StreamKey,
     ) -> Result<bool, DirectGetError> {
         let subject = session.out(request);
-        let mut backoff = Backoff::new();
-        loop {
-            match self
-                .stream
-                .direct_get_last_for_subject(subject.as_str())
-                .await
-            {
-                Ok(m) => return Ok(m.headers.get(headers::FINAL).is_some()),
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(false),
-                Err(e) => {
-                    if !backoff.wait().await {
-                        return Err(e);
-                    }
-                    tracing::debug!(error = %e, "reading the request's stream failed; retrying");
-                }
-            }
+        let last = Backoff::new()
+            .retry(
+                || self.stream.direct_get_last_for_subject(subject.as_str()),
+                |e: &DirectGetError| e.kind() != DirectGetErrorKind::NotFound,
+            )
+            .await;
+        match last {
+            Ok(m) => Ok(m.headers.get(headers::FINAL).is_some()),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -85,17 +79,16 @@ impl Answers {
         request: &StreamKey,
     ) -> Result<bool, LastRawMessageError> {
         let subject = session.out(request);
-        let mut backoff = Backoff::new();
-        loop {
-            match self.stream.get_last_raw_message_by_subject(&subject).await {
-                Ok(m) => return Ok(m.headers.get(headers::FINAL).is_some()),
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(false),
-                Err(e) => {
-                    if !backoff.wait().await {
-                        return Err(e);
-                    }
-                }
-            }
+        let last = Backoff::new()
+            .retry(
+                || self.stream.get_last_raw_message_by_subject(&subject),
+                |e: &LastRawMessageError| e.kind() != LastRawMessageErrorKind::NoMessageFound,
+            )
+            .await;
+        match last {
+            Ok(m) => Ok(m.headers.get(headers::FINAL).is_some()),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -105,21 +98,16 @@ impl Answers {
     /// (the bridge's listener). Retried like [`Self::answered`].
     pub async fn inbound_position(&self, session: &SessionId) -> Result<u64, DirectGetError> {
         let subject = session.in_msg();
-        let mut backoff = Backoff::new();
-        loop {
-            match self
-                .stream
-                .direct_get_last_for_subject(subject.as_str())
-                .await
-            {
-                Ok(m) => return Ok(m.sequence),
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(0),
-                Err(e) => {
-                    if !backoff.wait().await {
-                        return Err(e);
-                    }
-                }
-            }
+        let last = Backoff::new()
+            .retry(
+                || self.stream.direct_get_last_for_subject(subject.as_str()),
+                |e: &DirectGetError| e.kind() != DirectGetErrorKind::NotFound,
+            )
+            .await;
+        match last {
+            Ok(m) => Ok(m.sequence),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
         }
     }
 
