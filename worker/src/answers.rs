@@ -11,6 +11,7 @@
 //! same catch-up, so a cancellation sent while this worker was reconnecting
 //! still reaches the request.
 
+use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{
     DirectGetError, DirectGetErrorKind, LastRawMessageError, LastRawMessageErrorKind, Stream,
 };
@@ -56,16 +57,22 @@ impl Answers {
         session: &SessionId,
         request: &StreamKey,
     ) -> Result<bool, DirectGetError> {
-        let subject = session.out(request);
+        let last = self.last_on(&session.out(request)).await?;
+        Ok(last.is_some_and(|m| m.headers.get(headers::FINAL).is_some()))
+    }
+
+    /// The last message stored on `subject` (`None`: there is none); a
+    /// failed read is retried for a bounded time.
+    async fn last_on(&self, subject: &str) -> Result<Option<StreamMessage>, DirectGetError> {
         let last = Backoff::new()
             .retry(
-                || self.stream.direct_get_last_for_subject(subject.as_str()),
+                || self.stream.direct_get_last_for_subject(subject),
                 |e: &DirectGetError| e.kind() != DirectGetErrorKind::NotFound,
             )
             .await;
         match last {
-            Ok(m) => Ok(m.headers.get(headers::FINAL).is_some()),
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(false),
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -97,18 +104,8 @@ impl Answers {
     /// the client sends from now on, for a follower not tied to a request
     /// (the bridge's listener). Retried like [`Self::answered`].
     pub async fn inbound_position(&self, session: &SessionId) -> Result<u64, DirectGetError> {
-        let subject = session.in_msg();
-        let last = Backoff::new()
-            .retry(
-                || self.stream.direct_get_last_for_subject(subject.as_str()),
-                |e: &DirectGetError| e.kind() != DirectGetErrorKind::NotFound,
-            )
-            .await;
-        match last {
-            Ok(m) => Ok(m.sequence),
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(0),
-            Err(e) => Err(e),
-        }
+        let last = self.last_on(&session.in_msg()).await?;
+        Ok(last.map_or(0, |m| m.sequence))
     }
 
     /// Every client notification and response of `session` stored after
