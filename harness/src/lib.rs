@@ -14,7 +14,8 @@
 //!   ports, `kill`, `restart` (same ports, same store).
 //! - [`cluster`]: [`NatsCluster`] — nodes from config files, or
 //!   [`NatsCluster::local`]; healthy when every node's `/healthz` is.
-//! - [`gateway`], [`worker`]: [`Gateway`] / [`GatewayBuilder`] and
+//! - [`jetway`]: [`Jetway`](jetway::Jetway), a gateway or worker process, generic over its role;
+//!   [`gateway`], [`worker`]: the roles, [`Gateway`] / [`GatewayBuilder`] and
 //!   [`Worker`] / [`WorkerBuilder`].
 //! - [`service`]: [`Service`] / [`ServiceBuilder`], any HTTP server binary
 //!   that logs `listening on ADDR` (the gateway and worker are built on it).
@@ -46,6 +47,7 @@ pub mod cluster;
 pub mod error;
 pub mod gateway;
 mod instance;
+pub mod jetway;
 mod launch;
 pub mod lb;
 pub mod listen;

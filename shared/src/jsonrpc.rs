@@ -35,7 +35,6 @@ pub const TOO_MANY_REQUESTS: i64 = -32007;
 pub mod method {
     pub const INITIALIZE: &str = "initialize";
     pub const PING: &str = "ping";
-    pub const SET_LEVEL: &str = "logging/setLevel";
     pub const CANCELLED: &str = "notifications/cancelled";
     pub const PROGRESS: &str = "notifications/progress";
     pub const MESSAGE: &str = "notifications/message";

@@ -10,6 +10,7 @@
 //! and adds what only tests need.
 //!
 //! Layout:
+//! - [`cli`]: running `jetway`, the operator CLI, as a process ([`cli::jetway`]).
 //! - [`mcp`]: [`McpClient`], a Streamable HTTP MCP client (2025-11-25).
 //! - [`http_sse`]: [`http_sse::SseSession`], a raw HTTP+SSE (2024-11-05) client.
 //! - [`exchange`]: [`Exchange`] and [`ResponseStream`], what a call returns.
@@ -39,6 +40,7 @@
 // Test-support code: a panic is a test failure, which is what we want.
 #![allow(clippy::unwrap_used)]
 
+pub mod cli;
 pub mod exchange;
 pub mod http_sse;
 pub mod issuer;

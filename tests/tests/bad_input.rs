@@ -218,6 +218,47 @@ fn expect_error(what: &str, got: &Raw, status: u16, code: i64, id: &Value) -> Va
     v
 }
 
+/// POST (through gateway A), GET (through B) and DELETE (through A) with
+/// `h` each get 404 with the session-not-found error.
+async fn expect_no_such_session(
+    s: &Stack,
+    client: &McpClient,
+    h: &[(&'static str, &str)],
+    body: &str,
+    what: &str,
+) -> Result<()> {
+    let got = client.raw_post(&s.a(), h, body.to_owned()).await?;
+    expect_error(
+        &format!("POST {what}"),
+        &got,
+        404,
+        SESSION_NOT_FOUND,
+        &Value::Null,
+    );
+    let get_h = with(h, "accept", Some("text/event-stream"));
+    let got = client
+        .raw_request(Method::GET, &s.b(), &get_h, Bytes::new())
+        .await?;
+    expect_error(
+        &format!("GET {what}"),
+        &got,
+        404,
+        SESSION_NOT_FOUND,
+        &Value::Null,
+    );
+    let got = client
+        .raw_request(Method::DELETE, &s.a(), h, Bytes::new())
+        .await?;
+    expect_error(
+        &format!("DELETE {what}"),
+        &got,
+        404,
+        SESSION_NOT_FOUND,
+        &Value::Null,
+    );
+    Ok(())
+}
+
 /// Checks that `got` is a 202 with an empty body.
 fn expect_accepted(what: &str, got: &Raw) {
     let (st, _, body) = got;
@@ -276,35 +317,7 @@ async fn missing_unknown_and_malformed_session_ids() -> Result<()> {
         format!("7-{}", unknown_hex32()),
     ] {
         let h = with(&good, "mcp-session-id", Some(&unknown));
-        let got = client.raw_post(&s.a(), &h, body.clone()).await?;
-        expect_error(
-            &format!("POST unknown {unknown}"),
-            &got,
-            404,
-            SESSION_NOT_FOUND,
-            &Value::Null,
-        );
-        let get_h = with(&h, "accept", Some("text/event-stream"));
-        let got = client
-            .raw_request(Method::GET, &s.b(), &get_h, Bytes::new())
-            .await?;
-        expect_error(
-            &format!("GET unknown {unknown}"),
-            &got,
-            404,
-            SESSION_NOT_FOUND,
-            &Value::Null,
-        );
-        let got = client
-            .raw_request(Method::DELETE, &s.a(), &h, Bytes::new())
-            .await?;
-        expect_error(
-            &format!("DELETE unknown {unknown}"),
-            &got,
-            404,
-            SESSION_NOT_FOUND,
-            &Value::Null,
-        );
+        expect_no_such_session(&s, &client, &h, &body, &format!("unknown {unknown}")).await?;
     }
 
     // Any other shape names no session either: 404 with the session-not-found
@@ -341,35 +354,7 @@ async fn missing_unknown_and_malformed_session_ids() -> Result<()> {
     for bad in &malformed {
         let shown: String = bad.chars().take(80).collect();
         let h = with(&good, "mcp-session-id", Some(bad));
-        let got = client.raw_post(&s.a(), &h, body.clone()).await?;
-        expect_error(
-            &format!("POST malformed {shown:?}"),
-            &got,
-            404,
-            SESSION_NOT_FOUND,
-            &Value::Null,
-        );
-        let get_h = with(&h, "accept", Some("text/event-stream"));
-        let got = client
-            .raw_request(Method::GET, &s.b(), &get_h, Bytes::new())
-            .await?;
-        expect_error(
-            &format!("GET malformed {shown:?}"),
-            &got,
-            404,
-            SESSION_NOT_FOUND,
-            &Value::Null,
-        );
-        let got = client
-            .raw_request(Method::DELETE, &s.a(), &h, Bytes::new())
-            .await?;
-        expect_error(
-            &format!("DELETE malformed {shown:?}"),
-            &got,
-            404,
-            SESSION_NOT_FOUND,
-            &Value::Null,
-        );
+        expect_no_such_session(&s, &client, &h, &body, &format!("malformed {shown:?}")).await?;
     }
 
     // A Last-Event-ID that is not one of the gateway's event ids: 400.

@@ -11,6 +11,7 @@
 //! same catch-up, so a cancellation sent while this worker was reconnecting
 //! still reaches the request.
 
+use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{
     DirectGetError, DirectGetErrorKind, LastRawMessageError, LastRawMessageErrorKind, Stream,
 };
@@ -56,23 +57,23 @@ impl Answers {
         session: &SessionId,
         request: &StreamKey,
     ) -> Result<bool, DirectGetError> {
-        let subject = session.out(request);
-        let mut backoff = Backoff::new();
-        loop {
-            match self
-                .stream
-                .direct_get_last_for_subject(subject.as_str())
-                .await
-            {
-                Ok(m) => return Ok(m.headers.get(headers::FINAL).is_some()),
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(false),
-                Err(e) => {
-                    if !backoff.wait().await {
-                        return Err(e);
-                    }
-                    tracing::debug!(error = %e, "reading the request's stream failed; retrying");
-                }
-            }
+        let last = self.last_on(&session.out(request)).await?;
+        Ok(last.is_some_and(|m| m.headers.get(headers::FINAL).is_some()))
+    }
+
+    /// The last message stored on `subject` (`None`: there is none); a
+    /// failed read is retried for a bounded time.
+    async fn last_on(&self, subject: &str) -> Result<Option<StreamMessage>, DirectGetError> {
+        let last = Backoff::new()
+            .retry(
+                || self.stream.direct_get_last_for_subject(subject),
+                |e: &DirectGetError| e.kind() != DirectGetErrorKind::NotFound,
+            )
+            .await;
+        match last {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -85,17 +86,16 @@ impl Answers {
         request: &StreamKey,
     ) -> Result<bool, LastRawMessageError> {
         let subject = session.out(request);
-        let mut backoff = Backoff::new();
-        loop {
-            match self.stream.get_last_raw_message_by_subject(&subject).await {
-                Ok(m) => return Ok(m.headers.get(headers::FINAL).is_some()),
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(false),
-                Err(e) => {
-                    if !backoff.wait().await {
-                        return Err(e);
-                    }
-                }
-            }
+        let last = Backoff::new()
+            .retry(
+                || self.stream.get_last_raw_message_by_subject(&subject),
+                |e: &LastRawMessageError| e.kind() != LastRawMessageErrorKind::NoMessageFound,
+            )
+            .await;
+        match last {
+            Ok(m) => Ok(m.headers.get(headers::FINAL).is_some()),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -104,23 +104,8 @@ impl Answers {
     /// the client sends from now on, for a follower not tied to a request
     /// (the bridge's listener). Retried like [`Self::answered`].
     pub async fn inbound_position(&self, session: &SessionId) -> Result<u64, DirectGetError> {
-        let subject = session.in_msg();
-        let mut backoff = Backoff::new();
-        loop {
-            match self
-                .stream
-                .direct_get_last_for_subject(subject.as_str())
-                .await
-            {
-                Ok(m) => return Ok(m.sequence),
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(0),
-                Err(e) => {
-                    if !backoff.wait().await {
-                        return Err(e);
-                    }
-                }
-            }
-        }
+        let last = self.last_on(&session.in_msg()).await?;
+        Ok(last.map_or(0, |m| m.sequence))
     }
 
     /// Every client notification and response of `session` stored after
