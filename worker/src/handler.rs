@@ -6,6 +6,7 @@
 //! are one piece of code.
 
 use crate::{
+    answers::Answers,
     claim::{ClaimFence, Claims},
     health::Health,
     incoming::Request,
@@ -31,6 +32,9 @@ pub struct RunContext<'a> {
     pub instance: &'a str,
     /// Claims and leases in the claims bucket.
     pub claims: &'a Arc<Claims>,
+    /// The worker's reader of the session stream (it catches up after
+    /// every NATS reconnect), for followers not tied to this run.
+    pub answers: &'a Answers,
     /// The session record as it was when the run started.
     pub record: SessionRecord,
     /// 1 on the first delivery.

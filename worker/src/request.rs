@@ -196,6 +196,7 @@ impl<H: Handler> Runtime<H> {
             state: &self.state,
             instance: &self.config.bus.instance_id,
             claims: &self.claims,
+            answers: &self.answers,
             record,
             delivery: delivery.delivered,
             fence,

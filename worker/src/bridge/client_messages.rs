@@ -12,11 +12,11 @@ use super::{
     upstream::{SessionHeaders, Upstream},
 };
 use crate::answers::Answers;
-use async_nats::jetstream::{Context, context::GetStreamError, stream::DirectGetError};
+use async_nats::jetstream::stream::DirectGetError;
 use jetway_shared::{jsonrpc::method, session::UpstreamSession, subjects::SessionId};
 use serde_json::Value;
-use std::{sync::atomic::Ordering, time::Duration};
-use tokio::sync::{mpsc, watch};
+use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// The notification that ends a client's initialization.
 const INITIALIZED: &str = "notifications/initialized";
@@ -24,8 +24,6 @@ const INITIALIZED: &str = "notifications/initialized";
 /// Why the session's client messages cannot be followed.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
-    #[error("no stream for the session: {0}")]
-    Stream(#[source] GetStreamError),
     #[error("could not read where the session's client messages stand: {0}")]
     Position(#[source] DirectGetError),
     #[error("could not subscribe to the session's client messages: {0}")]
@@ -33,28 +31,16 @@ pub enum FollowError {
 }
 
 /// The client messages of one session, from when the listener started.
+/// The worker's [`Answers`] reader catches up on what its live
+/// subscription missed whenever NATS reconnects.
 pub struct ClientMessages {
     history: std::vec::IntoIter<Value>,
     live: mpsc::Receiver<Value>,
-    /// Bumped when NATS reconnected, so the follower catches up on what its
-    /// live subscription missed.
-    reconnected: watch::Sender<u64>,
-    nats: async_nats::Client,
-    connects_seen: u64,
 }
 
 impl ClientMessages {
     /// Starts following `session`'s client messages.
-    pub async fn follow(js: &Context, session: &SessionId) -> Result<Self, FollowError> {
-        let name = session.service().stream_name(session.partition());
-        let stream = js
-            .get_stream_no_info(name)
-            .await
-            .map_err(FollowError::Stream)?;
-        let nats = js.client();
-        let connects_seen = nats.statistics().connects.load(Ordering::Relaxed);
-        let (reconnected, connects) = watch::channel(0);
-        let answers = Answers::new(stream, nats.clone(), connects);
+    pub async fn follow(answers: &Answers, session: &SessionId) -> Result<Self, FollowError> {
         let after = answers
             .inbound_position(session)
             .await
@@ -66,9 +52,6 @@ impl ClientMessages {
         Ok(Self {
             history: history.into_iter(),
             live,
-            reconnected,
-            nats,
-            connects_seen,
         })
     }
 
@@ -78,18 +61,6 @@ impl ClientMessages {
         match self.history.next() {
             Some(m) => Some(m),
             None => self.live.recv().await,
-        }
-    }
-
-    /// Has the follower catch up from the stream if NATS reconnected since
-    /// the last look. The worker's own reconnect signal does not reach a
-    /// handler, so the listener asks at each lease renewal: a message lost
-    /// in a reconnect arrives within one renewal, or with the next one.
-    pub fn after_reconnect(&mut self) {
-        let now = self.nats.statistics().connects.load(Ordering::Relaxed);
-        if now != self.connects_seen {
-            self.connects_seen = now;
-            self.reconnected.send_modify(|n| *n += 1);
         }
     }
 }

@@ -30,6 +30,7 @@ use super::{
     upstream::{Events, Listen, SessionHeaders, Upstream, UpstreamError},
 };
 use crate::{
+    answers::Answers,
     claim::Claims,
     publish::{Out, OutMessage, Publisher},
 };
@@ -73,6 +74,7 @@ pub struct Listeners {
 pub struct ListenerContext {
     pub upstream: Upstream,
     pub claims: Arc<Claims>,
+    pub answers: Answers,
     pub sessions: kv::Store,
     pub publisher: Publisher,
     pub timeout: Duration,
@@ -135,7 +137,7 @@ async fn listen(
     };
     // Followed before the stream opens: every answer to a request relayed
     // from it comes after.
-    let mut client = match ClientMessages::follow(ctx.publisher.jetstream(), &session).await {
+    let mut client = match ClientMessages::follow(&ctx.answers, &session).await {
         Ok(c) => c,
         Err(e) => {
             // The lease runs out; the next request of the session tries again.
@@ -208,7 +210,6 @@ async fn listen(
                     None => break 'connect Wanted::Elsewhere,
                 },
                 _ = renew.tick() => {
-                    client.after_reconnect();
                     match still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
                         Wanted::Yes => {}
                         other => break 'connect other,

@@ -117,6 +117,7 @@ impl Bridge {
             .ensure(session, upstream, || listener::ListenerContext {
                 upstream: self.upstream().clone(),
                 claims: ctx.claims.clone(),
+                answers: ctx.answers.clone(),
                 sessions: ctx.sessions.clone(),
                 publisher: ctx.publisher.clone(),
                 timeout: self.response_timeout,
