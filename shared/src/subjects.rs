@@ -323,6 +323,19 @@ pub fn listener_key(session: &SessionId) -> String {
     format!("{session}.listener")
 }
 
+/// Key, in the claims bucket, of where a bridged session's listener got
+/// to: the last upstream event it relayed and the last client message it
+/// read, so the next listener resumes there.
+pub fn listener_position_key(session: &SessionId) -> String {
+    format!("{session}.listened")
+}
+
+/// Message id of a listener position write: `listener` names the listener,
+/// `from` the revision it replaces.
+pub fn listener_position_write_id(session: &SessionId, listener: &str, from: u64) -> String {
+    format!("lp.{session}.{listener}.{from}")
+}
+
 /// Message id of one claim write: `attempt` names the claiming attempt,
 /// `from` the revision it replaces (0: none), so only a retry shares it.
 pub fn claim_write_id(session: &SessionId, key: &StreamKey, attempt: &str, from: u64) -> String {

@@ -1082,3 +1082,116 @@ async fn a_stdio_process_asking_outside_any_request_gets_an_error_not_another_se
     assert!(error.contains("no client to ask"), "{outcome}");
     Ok(())
 }
+
+/// The `data` of the next `<label> <i>` log on `get`, as `i`.
+async fn next_tick(get: &mut jetway_tests::ResponseStream, label: &str) -> Result<u64> {
+    loop {
+        let ev = get
+            .next_message(EVENT_TIMEOUT)
+            .await?
+            .with_context(|| format!("the GET stream ended before a `{label}` tick"))?;
+        let Some(m) = ev.json.as_ref() else { continue };
+        if m["method"] != "notifications/message" {
+            continue;
+        }
+        let data = m.pointer("/params/data").and_then(Value::as_str);
+        if let Some(n) = data.and_then(|d| d.strip_prefix(&format!("{label} "))) {
+            return n.parse().with_context(|| format!("tick {m}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn what_the_upstream_and_the_client_send_while_nobody_listens_passes_once_after_a_takeover()
+-> Result<()> {
+    let upstream = Upstream::stateful(&["--resumable"]).await?;
+    // One bridge worker: it holds the session's listener.
+    let mut jw = Bridged::start(&upstream.url(), 1, &[]).await?;
+    let client = McpClient::initialize(&jw.url(0)).await?;
+    let mut get = client.get_stream(&jw.url(1), None).await?;
+    assert_eq!(get.status, reqwest::StatusCode::OK);
+
+    // Relayed by the first listener: a sampling (answered later) and the
+    // first of six ticks the upstream sends outside any request.
+    let text = format!("asked of {}", client.session_id().unwrap_or_default());
+    let started = tool(
+        &client,
+        &jw.url(0),
+        "sample_later",
+        json!({"delay": 0.1, "text": text}),
+    )
+    .await?;
+    assert_eq!(started, "asking later");
+    let request = get.next_request(EVENT_TIMEOUT).await?;
+    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    let second = Worker::builder(&jw.nats.url())
+        .instance_id("bridge-2")
+        .args(["--upstream-url", upstream.url().as_str()])
+        .start()
+        .await?;
+    let from = upstream.log().position();
+    let args = json!({"count": 6, "interval": 0.5, "label": "gap"});
+    assert_eq!(
+        tool(&client, &jw.url(1), "tick_later", args).await?,
+        "ticking later"
+    );
+    assert_eq!(next_tick(&mut get, "gap").await?, 1);
+
+    // The listener's worker dies; ticks 2..6 are sent while nobody
+    // listens, and the client answers the sampling then.
+    jw.workers[0].kill().await?;
+    let killed = Instant::now();
+    jw.workers.push(second);
+    let reply = "answered while nobody listened";
+    let answer = json!({"role": "assistant", "content": {"type": "text", "text": reply},
+                        "model": "m", "stopReason": "endTurn"});
+    let ack = client.respond(&jw.url(0), &request["id"], answer).await?;
+    assert_eq!(ack.status, reqwest::StatusCode::ACCEPTED);
+    upstream
+        .log()
+        .wait_for_text(from, EVENT_TIMEOUT, "tick_later: gap 6")
+        .await?;
+
+    // The other worker takes the listener over (the lease runs out; a
+    // request of the session makes it look), resumes the upstream's stream
+    // after tick 1 and reads the client's messages from where the first
+    // listener got to.
+    let worker = &jw.workers[1];
+    jetway_tests::eventually(Duration::from_secs(60), || {
+        let (client, url) = (client.clone(), jw.url(1));
+        async move {
+            client.request(&url, "ping", json!({})).await?.result()?;
+            anyhow::Ok(worker.log().contains("resumed=true"))
+        }
+    })
+    .await
+    .context("the second worker did not resume the listener")?;
+    let mut ticks = Vec::new();
+    for _ in 2..=6 {
+        ticks.push(next_tick(&mut get, "gap").await?);
+        if ticks.len() == 1 {
+            eprintln!(
+                "gap: kill to the first missed tick delivered: {:?}",
+                killed.elapsed()
+            );
+        }
+    }
+    assert_eq!(ticks, vec![2, 3, 4, 5, 6]);
+    // Nothing twice: the next message of the stream is what comes next.
+    let args = json!({"count": 1, "interval": 0.0, "label": "after"});
+    tool(&client, &jw.url(0), "tick_later", args).await?;
+    let ev = get
+        .next_message(EVENT_TIMEOUT)
+        .await?
+        .context("the GET stream ended")?;
+    let data = ev.json.as_ref().and_then(|m| m.pointer("/params/data"));
+    assert_eq!(data, Some(&json!("after 1")), "{:?}", ev.json);
+
+    let outcome = background_outcome(&client, &jw.url(1)).await?;
+    assert_eq!(
+        outcome.pointer("/answer/content/text"),
+        Some(&json!(reply)),
+        "{outcome}"
+    );
+    Ok(())
+}

@@ -320,6 +320,12 @@ impl Claims {
         }
     }
 
+    /// The claims bucket and the JetStream context that writes to it, for
+    /// other records kept beside the claims (a listener's position).
+    pub fn bucket(&self) -> (&Context, &kv::Store) {
+        (&self.js, &self.store)
+    }
+
     fn guard(self: &Arc<Self>, key: String, revision: u64, connects: u64) -> ClaimGuard {
         if let Ok(mut r) = self.running.lock() {
             r.insert(key.clone());

@@ -4,14 +4,16 @@
 //! notifications not about one request (`notifications/roots/list_changed`).
 //!
 //! The listener follows the session's inbound messages with the follower
-//! every request uses ([`crate::answers`]), from the moment it starts:
-//! what the client sent before that is not looked at again.
+//! every request uses ([`crate::answers`]), from where the previous
+//! listener of the session recorded it got to ([`super::position`]), so
+//! what the client sent while nobody listened is passed on too; the first
+//! listener of a session starts from the moment it starts.
 
 use super::{
     ids,
     upstream::{SessionHeaders, Upstream},
 };
-use crate::answers::Answers;
+use crate::answers::{Answers, Sequenced};
 use async_nats::jetstream::stream::DirectGetError;
 use jetway_shared::{jsonrpc::method, session::UpstreamSession, subjects::SessionId};
 use serde_json::Value;
@@ -30,21 +32,32 @@ pub enum FollowError {
     Subscribe(#[source] async_nats::SubscribeError),
 }
 
-/// The client messages of one session, from when the listener started.
-/// The worker's [`Answers`] reader catches up on what its live
-/// subscription missed whenever NATS reconnects.
+/// The client messages of one session, from where the previous listener
+/// got to (or from when this one started, if none did). The worker's
+/// [`Answers`] reader catches up on what its live subscription missed
+/// whenever NATS reconnects.
 pub struct ClientMessages {
-    history: std::vec::IntoIter<Value>,
-    live: mpsc::Receiver<Value>,
+    history: std::vec::IntoIter<Sequenced>,
+    live: mpsc::Receiver<Sequenced>,
+    /// The stream sequence of the last message read.
+    position: u64,
 }
 
 impl ClientMessages {
-    /// Starts following `session`'s client messages.
-    pub async fn follow(answers: &Answers, session: &SessionId) -> Result<Self, FollowError> {
-        let after = answers
-            .inbound_position(session)
-            .await
-            .map_err(FollowError::Position)?;
+    /// Starts following `session`'s client messages after stream sequence
+    /// `after`, or after the last one stored if `None`.
+    pub async fn follow(
+        answers: &Answers,
+        session: &SessionId,
+        after: Option<u64>,
+    ) -> Result<Self, FollowError> {
+        let after = match after {
+            Some(a) => a,
+            None => answers
+                .inbound_position(session)
+                .await
+                .map_err(FollowError::Position)?,
+        };
         let (history, live) = answers
             .inbound_after(session, after)
             .await
@@ -52,16 +65,25 @@ impl ClientMessages {
         Ok(Self {
             history: history.into_iter(),
             live,
+            position: after,
         })
     }
 
     /// The next message; `None` once the follower ended (the NATS
     /// connection closed). Cancel-safe.
     pub async fn next(&mut self) -> Option<Value> {
-        match self.history.next() {
-            Some(m) => Some(m),
-            None => self.live.recv().await,
-        }
+        let m = match self.history.next() {
+            Some(m) => m,
+            None => self.live.recv().await?,
+        };
+        self.position = m.seq;
+        Some(m.message)
+    }
+
+    /// The stream sequence of the last message [`Self::next`] returned
+    /// (where following started, before the first).
+    pub fn position(&self) -> u64 {
+        self.position
     }
 }
 

@@ -39,6 +39,7 @@
 pub mod client_messages;
 pub mod ids;
 pub mod listener;
+pub mod position;
 pub mod stdio;
 pub mod upstream;
 
