@@ -360,6 +360,18 @@ pub fn probe(service: &Service, nonce: &str) -> String {
     format!("{}.{nonce}", service.probe_root())
 }
 
+/// Key, in the claims bucket, of the lease on a session's own stdio
+/// upstream process (`upstream_stdio = "session"`): its holder runs it.
+pub fn stdio_owner_key(session: &SessionId) -> String {
+    format!("{session}.stdio")
+}
+
+/// Core subject on which the worker process answering probes on `probe`
+/// takes requests for the stdio upstream processes it owns.
+pub fn stdio_owner(probe: &str) -> String {
+    format!("{probe}.stdio")
+}
+
 /// Deduplication id of an inbound client message, so a gateway may retry a
 /// publish after a timeout without storing the message twice.
 pub fn inbound_msg_id(session: &SessionId, nonce: &str) -> String {

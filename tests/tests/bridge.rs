@@ -1195,3 +1195,136 @@ async fn what_the_upstream_and_the_client_send_while_nobody_listens_passes_once_
     );
     Ok(())
 }
+
+/// Bridge workers in front of `stateful_server.py --stdio`, one process
+/// per session (`--upstream-stdio session`), with `extra` flags.
+async fn per_session_workers(nats: &NatsServer, n: usize, extra: &[&str]) -> Result<Vec<Worker>> {
+    let server = jetway_tests::workspace_root().join(".local/upstreams/bin/stateful-server");
+    let command = format!("{} --stdio", server.display());
+    let mut workers = Vec::new();
+    for i in 0..n {
+        workers.push(
+            Worker::builder(&nats.url())
+                .instance_id(format!("stdio-session-{}", i + 1))
+                .args([
+                    "--upstream-cmd",
+                    command.as_str(),
+                    "--upstream-stdio",
+                    "session",
+                ])
+                .args(extra.iter().copied())
+                .start()
+                .await?,
+        );
+    }
+    Ok(workers)
+}
+
+/// True while process `pid` runs (not gone, not a zombie).
+fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(") ")
+            .next()
+            .is_some_and(|s| !s.starts_with('Z'))
+    })
+}
+
+/// The pid of the upstream process serving `client`'s session.
+async fn upstream_pid(client: &McpClient, url: &str) -> Result<i64> {
+    let who = client
+        .call_tool_structured(url, "whoami", json!({}))
+        .await?;
+    assert_eq!(who["transport"], "stdio", "{who}");
+    who["pid"].as_i64().context("pid")
+}
+
+#[tokio::test]
+async fn a_stdio_process_per_session_keeps_each_sessions_state_across_gateways_and_workers()
+-> Result<()> {
+    let nats = NatsServer::start().await?;
+    let _workers = per_session_workers(&nats, 2, &[]).await?;
+    let gateways = [
+        Gateway::start(&nats.url()).await?,
+        Gateway::start(&nats.url()).await?,
+    ];
+    let url = |i: usize| gateways[i % 2].mcp_url();
+
+    // The client's own initialize params reach the process.
+    let mut params = jetway_tests::mcp::default_initialize_params();
+    params["clientInfo"]["name"] = json!("per-session-client");
+    let mut first = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        clients.push(McpClient::initialize_with(&url(0), params.clone()).await?);
+        first.push(started.elapsed());
+    }
+    let (a, b) = (&clients[0], &clients[1]);
+
+    // State holds across calls alternating gateways (and so workers: the
+    // one that does not own the process forwards to the one that does).
+    let pid = upstream_pid(a, &url(0)).await?;
+    let mut later = Vec::new();
+    for i in 1..=8 {
+        let started = Instant::now();
+        assert_eq!(tool(a, &url(i), "count", json!({})).await?, i);
+        later.push(started.elapsed());
+    }
+    assert_eq!(upstream_pid(a, &url(1)).await?, pid);
+    first.sort();
+    later.sort();
+    eprintln!(
+        "per-session stdio: initialize (spawn + initialize) median {:?}; later call median {:?}",
+        first[1],
+        later[later.len() / 2]
+    );
+
+    // Another session: another process, its own state.
+    let other = upstream_pid(b, &url(1)).await?;
+    assert_ne!(other, pid);
+    assert_eq!(tool(b, &url(0), "count", json!({})).await?, 1);
+    assert_eq!(tool(a, &url(1), "count", json!({})).await?, 9);
+    assert!(alive(pid) && alive(other));
+
+    // Ending the session ends its process, and only its.
+    assert_eq!(a.delete(&url(1)).await?, reqwest::StatusCode::OK);
+    jetway_tests::eventually(Duration::from_secs(20), || async {
+        anyhow::Ok(!alive(pid))
+    })
+    .await
+    .context("the ended session's process still runs")?;
+    assert!(alive(other));
+    assert_eq!(tool(b, &url(1), "count", json!({})).await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_per_session_stdio_process_ends_when_idle_and_a_full_worker_says_so() -> Result<()> {
+    let nats = NatsServer::start().await?;
+    let flags = ["--upstream-idle-secs", "1", "--upstream-processes", "1"];
+    let _workers = per_session_workers(&nats, 1, &flags).await?;
+    let gateway = Gateway::start(&nats.url()).await?;
+    let url = gateway.mcp_url();
+    let a = McpClient::initialize(&url).await?;
+    assert_eq!(tool(&a, &url, "count", json!({})).await?, 1);
+    let pid = upstream_pid(&a, &url).await?;
+
+    // The worker runs one process at most: a second session is refused.
+    let refused = McpClient::initialize(&url).await;
+    let why = format!(
+        "{:#}",
+        refused.err().context("a second session got a process")?
+    );
+    assert!(why.contains("maximum of 1"), "{why}");
+
+    // Idle: the process ends; the session's next call gets a fresh one,
+    // initialized again (its state is gone).
+    jetway_tests::eventually(Duration::from_secs(20), || async {
+        anyhow::Ok(!alive(pid))
+    })
+    .await
+    .context("the idle process still runs")?;
+    assert_eq!(tool(&a, &url, "count", json!({})).await?, 1);
+    assert_ne!(upstream_pid(&a, &url).await?, pid);
+    Ok(())
+}

@@ -39,6 +39,8 @@ pub struct RunContext<'a> {
     pub record: SessionRecord,
     /// 1 on the first delivery.
     pub delivery: u64,
+    /// The request's sequence in the session stream.
+    pub stored_at: u64,
     /// Checked before state writes and the answer.
     pub fence: ClaimFence,
     /// What the client sent the session after the request (stored), and

@@ -199,6 +199,7 @@ impl<H: Handler> Runtime<H> {
             answers: &self.answers,
             record,
             delivery: delivery.delivered,
+            stored_at: delivery.stream_sequence,
             fence,
             history,
             inbound: live,

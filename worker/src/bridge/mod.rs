@@ -39,6 +39,7 @@
 pub mod client_messages;
 pub mod ids;
 pub mod listener;
+pub mod owned;
 pub mod position;
 pub mod stdio;
 pub mod upstream;
@@ -47,7 +48,7 @@ use crate::{
     handler::{Handler, RunContext, publish_final},
     health::Health,
     incoming::Request,
-    publish::{Out, OutMessage},
+    publish::{Out, OutMessage, Publisher},
     transport::Outcome,
 };
 use futures::StreamExt;
@@ -87,6 +88,8 @@ pub struct Bridge {
 enum Target {
     Http(Upstream),
     Stdio(Arc<stdio::Pool>),
+    /// One stdio process per session ([`owned`]).
+    PerSession(Arc<owned::Owners>),
 }
 
 impl Bridge {
@@ -112,6 +115,17 @@ impl Bridge {
         }
     }
 
+    /// A bridge to one stdio upstream process per session.
+    pub fn stdio_per_session(owners: owned::Owners) -> Self {
+        Self {
+            target: Target::PerSession(Arc::new(owners)),
+            response_timeout: Duration::ZERO,
+            unreachable_for: Duration::ZERO,
+            health: Arc::default(),
+            listeners: listener::Listeners::default(),
+        }
+    }
+
     /// Makes sure the upstream session's own stream is relayed (see [`listener`]).
     fn listen(&self, ctx: &RunContext<'_>, session: &SessionId, upstream: &UpstreamSession) {
         self.listeners
@@ -129,7 +143,9 @@ impl Bridge {
     fn upstream(&self) -> &Upstream {
         match &self.target {
             Target::Http(u) => u,
-            Target::Stdio(_) => unreachable!("stdio requests do not reach the HTTP path"),
+            Target::Stdio(_) | Target::PerSession(_) => {
+                unreachable!("stdio requests do not reach the HTTP path")
+            }
         }
     }
 }
@@ -149,7 +165,7 @@ impl Handler for Bridge {
 }
 
 /// Why a run ends without going on.
-enum Stop {
+pub(crate) enum Stop {
     /// Answer the client with this error.
     Answer(Value),
     /// Hand the request back.
@@ -183,8 +199,10 @@ impl Bridge {
     }
 
     async fn forward(&self, ctx: &mut RunContext<'_>, request: &Request) -> Result<Outcome, Stop> {
-        if let Target::Stdio(pool) = &self.target {
-            return self.forward_stdio(pool, ctx, request).await;
+        match &self.target {
+            Target::Stdio(pool) => return self.forward_stdio(pool, ctx, request).await,
+            Target::PerSession(owners) => return self.forward_owned(owners, ctx, request).await,
+            Target::Http(_) => {}
         }
         if request.is_initialize() {
             return self.initialize(ctx, request).await;
@@ -414,48 +432,15 @@ impl Bridge {
             id: request.id.clone(),
             deadline: ctx.deadline,
         };
-        self.converse(ctx, request, &mut conversation).await
+        let ended = converse(&mut Io::of(ctx), request, &mut conversation).await?;
+        Ok(self.ended(ctx, request, ended).await)
     }
 
-    /// The one relay loop: what the upstream sends before its answer goes
-    /// to the client, what the client sends for the request (its answers
-    /// to the upstream's requests, its cancellation) goes upstream.
-    async fn converse(
-        &self,
-        ctx: &mut RunContext<'_>,
-        request: &Request,
-        upstream: &mut impl Conversation,
-    ) -> Result<Outcome, Stop> {
-        let mut relay = Relay {
-            request,
-            pending: HashMap::new(),
-            sent: 0,
-        };
-        let mut history = std::mem::take(&mut ctx.history).into_iter();
-        loop {
-            let event = match history.next() {
-                Some(m) => Event::Client(Some(m)),
-                None => tokio::select! {
-                    m = upstream.next() => Event::Upstream(m),
-                    m = ctx.inbound.recv() => Event::Client(m),
-                },
-            };
-            match event {
-                Event::Upstream(Err(stop)) => return Err(stop),
-                Event::Upstream(Ok(msg)) => {
-                    if is_answer_to(&msg, upstream.id()) {
-                        return Ok(self.answer(ctx, request, msg).await);
-                    }
-                    relay.on_upstream(ctx, msg).await?;
-                }
-                // The client's side ended: the worker is going away.
-                Event::Client(None) => return Err(Stop::HandBack("inbound ended".into())),
-                Event::Client(Some(msg)) => {
-                    if let Some(outcome) = relay.on_client(ctx, upstream, msg).await? {
-                        return Ok(outcome);
-                    }
-                }
-            }
+    /// Publishes how a conversation ended.
+    async fn ended(&self, ctx: &RunContext<'_>, request: &Request, ended: Ended) -> Outcome {
+        match ended {
+            Ended::Answer(answer) => self.answer(ctx, request, answer).await,
+            Ended::Done(outcome) => outcome,
         }
     }
 
@@ -483,21 +468,7 @@ impl Bridge {
             // Every process was initialized once, by the bridge: the client
             // gets that answer, and the version it negotiated is recorded.
             let answer = process.initialized.clone();
-            let version = answer
-                .pointer("/result/protocolVersion")
-                .and_then(Value::as_str)
-                .unwrap_or(jetway_shared::protocol::LATEST)
-                .to_owned();
-            let js = ctx.publisher.jetstream();
-            let recorded = update_record(js, ctx.sessions, request.session.as_str(), |r| {
-                r.state = State::Active;
-                r.protocol_version = version.clone();
-                true
-            });
-            if let Err(e) = recorded.await {
-                return Err(Stop::HandBack(format!("could not record the session: {e}")));
-            }
-            return Ok(self.answer(ctx, request, answer).await);
+            return self.initialized_stdio(ctx, request, answer).await;
         }
         let wire = pool.wire_id();
         let mut msg = request.raw.clone();
@@ -507,7 +478,138 @@ impl Bridge {
             id: wire,
         };
         conversation.send(&msg).await?;
-        self.converse(ctx, request, &mut conversation).await
+        let ended = converse(&mut Io::of(ctx), request, &mut conversation).await?;
+        Ok(self.ended(ctx, request, ended).await)
+    }
+
+    /// Records what a stdio process's `initialize` answer negotiated and
+    /// gives the client that answer.
+    async fn initialized_stdio(
+        &self,
+        ctx: &RunContext<'_>,
+        request: &Request,
+        answer: Value,
+    ) -> Result<Outcome, Stop> {
+        let version = answer
+            .pointer("/result/protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(jetway_shared::protocol::LATEST)
+            .to_owned();
+        let js = ctx.publisher.jetstream();
+        let recorded = update_record(js, ctx.sessions, request.session.as_str(), |r| {
+            r.state = State::Active;
+            r.protocol_version = version.clone();
+            true
+        });
+        if let Err(e) = recorded.await {
+            return Err(Stop::HandBack(format!("could not record the session: {e}")));
+        }
+        Ok(self.answer(ctx, request, answer).await)
+    }
+
+    /// A request of a session with its own stdio process ([`owned`]): run
+    /// where the process is, starting it here if nobody runs it.
+    async fn forward_owned(
+        &self,
+        owners: &Arc<owned::Owners>,
+        ctx: &mut RunContext<'_>,
+        request: &Request,
+    ) -> Result<Outcome, Stop> {
+        let env = owned::Env {
+            publisher: ctx.publisher.clone(),
+            answers: ctx.answers.clone(),
+            claims: ctx.claims.clone(),
+            sessions: ctx.sessions.clone(),
+        };
+        let unavailable = |e: &dyn std::fmt::Display| {
+            Stop::Answer(jsonrpc::error(
+                Some(&request.id),
+                jsonrpc::SERVICE_UNAVAILABLE,
+                format!("upstream unavailable: {e}"),
+            ))
+        };
+        owners
+            .serve(&env)
+            .await
+            .map_err(|e| Stop::HandBack(e.to_string()))?;
+        let params = ctx.record.client.clone();
+        for _ in 0..4 {
+            let owner = match owners.owner(&env, &request.session, &params).await {
+                Ok(o) => o,
+                Err(owned::OwnError::Taken) => continue,
+                Err(e @ (owned::OwnError::Full(_) | owned::OwnError::Process(_))) => {
+                    return Err(unavailable(&e));
+                }
+                Err(e) => return Err(Stop::HandBack(e.to_string())),
+            };
+            let process = match owner {
+                owned::Owner::Here(p) => p,
+                owned::Owner::There { subject, revision } => {
+                    let forwarded = owned::forward(
+                        &env,
+                        &subject,
+                        request,
+                        ctx.delivery,
+                        ctx.stored_at,
+                        ctx.deadline,
+                    );
+                    match forwarded.await {
+                        owned::Remote::Returned(r) => return self.returned(ctx, request, r).await,
+                        owned::Remote::Gone => {
+                            let taken = owners
+                                .take_over(&env, &request.session, revision, &params)
+                                .await;
+                            match taken {
+                                Ok(p) => p,
+                                Err(owned::OwnError::Taken) => continue,
+                                Err(
+                                    e @ (owned::OwnError::Full(_) | owned::OwnError::Process(_)),
+                                ) => {
+                                    return Err(unavailable(&e));
+                                }
+                                Err(e) => return Err(Stop::HandBack(e.to_string())),
+                            }
+                        }
+                    }
+                }
+            };
+            if let Some(health) = self.health.get() {
+                health.set_upstream_reachable(true);
+            }
+            if request.is_initialize() {
+                let answer = process.initialized.clone();
+                return self.initialized_stdio(ctx, request, answer).await;
+            }
+            let ended = owned::run_here(&process, &mut Io::of(ctx), request).await?;
+            return Ok(self.ended(ctx, request, ended).await);
+        }
+        Err(Stop::HandBack(
+            "the session's upstream process kept changing owner".into(),
+        ))
+    }
+
+    /// What the owner of a session's process replied for a forwarded request.
+    async fn returned(
+        &self,
+        ctx: &RunContext<'_>,
+        request: &Request,
+        returned: owned::Returned,
+    ) -> Result<Outcome, Stop> {
+        match returned {
+            owned::Returned::Answer { message } => {
+                if request.is_initialize() {
+                    return self.initialized_stdio(ctx, request, message).await;
+                }
+                Ok(self.answer(ctx, request, message).await)
+            }
+            owned::Returned::Done { cancelled: true } => Ok(Outcome::Cancelled),
+            owned::Returned::Done { cancelled: false } => Ok(Outcome::Unanswered),
+            owned::Returned::Error { message } => Err(Stop::Answer(message)),
+            owned::Returned::HandBack { why } => Err(Stop::HandBack(why)),
+            owned::Returned::NotOwner => Err(Stop::HandBack(
+                "the worker named as the process owner does not run it".into(),
+            )),
+        }
     }
 
     /// Publishes the upstream's answer as the request's final message,
@@ -526,8 +628,77 @@ enum Event {
     Client(Option<Value>),
 }
 
+/// How a conversation ended, short of a failure.
+pub(crate) enum Ended {
+    /// The upstream's answer, to publish as the request's final message.
+    Answer(Value),
+    /// Settled already (cancelled, or it could not say).
+    Done(Outcome),
+}
+
+/// What a conversation needs of the request's run: where to publish, and
+/// what the client sends the request (history, then live).
+pub(crate) struct Io<'a> {
+    pub publisher: &'a Publisher,
+    pub delivery: u64,
+    pub history: Vec<Value>,
+    pub inbound: &'a mut tokio::sync::mpsc::Receiver<Value>,
+}
+
+impl<'a> Io<'a> {
+    fn of(ctx: &'a mut RunContext<'_>) -> Self {
+        Io {
+            publisher: ctx.publisher,
+            delivery: ctx.delivery,
+            history: std::mem::take(&mut ctx.history),
+            inbound: &mut ctx.inbound,
+        }
+    }
+}
+
+/// The one relay loop: what the upstream sends before its answer goes
+/// to the client, what the client sends for the request (its answers
+/// to the upstream's requests, its cancellation) goes upstream.
+pub(crate) async fn converse(
+    io: &mut Io<'_>,
+    request: &Request,
+    upstream: &mut impl Conversation,
+) -> Result<Ended, Stop> {
+    let mut relay = Relay {
+        request,
+        pending: HashMap::new(),
+        sent: 0,
+    };
+    let mut history = std::mem::take(&mut io.history).into_iter();
+    loop {
+        let event = match history.next() {
+            Some(m) => Event::Client(Some(m)),
+            None => tokio::select! {
+                m = upstream.next() => Event::Upstream(m),
+                m = io.inbound.recv() => Event::Client(m),
+            },
+        };
+        match event {
+            Event::Upstream(Err(stop)) => return Err(stop),
+            Event::Upstream(Ok(msg)) => {
+                if is_answer_to(&msg, upstream.id()) {
+                    return Ok(Ended::Answer(msg));
+                }
+                relay.on_upstream(io, msg).await?;
+            }
+            // The client's side ended: the worker is going away.
+            Event::Client(None) => return Err(Stop::HandBack("inbound ended".into())),
+            Event::Client(Some(msg)) => {
+                if let Some(outcome) = relay.on_client(io, upstream, msg).await? {
+                    return Ok(Ended::Done(outcome));
+                }
+            }
+        }
+    }
+}
+
 /// One request's exchange with its upstream.
-trait Conversation: Send {
+pub(crate) trait Conversation: Send {
     /// The id the upstream knows the request by.
     fn id(&self) -> &Value;
     /// The next message the upstream sends for the request.
@@ -623,7 +794,7 @@ struct Relay<'r> {
 
 impl Relay<'_> {
     /// A message the upstream sent before its answer.
-    async fn on_upstream(&mut self, ctx: &RunContext<'_>, mut msg: Value) -> Result<(), Stop> {
+    async fn on_upstream(&mut self, ctx: &Io<'_>, mut msg: Value) -> Result<(), Stop> {
         let method_name = msg.get("method").and_then(Value::as_str).map(str::to_owned);
         let stream = match method_name.as_deref() {
             None => return Ok(()), // a response to someone else: not ours to pass on
@@ -657,7 +828,7 @@ impl Relay<'_> {
     /// go upstream. `Some` ends the request.
     async fn on_client(
         &mut self,
-        ctx: &RunContext<'_>,
+        ctx: &Io<'_>,
         upstream: &mut impl Conversation,
         mut msg: Value,
     ) -> Result<Option<Outcome>, Stop> {

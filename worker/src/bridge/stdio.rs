@@ -47,49 +47,70 @@ pub enum ProcessError {
 
 /// One running upstream process.
 pub struct Process {
-    child: Child,
+    /// Killed when dropped (`kill_on_drop`).
+    _child: Child,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
     /// The answer to the bridge's own `initialize`.
     pub initialized: Value,
 }
 
+/// A started upstream process, its pipes, and its answer to `initialize`.
+pub(crate) type Started = (Child, ChildStdin, Lines<BufReader<ChildStdout>>, Value);
+
+/// Starts `command` and initializes it with `init` (then
+/// `notifications/initialized`).
+pub(crate) async fn start(command: &[String], init: &Value) -> Result<Started, ProcessError> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| ProcessError::Spawn(std::io::Error::other("empty upstream command")))?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(ProcessError::Spawn)?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(ProcessError::Spawn(std::io::Error::other("no stdio pipes")));
+    };
+    let mut p = Process {
+        _child: child,
+        stdin,
+        lines: BufReader::new(stdout).lines(),
+        initialized: Value::Null,
+    };
+    p.send(init).await?;
+    let answer = loop {
+        let m = p.next().await?;
+        if m.get("id") == init.get("id") && m.get("method").is_none() {
+            break m;
+        }
+    };
+    if answer.get("result").is_none() {
+        return Err(ProcessError::Initialize(answer.to_string()));
+    }
+    p.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await?;
+    let Process {
+        _child: child,
+        stdin,
+        lines,
+        ..
+    } = p;
+    Ok((child, stdin, lines, answer))
+}
+
 impl Process {
     async fn start(command: &[String], init: &Value) -> Result<Self, ProcessError> {
-        let (program, args) = command
-            .split_first()
-            .ok_or_else(|| ProcessError::Spawn(std::io::Error::other("empty upstream command")))?;
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(ProcessError::Spawn)?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(ProcessError::Spawn(std::io::Error::other("no stdio pipes")));
-        };
-        let mut p = Self {
-            child,
+        let (child, stdin, lines, initialized) = start(command, init).await?;
+        Ok(Self {
+            _child: child,
             stdin,
-            lines: BufReader::new(stdout).lines(),
-            initialized: Value::Null,
-        };
-        p.send(init).await?;
-        let answer = loop {
-            let m = p.next().await?;
-            if m.get("id") == init.get("id") && m.get("method").is_none() {
-                break m;
-            }
-        };
-        if answer.get("result").is_none() {
-            return Err(ProcessError::Initialize(answer.to_string()));
-        }
-        p.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await?;
-        p.initialized = answer;
-        Ok(p)
+            lines,
+            initialized,
+        })
     }
 
     /// Writes one message (one line).
@@ -158,12 +179,6 @@ impl Process {
                 return Ok(v);
             }
         }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
     }
 }
 
