@@ -25,7 +25,8 @@
 //!   upstream failed, until one succeeds.
 //!
 //! stdio upstreams ([`stdio`]) run as a pool of processes per worker, one
-//! request per process at a time.
+//! request per process at a time, or as one process per session on one
+//! worker that owns it ([`owned`], `upstream_stdio = "session"`).
 //!
 //! What an HTTP upstream sends outside any request, on its session's own
 //! GET stream, reaches the Jetway session's GET stream ([`listener`]):
