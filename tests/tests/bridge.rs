@@ -1328,3 +1328,77 @@ async fn a_per_session_stdio_process_ends_when_idle_and_a_full_worker_says_so() 
     assert_ne!(upstream_pid(&a, &url).await?, pid);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_per_session_stdio_process_asks_on_the_get_stream_and_starts_afresh_when_its_owner_dies()
+-> Result<()> {
+    let nats = NatsServer::start().await?;
+    let mut workers = per_session_workers(&nats, 2, &[]).await?;
+    let gateways = [
+        Gateway::start(&nats.url()).await?,
+        Gateway::start(&nats.url()).await?,
+    ];
+    let url = |i: usize| gateways[i % 2].mcp_url();
+    let client = McpClient::initialize(&url(0)).await?;
+    let mut get = client.get_stream(&url(1), None).await?;
+    assert_eq!(tool(&client, &url(0), "count", json!({})).await?, 1);
+    assert_eq!(tool(&client, &url(1), "count", json!({})).await?, 2);
+    let pid = upstream_pid(&client, &url(0)).await?;
+
+    // Asked outside any request: the process is the session's own, so the
+    // question reaches its client, on the GET stream, and the answer the
+    // process.
+    let asked = "a background job of this session";
+    let started = tool(
+        &client,
+        &url(1),
+        "sample_later",
+        json!({"delay": 0.2, "text": asked}),
+    )
+    .await?;
+    assert_eq!(started, "asking later");
+    let request = get.next_request(EVENT_TIMEOUT).await?;
+    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    assert_eq!(
+        request.pointer("/params/messages/0/content/text"),
+        Some(&json!(asked))
+    );
+    assert!(
+        request["id"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("get:")
+    );
+    let answer = json!({"role": "assistant", "content": {"type": "text", "text": "from its client"},
+                        "model": "m", "stopReason": "endTurn"});
+    let ack = client.respond(&url(0), &request["id"], answer).await?;
+    assert_eq!(ack.status, reqwest::StatusCode::ACCEPTED);
+    let outcome = background_outcome(&client, &url(1)).await?;
+    assert_eq!(
+        outcome.pointer("/answer/content/text"),
+        Some(&json!("from its client")),
+        "{outcome}"
+    );
+
+    // The owner dies: the session goes on with a fresh process, initialized
+    // again, whose state starts over.
+    let owner = workers
+        .iter()
+        .position(|w| w.log().contains("started the session's upstream process"))
+        .context("no worker started the process")?;
+    workers[owner].kill().await?;
+    let killed = Instant::now();
+    assert_eq!(tool(&client, &url(0), "count", json!({})).await?, 1);
+    eprintln!(
+        "per-session stdio: owner killed to the next call answered by a fresh process: {:?}",
+        killed.elapsed()
+    );
+    let fresh = upstream_pid(&client, &url(1)).await?;
+    assert_ne!(fresh, pid);
+    jetway_tests::eventually(Duration::from_secs(20), || async {
+        anyhow::Ok(!alive(pid))
+    })
+    .await
+    .context("the dead owner's process still runs")?;
+    Ok(())
+}
