@@ -1071,9 +1071,22 @@ async fn a_stdio_process_asking_outside_any_request_gets_an_error_not_another_se
         .log()
         .wait_for_text(from, EVENT_TIMEOUT, "sample_later: asking the client")
         .await?;
+    // The process writes the question just after that line: the bridge
+    // answers it as soon as it arrives, not when the next request comes.
+    // (Waiting for the line alone left a race: under load the question
+    // could reach the bridge after b's request was sent, and then b's
+    // client got it, which is all a shared process can do with it.)
+    worker
+        .log()
+        .wait_for_text(
+            from,
+            EVENT_TIMEOUT,
+            "answering a request an idle upstream process sent with an error",
+        )
+        .await?;
 
     // Session b's request is the process's next: b's client does not get
-    // the question, and the process gets an error answer instead of none.
+    // the question, and the process got an error answer instead of none.
     let ex = b.call_tool(&url, "background", json!({})).await?;
     assert!(ex.result().is_ok(), "{:?}", ex.response());
     assert!(ex.requests().is_empty(), "{:?}", ex.requests());
