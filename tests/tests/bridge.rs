@@ -529,18 +529,8 @@ async fn a_stdio_upstream_serves_every_session_through_its_process_pool() -> Res
     let nats = NatsServer::start().await?;
     let mut workers = Vec::new();
     for i in 0..2 {
-        workers.push(
-            Worker::builder(&nats.url())
-                .instance_id(format!("stdio-bridge-{}", i + 1))
-                .args([
-                    "--upstream-cmd",
-                    command.as_str(),
-                    "--upstream-processes",
-                    "2",
-                ])
-                .start()
-                .await?,
-        );
+        let id = format!("stdio-bridge-{}", i + 1);
+        workers.push(stdio_worker(&nats, &id, &command, &["--upstream-processes", "2"]).await?);
     }
     let gateways = [
         Gateway::start(&nats.url()).await?,
@@ -641,20 +631,40 @@ fn children(pid: u32) -> Vec<u32> {
     out
 }
 
+/// A bridge worker `id` in front of the stdio server `command`, with
+/// `extra` flags.
+async fn stdio_worker(
+    nats: &NatsServer,
+    id: &str,
+    command: &str,
+    extra: &[&str],
+) -> Result<Worker> {
+    Worker::builder(&nats.url())
+        .instance_id(id)
+        .args(["--upstream-cmd", command])
+        .args(extra.iter().copied())
+        .start()
+        .await
+        .with_context(|| format!("bridge worker {id}"))
+}
+
+/// The command line of `tests/upstream/stateful_server.py` over stdio.
+fn stateful_stdio_command() -> String {
+    let server = jetway_tests::workspace_root().join(".local/upstreams/bin/stateful-server");
+    format!("{} --stdio", server.display())
+}
+
 #[tokio::test]
 async fn a_stdio_process_that_dies_mid_call_is_restarted_and_the_call_runs_again() -> Result<()> {
     let command = jetway_tests::upstream::everything_stdio_command()?;
     let nats = NatsServer::start().await?;
-    let mut worker = Worker::builder(&nats.url())
-        .instance_id("stdio-bridge")
-        .args([
-            "--upstream-cmd",
-            command.as_str(),
-            "--upstream-processes",
-            "1",
-        ])
-        .start()
-        .await?;
+    let mut worker = stdio_worker(
+        &nats,
+        "stdio-bridge",
+        &command,
+        &["--upstream-processes", "1"],
+    )
+    .await?;
     let gateway = Gateway::start(&nats.url()).await?;
     let client = McpClient::initialize(&gateway.mcp_url()).await?;
 
@@ -1037,19 +1047,15 @@ async fn a_python_upstreams_background_sampling_reaches_the_client_on_its_get_st
 #[tokio::test]
 async fn a_stdio_process_asking_outside_any_request_gets_an_error_not_another_sessions_client()
 -> Result<()> {
-    let server = jetway_tests::workspace_root().join(".local/upstreams/bin/stateful-server");
-    let command = format!("{} --stdio", server.display());
     let nats = NatsServer::start().await?;
-    let worker = Worker::builder(&nats.url())
-        .instance_id("stdio-bridge")
-        .args([
-            "--upstream-cmd",
-            command.as_str(),
-            "--upstream-processes",
-            "1",
-        ])
-        .start()
-        .await?;
+    let command = stateful_stdio_command();
+    let worker = stdio_worker(
+        &nats,
+        "stdio-bridge",
+        &command,
+        &["--upstream-processes", "1"],
+    )
+    .await?;
     let gateway = Gateway::start(&nats.url()).await?;
     let url = gateway.mcp_url();
     let a = McpClient::initialize(&url).await?;
@@ -1212,23 +1218,15 @@ async fn what_the_upstream_and_the_client_send_while_nobody_listens_passes_once_
 /// Bridge workers in front of `stateful_server.py --stdio`, one process
 /// per session (`--upstream-stdio session`), with `extra` flags.
 async fn per_session_workers(nats: &NatsServer, n: usize, extra: &[&str]) -> Result<Vec<Worker>> {
-    let server = jetway_tests::workspace_root().join(".local/upstreams/bin/stateful-server");
-    let command = format!("{} --stdio", server.display());
+    let command = stateful_stdio_command();
+    let flags: Vec<&str> = ["--upstream-stdio", "session"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
     let mut workers = Vec::new();
     for i in 0..n {
-        workers.push(
-            Worker::builder(&nats.url())
-                .instance_id(format!("stdio-session-{}", i + 1))
-                .args([
-                    "--upstream-cmd",
-                    command.as_str(),
-                    "--upstream-stdio",
-                    "session",
-                ])
-                .args(extra.iter().copied())
-                .start()
-                .await?,
-        );
+        let id = format!("stdio-session-{}", i + 1);
+        workers.push(stdio_worker(nats, &id, &command, &flags).await?);
     }
     Ok(workers)
 }
