@@ -562,6 +562,10 @@ pub async fn forward(
     after: u64,
     deadline: Instant,
 ) -> Remote {
+    tracing::debug!(
+        owner = subject,
+        "forwarding the request to the owner of the session's upstream process"
+    );
     let left = deadline.saturating_duration_since(Instant::now());
     let body = Forwarded {
         session: request.session.to_string(),
