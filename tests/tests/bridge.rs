@@ -1426,3 +1426,54 @@ async fn a_per_session_stdio_process_asks_on_the_get_stream_and_starts_afresh_wh
     .context("the dead owner's process still runs")?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_per_session_stdio_owner_killed_mid_call_has_the_call_run_once_on_a_fresh_process()
+-> Result<()> {
+    let nats = NatsServer::start().await?;
+    let mut workers = per_session_workers(&nats, 2, &[]).await?;
+    let gateway = Gateway::start(&nats.url()).await?;
+    let url = gateway.mcp_url();
+    let client = McpClient::initialize(&url).await?;
+    assert_eq!(tool(&client, &url, "count", json!({})).await?, 1);
+    let pid = upstream_pid(&client, &url).await?;
+    let owner = workers
+        .iter()
+        .position(|w| w.log().contains("started the session's upstream process"))
+        .context("no worker started the process")?;
+
+    // The call runs on the owner's process (delivered there, or forwarded
+    // to it); the owner dies before it answers.
+    let from = workers[owner].log().position();
+    let call = client
+        .send(
+            &url,
+            "tools/call",
+            json!({"name": "slow", "arguments": {"seconds": 3}}),
+        )
+        .await?;
+    workers[owner]
+        .log()
+        .wait_for_text(from, EVENT_TIMEOUT, "slow: waiting")
+        .await?;
+    workers[owner].kill().await?;
+    let killed = Instant::now();
+
+    // It runs again, once, on a fresh process of the other worker, whose
+    // state starts over.
+    let ex = call.finish_within(Duration::from_secs(60)).await?;
+    eprintln!(
+        "per-session stdio: owner killed mid-call to the answer: {:?}",
+        killed.elapsed()
+    );
+    let finals = ex
+        .messages()
+        .into_iter()
+        .filter(|m| m.get("result").is_some() || m.get("error").is_some())
+        .count();
+    assert_eq!(finals, 1);
+    let got = ex.result()?["structuredContent"].clone();
+    assert_eq!(got["count"], 1, "{got}");
+    assert_ne!(got["pid"], json!(pid), "{got}");
+    Ok(())
+}

@@ -31,6 +31,9 @@ upstream session:
                         `<label> 1` ... `<label> <count>`) outside any request,
                         `interval` seconds apart, printing `tick_later: <label> <i>`
                         to stderr before each
+  slow(seconds)         {"pid", "count"}: prints `slow: waiting` to stderr, waits
+                        `seconds`, then increments this session's counter and
+                        returns it with the server's pid
   background()          {"outcome": ...}: what the last sample_later got, as
                         {"answer": <CreateMessageResult>} or {"error": <message>},
                         or null while it waits
@@ -230,6 +233,14 @@ def build(args: argparse.Namespace) -> FastMCP:
         BACKGROUND.add(task)
         task.add_done_callback(BACKGROUND.discard)
         return "ticking later"
+
+    @mcp.tool(description="Wait seconds, then increment this session's counter; returns it with the pid.")
+    async def slow(seconds: float, ctx: Context) -> dict[str, Any]:
+        print("slow: waiting", file=sys.stderr, flush=True)
+        await asyncio.sleep(seconds)
+        state = _state(ctx)
+        state["count"] += 1
+        return {"pid": os.getpid(), "count": state["count"]}
 
     @mcp.tool(description="What the last sample_later got back, or null while it waits.")
     def background(ctx: Context) -> dict[str, Any]:

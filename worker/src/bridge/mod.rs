@@ -534,7 +534,7 @@ impl Bridge {
             .await
             .map_err(|e| Stop::HandBack(e.to_string()))?;
         let params = ctx.record.client.clone();
-        for _ in 0..4 {
+        for _ in 0..20 {
             let owner = match owners.owner(&env, &request.session, &params).await {
                 Ok(o) => o,
                 Err(owned::OwnError::Taken) => continue,
@@ -545,16 +545,22 @@ impl Bridge {
             };
             let process = match owner {
                 owned::Owner::Here(p) => p,
-                owned::Owner::There { subject, revision } => {
+                owned::Owner::There { probe, revision } => {
                     let forwarded = owned::forward(
                         &env,
-                        &subject,
+                        &probe,
                         request,
                         ctx.delivery,
                         ctx.stored_at,
                         ctx.deadline,
                     );
                     match forwarded.await {
+                        // Between the lease and the process (it is starting,
+                        // or just ended): look again.
+                        owned::Remote::Returned(owned::Returned::NotOwner) => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
                         owned::Remote::Returned(r) => return self.returned(ctx, request, r).await,
                         owned::Remote::Gone => {
                             let taken = owners

@@ -116,10 +116,11 @@ pub struct Owners {
 /// Who runs a session's process.
 pub enum Owner {
     Here(Arc<Owned>),
-    /// Another worker, taking forwarded requests on `subject`; its lease
-    /// is at `revision`.
+    /// Another worker, answering probes on `probe` (and taking forwarded
+    /// requests on [`subjects::stdio_owner`] of it); its lease is at
+    /// `revision`.
     There {
-        subject: String,
+        probe: String,
         revision: u64,
     },
 }
@@ -189,10 +190,9 @@ impl Owners {
         let key = subjects::stdio_owner_key(session);
         let (revision, holder) = env.claims.lease_holder(&key).await?;
         match holder {
-            Some(probe) if probe != env.claims.probe_subject() => Ok(Owner::There {
-                subject: subjects::stdio_owner(&probe),
-                revision,
-            }),
+            Some(probe) if probe != env.claims.probe_subject() => {
+                Ok(Owner::There { probe, revision })
+            }
             _ => Ok(Owner::Here(
                 self.start(env, session, revision, params).await?,
             )),
@@ -553,17 +553,23 @@ pub enum Remote {
     Gone,
 }
 
-/// Forwards `request` to the owner taking requests on `subject`.
-pub async fn forward(
+/// How often a worker waiting on a forwarded request checks that the
+/// owner is still there.
+const OWNER_CHECK: Duration = Duration::from_secs(1);
+
+/// Forwards `request` to the owner answering probes on `probe`. An owner
+/// that dies while it runs the request sends no reply: the worker probes
+/// it while it waits, and takes over when nobody answers.
+pub(crate) async fn forward(
     env: &Env,
-    subject: &str,
+    probe: &str,
     request: &Request,
     delivery: u64,
     after: u64,
     deadline: Instant,
 ) -> Remote {
     tracing::debug!(
-        owner = subject,
+        owner = probe,
         "forwarding the request to the owner of the session's upstream process"
     );
     let left = deadline.saturating_duration_since(Instant::now());
@@ -579,7 +585,27 @@ pub async fn forward(
     let ask = async_nats::client::Request::new()
         .payload(serde_json::to_vec(&body).unwrap_or_default().into())
         .timeout(Some(left + Duration::from_secs(1)));
-    match nats.send_request(subject.to_owned(), ask).await {
+    let asked = nats.send_request(subjects::stdio_owner(probe), ask);
+    tokio::pin!(asked);
+    let mut check = tokio::time::interval(OWNER_CHECK);
+    check.tick().await;
+    let replied = loop {
+        tokio::select! {
+            r = &mut asked => break r,
+            _ = check.tick() => {
+                let ping = async_nats::client::Request::new()
+                    .payload(bytes::Bytes::from_static(b"stdio-owner"))
+                    .timeout(Some(OWNER_CHECK));
+                if let Err(e) = nats.send_request(probe.to_owned(), ping).await
+                    && e.kind() == async_nats::RequestErrorKind::NoResponders
+                {
+                    tracing::info!("the owner of the session's upstream process died mid-call");
+                    return Remote::Gone;
+                }
+            }
+        }
+    };
+    match replied {
         Ok(m) => Remote::Returned(serde_json::from_slice(&m.payload).unwrap_or_else(|e| {
             Returned::HandBack {
                 why: format!("unreadable reply of the process owner: {e}"),
