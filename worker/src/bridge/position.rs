@@ -87,6 +87,7 @@ impl Recorder {
         if self.written.as_ref() == Some(position) {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let value = serde_json::to_vec(position).unwrap_or_default().into();
         let id = subjects::listener_position_write_id(&self.session, &self.listener, self.revision);
         let wrote = kv_write::write(
@@ -100,6 +101,7 @@ impl Recorder {
         .await;
         match wrote {
             Ok(revision) => {
+                tracing::debug!(took = ?started.elapsed(), "recorded the listener's position");
                 self.revision = revision;
                 self.written = Some(position.clone());
                 Ok(())
