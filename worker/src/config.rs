@@ -68,7 +68,7 @@ pub struct Args {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_cmd: Option<String>,
     /// stdio upstream processes per bridge worker, each running one request
-    /// at a time. [default: 4]
+    /// at a time (with `--upstream-stdio session`: the most it runs). [default: 4]
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_processes: Option<usize>,

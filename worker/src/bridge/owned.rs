@@ -385,12 +385,9 @@ impl Keeper {
     async fn run(mut self, child: tokio::process::Child, mut lines: Lines<BufReader<ChildStdout>>) {
         // Names this process in the ids of the requests it sends outside
         // any request, so answers meant for an earlier one go nowhere.
+        let nonce = format!("{:016x}", rand::random::<u64>());
         let tag = UpstreamSession {
-            id: Some(format!(
-                "stdio.{}.{:016x}",
-                self.session,
-                rand::random::<u64>()
-            )),
+            id: Some(format!("stdio.{}.{nonce}", self.session)),
             protocol_version: String::new(),
         };
         let mut client =
@@ -409,7 +406,7 @@ impl Keeper {
                     Ok(Some(line)) => {
                         if let Ok(msg) = serde_json::from_str::<Value>(&line) {
                             relayed += 1;
-                            self.dispatch(msg, &tag, relayed).await;
+                            self.dispatch(msg, &tag, &format!("stdio.{nonce}.{relayed}")).await;
                         }
                     }
                     _ => break ("the process ended", true),
@@ -445,7 +442,7 @@ impl Keeper {
 
     /// Passes on one message of the process: to the request it runs, or,
     /// running none, to the session's GET stream.
-    async fn dispatch(&self, mut msg: Value, tag: &UpstreamSession, n: u64) {
+    async fn dispatch(&self, mut msg: Value, tag: &UpstreamSession, out_tag: &str) {
         let current = self.owned.current.lock().ok().and_then(|c| c.clone());
         if let Some(tx) = current {
             let _ = tx.send(msg).await;
@@ -462,11 +459,7 @@ impl Keeper {
             stream: &StreamKey::get(),
             payload: serde_json::to_vec(&msg).unwrap_or_default(),
             kind: Out::Message {
-                tag: format!(
-                    "stdio.{}.{}.{n}",
-                    self.lease,
-                    self.owned.next_id.load(Ordering::Relaxed)
-                ),
+                tag: out_tag.to_owned(),
             },
         };
         if let Err(e) = self.env.publisher.publish(out).await {
