@@ -34,7 +34,8 @@
 //! -32001 error. Processes start one at a time per worker.
 
 use super::{
-    Conversation, Ended, Io, Stop, client_messages, converse, ids,
+    Stop, client_messages, ids,
+    relay::{Conversation, Ended, Io, converse},
     stdio::{self, ProcessError},
 };
 use crate::{
