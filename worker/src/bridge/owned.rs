@@ -31,7 +31,7 @@
 //! state does not survive: the next request gets a fresh process,
 //! initialized with the recorded params. A worker runs at most
 //! `upstream_processes` of them; a request that would need one more gets a
-//! -32001 error. Processes start one at a time per worker.
+//! -32001 error.
 
 use super::{
     Stop, client_messages, ids,
@@ -66,7 +66,7 @@ use std::{
 use tokio::{
     io::{AsyncWriteExt, BufReader, Lines},
     process::{ChildStdin, ChildStdout},
-    sync::mpsc,
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
@@ -77,6 +77,8 @@ pub const LEASE: Duration = Duration::from_secs(15);
 pub const RENEW: Duration = Duration::from_secs(5);
 /// Messages of the process a request may have waiting.
 const INBOX: usize = 64;
+/// Sessions whose start lock is kept before unused ones are dropped.
+const STARTING_REMEMBERED: usize = 1024;
 
 /// Why a session's process cannot be had.
 #[derive(Debug, thiserror::Error)]
@@ -109,8 +111,10 @@ pub struct Owners {
     idle: Duration,
     service: Service,
     procs: Mutex<HashMap<String, Arc<Owned>>>,
-    /// Held while finding or starting a session's process.
-    starting: tokio::sync::Mutex<()>,
+    /// One per process this worker may run (`cap` of them).
+    slots: Arc<Semaphore>,
+    /// Per session, held while finding or starting its process.
+    starting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     serving: tokio::sync::OnceCell<()>,
 }
 
@@ -148,7 +152,8 @@ impl Owners {
             idle,
             service,
             procs: Mutex::default(),
-            starting: tokio::sync::Mutex::new(()),
+            slots: Arc::new(Semaphore::new(cap.max(1))),
+            starting: Mutex::default(),
             serving: tokio::sync::OnceCell::new(),
         }
     }
@@ -176,6 +181,21 @@ impl Owners {
         self.procs.lock().ok()?.get(session.as_str()).cloned()
     }
 
+    /// Waits until nobody else on this worker finds or starts `session`'s
+    /// process (other sessions go on).
+    async fn lock_session(&self, session: &SessionId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = match self.starting.lock() {
+            Ok(mut starting) => {
+                if starting.len() > STARTING_REMEMBERED {
+                    starting.retain(|_, l| Arc::strong_count(l) > 1);
+                }
+                starting.entry(session.to_string()).or_default().clone()
+            }
+            Err(_) => Arc::default(),
+        };
+        lock.lock_owned().await
+    }
+
     /// This session's process or its owner, starting one here if nobody
     /// owns it, initialized with `params`.
     pub async fn owner(
@@ -184,7 +204,10 @@ impl Owners {
         session: &SessionId,
         params: &Value,
     ) -> Result<Owner, OwnError> {
-        let _starting = self.starting.lock().await;
+        if let Some(o) = self.local(session) {
+            return Ok(Owner::Here(o));
+        }
+        let _starting = self.lock_session(session).await;
         if let Some(o) = self.local(session) {
             return Ok(Owner::Here(o));
         }
@@ -209,7 +232,7 @@ impl Owners {
         revision: u64,
         params: &Value,
     ) -> Result<Arc<Owned>, OwnError> {
-        let _starting = self.starting.lock().await;
+        let _starting = self.lock_session(session).await;
         if let Some(o) = self.local(session) {
             return Ok(o);
         }
@@ -224,10 +247,9 @@ impl Owners {
         revision: u64,
         params: &Value,
     ) -> Result<Arc<Owned>, OwnError> {
-        let running = self.procs.lock().map(|p| p.len()).unwrap_or(0);
-        if running >= self.cap {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             return Err(OwnError::Full(self.cap));
-        }
+        };
         let key = subjects::stdio_owner_key(session);
         let Some(lease) = env.claims.renew_lease(&key, revision, LEASE).await? else {
             return Err(OwnError::Taken);
@@ -242,7 +264,7 @@ impl Owners {
         let (child, stdin, lines, initialized) = match stdio::start(&self.command, &init).await {
             Ok(s) => s,
             Err(e) => {
-                release(env, &key).await;
+                release(env, &key, lease).await;
                 return Err(e.into());
             }
         };
@@ -266,6 +288,7 @@ impl Owners {
             session: session.clone(),
             key,
             lease,
+            _slot: slot,
         };
         tokio::spawn(keeper.run(child, lines));
         Ok(owned)
@@ -281,9 +304,11 @@ impl Owners {
     }
 }
 
-async fn release(env: &Env, key: &str) {
+/// Lets the lease `key` go, unless it changed since `revision` (a new
+/// process of the session holds it).
+async fn release(env: &Env, key: &str, revision: u64) {
     let (_, store) = env.claims.bucket();
-    if let Err(e) = store.delete(key).await {
+    if let Err(e) = store.delete_expect_revision(key, Some(revision)).await {
         tracing::debug!(error = %e, "could not release the upstream process lease");
     }
 }
@@ -380,6 +405,8 @@ struct Keeper {
     session: SessionId,
     key: String,
     lease: u64,
+    /// Given back when the process ends.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Keeper {
@@ -436,7 +463,7 @@ impl Keeper {
         self.owners.forget(&self.session, &self.owned);
         drop(child); // killed
         if release_lease {
-            release(&self.env, &self.key).await;
+            release(&self.env, &self.key, self.lease).await;
         }
         tracing::info!(session = %self.session, why, "ended the session's upstream process");
     }
