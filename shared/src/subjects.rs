@@ -320,7 +320,16 @@ pub fn claim_key(session: &SessionId, key: &StreamKey) -> String {
 /// session's upstream GET stream (not a stream key: no request's claim
 /// shares it).
 pub fn listener_key(session: &SessionId) -> String {
-    format!("{session}.listener")
+    format!("{session}.{LISTENER_SUFFIX}")
+}
+
+/// The last token of every [`listener_key`].
+pub const LISTENER_SUFFIX: &str = "listener";
+
+/// The session a [`listener_key`] of `service` names.
+pub fn session_of_listener_key(service: &Service, key: &str) -> Option<SessionId> {
+    let session = key.strip_suffix(LISTENER_SUFFIX)?.strip_suffix('.')?;
+    SessionId::parse(service, session).ok()
 }
 
 /// Key, in the claims bucket, of where a bridged session's listener got

@@ -15,6 +15,7 @@ use crate::{
 };
 use async_nats::jetstream::kv;
 use jetway_shared::{
+    service::Service,
     session::SessionRecord,
     subjects::{SessionId, StreamKey},
 };
@@ -53,6 +54,17 @@ pub struct RunContext<'a> {
     pub hard_stop: &'a CancellationToken,
 }
 
+/// What the worker shares with a handler for work outside any request
+/// (the bridge's watch on its listeners), once it is set up.
+#[derive(Clone)]
+pub struct Shared {
+    pub service: Service,
+    pub publisher: Publisher,
+    pub sessions: kv::Store,
+    pub answers: Answers,
+    pub claims: Arc<Claims>,
+}
+
 /// Runs requests: answers each with a final message on its POST stream, or
 /// says why not.
 pub trait Handler: Send + Sync + 'static {
@@ -65,6 +77,9 @@ pub trait Handler: Send + Sync + 'static {
     /// Gives the handler the worker's readiness to report on (the bridge
     /// reports whether its upstream answers).
     fn report_to(&self, _health: &Arc<Health>) {}
+
+    /// Called once the worker is set up, before its first request.
+    fn started(&self, _shared: &Shared) {}
 }
 
 /// Publishes a final answer the worker makes itself (not the handler).

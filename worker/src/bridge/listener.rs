@@ -5,9 +5,10 @@
 //!
 //! One bridge worker listens per session, holding a lease in the claims
 //! bucket (`<session>.listener`, a TTL of [`LEASE`], renewed every
-//! [`RENEW`]); any bridge worker that serves a request of the session
-//! checks, at most every [`RECHECK`], that somebody holds it, and takes it
-//! when nobody does (its holder died). The listener reconnects with
+//! [`RENEW`]); every bridge worker watches those leases and tries to take
+//! one over as soon as it runs out (its holder died), and any bridge
+//! worker that serves a request of the session also checks, at most every
+//! [`RECHECK`], that somebody holds it. The listener reconnects with
 //! `Last-Event-ID` when the stream breaks off, and stops when the Jetway
 //! session ends (then it ends the upstream session too: DELETE), its
 //! upstream session changes, or another worker holds the lease. An upstream
@@ -49,6 +50,7 @@ use async_nats::jetstream::kv;
 use futures::StreamExt;
 use jetway_shared::{
     kv_write,
+    service::Service,
     session::{SessionRecord, State, UpstreamSession},
     subjects::{self, SessionId, StreamKey},
 };
@@ -80,9 +82,12 @@ type Checked = (Instant, Option<String>);
 pub struct Listeners {
     /// The last check of each session.
     checked: Arc<Mutex<HashMap<String, Checked>>>,
+    /// Set once this worker watches for listener leases running out.
+    watching: Arc<std::sync::OnceLock<()>>,
 }
 
 /// What a listener needs, owned.
+#[derive(Clone)]
 pub struct ListenerContext {
     pub upstream: Upstream,
     pub claims: Arc<Claims>,
@@ -93,6 +98,16 @@ pub struct ListenerContext {
 }
 
 impl Listeners {
+    /// Watches the listener leases of `service` (once per worker): when one
+    /// runs out (its holder died without letting go), this worker tries to
+    /// take it over at once, without waiting for a request of the session.
+    pub fn watch_expiries(&self, service: &Service, ctx: impl FnOnce() -> ListenerContext) {
+        if self.watching.set(()).is_err() {
+            return;
+        }
+        tokio::spawn(watch_expiries(service.clone(), ctx()));
+    }
+
     /// Makes sure somebody listens to `upstream` for `session`, without
     /// waiting: a recent check is remembered; otherwise the lease is tried
     /// in the background, and a listener started if it is taken.
@@ -131,6 +146,58 @@ impl Listeners {
                 Err(e) => tracing::debug!(error = %e, "could not check the session's listener"),
             }
         });
+    }
+}
+
+/// See [`Listeners::watch_expiries`]. A watch that ends (NATS went away)
+/// is opened again.
+async fn watch_expiries(service: Service, ctx: ListenerContext) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let (_, store) = ctx.claims.bucket();
+        match store
+            .watch(format!("*.{}", subjects::LISTENER_SUFFIX))
+            .await
+        {
+            Ok(mut watch) => {
+                backoff = Duration::from_millis(100);
+                while let Some(entry) = watch.next().await {
+                    let Ok(entry) = entry else { break };
+                    if entry.operation == kv::Operation::Put {
+                        continue;
+                    }
+                    let Some(session) = subjects::session_of_listener_key(&service, &entry.key)
+                    else {
+                        continue;
+                    };
+                    tokio::spawn(take_over(ctx.clone(), session));
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot watch the listener leases"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Takes over the listener of `session`, whose lease ran out, if the
+/// session still has an upstream session to listen to.
+async fn take_over(ctx: ListenerContext, session: SessionId) {
+    let record = match kv_write::get(&ctx.sessions, session.as_str()).await {
+        Ok(raw) => raw.and_then(|raw| SessionRecord::from_bytes(&raw).ok()),
+        Err(_) => return, // the session's next request looks again
+    };
+    let Some(upstream) = record
+        .filter(|r| r.state != State::Closed)
+        .and_then(|r| r.upstream)
+        .filter(|u| u.id.is_some())
+    else {
+        return;
+    };
+    let key = subjects::listener_key(&session);
+    if let Ok(Some(revision)) = ctx.claims.try_lease(&key, LEASE).await {
+        tracing::info!(session = %session, "a listener's lease ran out; taking it over");
+        listen(ctx, session, upstream, key, revision).await;
     }
 }
 

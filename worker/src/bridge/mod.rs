@@ -48,7 +48,7 @@ pub mod stdio;
 pub mod upstream;
 
 use crate::{
-    handler::{Handler, RunContext, publish_final},
+    handler::{Handler, RunContext, Shared, publish_final},
     health::Health,
     incoming::Request,
     transport::Outcome,
@@ -163,6 +163,20 @@ impl Handler for Bridge {
 
     fn report_to(&self, health: &Arc<Health>) {
         let _ = self.health.set(health.clone());
+    }
+
+    fn started(&self, shared: &Shared) {
+        if let Target::Http(upstream) = &self.target {
+            self.listeners
+                .watch_expiries(&shared.service, || listener::ListenerContext {
+                    upstream: upstream.clone(),
+                    claims: shared.claims.clone(),
+                    answers: shared.answers.clone(),
+                    sessions: shared.sessions.clone(),
+                    publisher: shared.publisher.clone(),
+                    timeout: self.response_timeout,
+                });
+        }
     }
 }
 
