@@ -405,6 +405,22 @@ mod tests {
     }
 
     #[test]
+    fn a_listener_key_names_its_session_and_no_other_key_does() {
+        let svc = Service::default();
+        let id = SessionId::generate(&svc, 0);
+        let key = listener_key(&id);
+        assert_eq!(session_of_listener_key(&svc, &key), Some(id.clone()));
+        for other in [
+            listener_position_key(&id),
+            stdio_owner_key(&id),
+            claim_key(&id, &StreamKey::new_request()),
+            "listener".to_owned(),
+        ] {
+            assert_eq!(session_of_listener_key(&svc, &other), None, "{other}");
+        }
+    }
+
+    #[test]
     fn malformed_session_ids_are_refused() {
         for bad in [
             "",
