@@ -1472,3 +1472,69 @@ async fn a_per_session_stdio_owner_killed_mid_call_has_the_call_run_once_on_a_fr
     assert_ne!(got["pid"], json!(pid), "{got}");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_reference_servers_progress_and_sampling_pass_through_its_own_per_session_process()
+-> Result<()> {
+    let command = jetway_tests::upstream::everything_stdio_command()?;
+    let nats = NatsServer::start().await?;
+    let mut workers = Vec::new();
+    for i in 0..2 {
+        let id = format!("stdio-session-everything-{}", i + 1);
+        workers.push(stdio_worker(&nats, &id, &command, &["--upstream-stdio", "session"]).await?);
+    }
+    let gateways = [
+        Gateway::start(&nats.url()).await?,
+        Gateway::start(&nats.url()).await?,
+    ];
+    let url = |i: usize| gateways[i % 2].mcp_url();
+    let client = McpClient::initialize(&url(0)).await?;
+
+    // Through whichever worker gets them: progress on the POST stream, a
+    // sampling asked inside the call and answered through the other
+    // gateway.
+    for i in 0..2 {
+        let ex = client
+            .request(
+                &url(i),
+                "tools/call",
+                json!({"name": "trigger-long-running-operation",
+                       "arguments": {"duration": 1, "steps": 2},
+                       "_meta": {"progressToken": i}}),
+            )
+            .await?;
+        let progress: Vec<f64> = ex
+            .notifications()
+            .iter()
+            .filter(|n| n["method"] == "notifications/progress")
+            .filter_map(|n| n.pointer("/params/progress").and_then(Value::as_f64))
+            .collect();
+        assert_eq!(progress, vec![1.0, 2.0]);
+
+        let mut call = client
+            .send(
+                &url(i + 1),
+                "tools/call",
+                json!({"name": "trigger-sampling-request", "arguments": {"prompt": "hi", "maxTokens": 5}}),
+            )
+            .await?;
+        let request = call.next_request(EVENT_TIMEOUT).await?;
+        assert_eq!(request["method"], "sampling/createMessage");
+        let text = format!("pong {i}");
+        let answer = json!({"role": "assistant", "content": {"type": "text", "text": text},
+                            "model": "m", "stopReason": "endTurn"});
+        client.respond(&url(i), &request["id"], answer).await?;
+        let ex = call.finish().await?;
+        assert!(
+            ex.result()?.to_string().contains(&text),
+            "{:?}",
+            ex.response()
+        );
+    }
+    let started = workers
+        .iter()
+        .filter(|w| w.log().contains("started the session's upstream process"))
+        .count();
+    assert_eq!(started, 1, "one process for the session");
+    Ok(())
+}
