@@ -69,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let session = SessionId::generate(&Default::default(), 0);
     let record = SessionRecord::new(
         State::Active,
-        "2025-11-25",
+        jetway_shared::protocol::ProtocolVersion::LATEST,
         json!({"clientInfo": {"name": "replay-rate", "version": "1"}}),
         "replay-rate",
     );

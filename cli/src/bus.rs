@@ -12,6 +12,7 @@ use async_nats::jetstream::{
     stream::Stream,
 };
 use jetway_shared::{
+    BoxError,
     service::{Bucket, Service},
     subjects::{self, SessionId},
 };
@@ -32,7 +33,7 @@ impl Bus {
     /// Connects once, bounded by the configured connect timeout.
     pub async fn connect(config: &Config) -> Result<Self, CliError> {
         let url = config.bus.nats_url.clone();
-        let unreachable = |reason: String| CliError::Unreachable {
+        let unreachable = |reason: BoxError| CliError::Unreachable {
             url: url.clone(),
             reason,
         };
@@ -46,8 +47,8 @@ impl Bus {
         let client =
             match tokio::time::timeout(timeout + Duration::from_millis(500), connecting).await {
                 Ok(Ok(c)) => c,
-                Ok(Err(e)) => return Err(unreachable(e.to_string())),
-                Err(_) => return Err(unreachable(format!("no answer within {timeout:?}"))),
+                Ok(Err(e)) => return Err(unreachable(Box::new(e))),
+                Err(_) => return Err(unreachable(format!("no answer within {timeout:?}").into())),
             };
         let js = jetstream::ContextBuilder::new()
             .timeout(config.bus.nats_timeout())
@@ -108,15 +109,19 @@ impl Bus {
     }
 
     /// Translates a JetStream failure; a timeout means NATS went away.
-    pub fn js_error(&self, what: String, e: impl std::fmt::Display) -> CliError {
+    pub fn js_error(
+        &self,
+        what: String,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> CliError {
         let text = e.to_string();
         if text.contains("timed out") || text.contains("no responders") {
             CliError::Unreachable {
                 url: self.url.clone(),
-                reason: format!("{what}: {text}"),
+                reason: Box::new(CliError::bus(what, e)),
             }
         } else {
-            CliError::bus(what, text)
+            CliError::bus(what, e)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `CliError`: everything a `jetway` command can fail with, each printed as
 //! one line on stderr with a non-zero exit.
 
+use jetway_shared::BoxError;
 use std::time::Duration;
 
 /// Why a command failed.
@@ -12,7 +13,11 @@ pub enum CliError {
     )]
     MalformedId(String),
     #[error("cannot reach NATS at {url}: {reason}")]
-    Unreachable { url: String, reason: String },
+    Unreachable {
+        url: String,
+        #[source]
+        reason: BoxError,
+    },
     #[error(
         "no Jetway stream {stream} on NATS at {url} (has a gateway or worker run against this server?)"
     )]
@@ -40,9 +45,17 @@ pub enum CliError {
     #[error("{flag}: {value:?} is neither a duration like `10m` nor an RFC 3339 time")]
     BadTime { flag: &'static str, value: String },
     #[error("{what}: {reason}")]
-    Bus { what: String, reason: String },
+    Bus {
+        what: String,
+        #[source]
+        reason: BoxError,
+    },
     #[error("gateway {url}: {reason}")]
-    Gateway { url: String, reason: String },
+    Gateway {
+        url: String,
+        #[source]
+        reason: BoxError,
+    },
     #[error("session {id} has no recorded `initialize` request to redrive")]
     NothingToRedrive { id: String },
     #[error("writing output: {0}")]
@@ -50,11 +63,20 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// A NATS/JetStream failure while doing `what`.
-    pub fn bus(what: impl Into<String>, e: impl std::fmt::Display) -> Self {
+    /// A NATS/JetStream failure while doing `what`; `e` (an error, or a
+    /// sentence) is kept as the source.
+    pub fn bus(what: impl Into<String>, e: impl Into<BoxError>) -> Self {
         Self::Bus {
             what: what.into(),
-            reason: one_line(&e.to_string()),
+            reason: e.into(),
+        }
+    }
+
+    /// A failure talking to the gateway at `url`; `e` is kept as the source.
+    pub fn gateway(url: impl Into<String>, e: impl Into<BoxError>) -> Self {
+        Self::Gateway {
+            url: url.into(),
+            reason: e.into(),
         }
     }
 

@@ -59,6 +59,52 @@ pub struct Args {
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sse_poll_secs: Option<u64>,
+    /// The URL clients reach this gateway at (scheme, host, any path
+    /// prefix), without `/mcp`; names the protected resource when auth is on. [default: none]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// OAuth: the issuer whose bearer JWTs are accepted; unset, auth is off. [default: off]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_issuer: Option<String>,
+    /// OAuth: the issuer's JWKS URL. [default: from the issuer's metadata]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_jwks_url: Option<String>,
+    /// OAuth: the `aud` tokens must carry. [default: the resource URL]
+    #[arg(long, value_name = "AUD")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_audience: Option<String>,
+    /// OAuth: accepted signature algorithms, comma-separated (asymmetric only).
+    /// [default: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA]
+    #[arg(long, value_name = "ALGS", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_algorithms: Option<Vec<String>>,
+    /// OAuth: clock skew allowed on `exp` and `nbf`, in seconds. [default: 30]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_leeway_secs: Option<u64>,
+    /// OAuth: scopes every request needs, comma-separated. [default: none]
+    #[arg(long, value_name = "SCOPES", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_scopes: Option<Vec<String>>,
+    /// OAuth: scopes by method, `method=scope`, comma-separated. [default: none]
+    #[arg(long, value_name = "RULES", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_method_scopes: Option<Vec<String>>,
+    /// OAuth: scopes by tool, `tool=scope`, comma-separated. [default: none]
+    #[arg(long, value_name = "RULES", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_tool_scopes: Option<Vec<String>>,
+    /// OAuth: refetch the issuer's keys when older than this. [default: 300]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_jwks_refresh_secs: Option<u64>,
+    /// OAuth: timeout of a metadata or JWKS fetch, in milliseconds. [default: 5000]
+    #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_fetch_timeout_ms: Option<u64>,
     /// Seconds to drain connections on SIGTERM before exiting. [default: 20]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,6 +124,8 @@ pub struct Config {
     pub keep_alive: Duration,
     pub sse_poll: Option<Duration>,
     pub grace_period: Duration,
+    /// OAuth token checks; `None`: auth is off.
+    pub auth: Option<crate::auth::settings::AuthConfig>,
 }
 
 /// Origins allowed when none are configured: the loopback host names, any port.
@@ -118,6 +166,7 @@ impl Config {
             keep_alive: Duration::from_secs(f.get("keep_alive_secs", 15)),
             sse_poll: Some(Duration::from_secs(f.get("sse_poll_secs", 0))).filter(|d| !d.is_zero()),
             grace_period: Duration::from_secs(f.get("grace_period_secs", 20)),
+            auth: crate::auth::settings::load(&mut f),
         };
         if cfg.services.is_empty() {
             f.problem("services: name at least one service");

@@ -12,7 +12,7 @@ use serde_json::Value;
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("Parse error: {0}")]
-    Parse(String),
+    Parse(#[source] serde_json::Error),
     #[error("Invalid Request: {0}")]
     InvalidRequest(String, Option<Value>),
     #[error("Bad Request: Mcp-Session-Id header is required")]
@@ -43,6 +43,16 @@ pub enum GatewayError {
     Draining,
     #[error("Gateway Timeout: the request did not complete in time")]
     Timeout,
+    /// 401: the `WWW-Authenticate` challenge, and why.
+    #[error("Unauthorized: {1}")]
+    Unauthorized(String, String),
+    /// 403 `insufficient_scope`: the challenge, and why.
+    #[error("Forbidden: {1}")]
+    InsufficientScope(String, String),
+    #[error(
+        "Service Unavailable: tokens cannot be verified now (the issuer's keys are unreachable)"
+    )]
+    AuthUnavailable,
 }
 
 impl GatewayError {
@@ -59,8 +69,12 @@ impl GatewayError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ForbiddenOrigin(_) => StatusCode::FORBIDDEN,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable | Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Draining | Self::AuthUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unauthorized(..) => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope(..) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -68,7 +82,11 @@ impl GatewayError {
         match self {
             Self::Parse(_) => jsonrpc::PARSE_ERROR,
             Self::SessionNotFound => jsonrpc::SESSION_NOT_FOUND,
-            Self::Unavailable | Self::Draining => jsonrpc::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Draining | Self::AuthUnavailable => {
+                jsonrpc::SERVICE_UNAVAILABLE
+            }
+            Self::Unauthorized(..) => jsonrpc::UNAUTHORIZED,
+            Self::InsufficientScope(..) => jsonrpc::INSUFFICIENT_SCOPE,
             Self::Timeout => jsonrpc::REQUEST_FAILED,
             _ => jsonrpc::INVALID_REQUEST,
         }
@@ -86,11 +104,20 @@ impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let body = jsonrpc::error(self.id(), self.code(), self.to_string());
         let mut resp = (self.status(), axum::Json(body)).into_response();
-        if matches!(self, Self::Unavailable | Self::Draining) {
-            resp.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
+        match &self {
+            Self::Unavailable | Self::Draining | Self::AuthUnavailable => {
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
+                );
+            }
+            Self::Unauthorized(challenge, _) | Self::InsufficientScope(challenge, _) => {
+                if let Ok(v) = axum::http::HeaderValue::from_str(challenge) {
+                    resp.headers_mut()
+                        .insert(axum::http::header::WWW_AUTHENTICATE, v);
+                }
+            }
+            _ => {}
         }
         resp
     }

@@ -15,9 +15,11 @@
 //! - [`sse`] — reading one SSE stream of a session from the bus, live and
 //!   from any position (core subscription + direct-get gap fill).
 //! - [`sessions`] — session records in KV: create, look up, close.
+//! - [`auth`] — OAuth bearer tokens, scopes, and the resource metadata.
 //! - [`health`] — `/healthz` and `/readyz`.
 //! - [`error`] — `GatewayError`, the HTTP edge's errors as values.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod health;
@@ -55,13 +57,15 @@ pub struct Gateway {
     pub stream_cancel: CancellationToken,
     /// Bumped on every NATS (re)connect (see [`sse::ReadSpec::connects`]).
     pub connects: tokio::sync::watch::Receiver<u64>,
+    /// Token checks; `None` when auth is off.
+    pub auth: Option<auth::verify::Verifier>,
 }
 
 /// The axum application for a gateway.
 pub fn router(gw: Arc<Gateway>) -> Router {
     let instance = HeaderValue::from_str(&gw.config.bus.instance_id)
         .unwrap_or_else(|_| HeaderValue::from_static("jetway"));
-    Router::new()
+    let mcp = Router::new()
         .route(
             "/mcp",
             get(transport::streamable_http::get)
@@ -74,8 +78,20 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 .post(transport::streamable_http::post)
                 .delete(transport::streamable_http::delete),
         )
-        .route("/healthz", get(health::healthz))
+        .route_layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            auth::authenticate,
+        ));
+    mcp.route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(auth::metadata::root),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/{*path}",
+            get(auth::metadata::suffixed),
+        )
         .layer(axum::middleware::map_response(
             move |mut resp: axum::response::Response| {
                 let instance = instance.clone();
@@ -106,7 +122,17 @@ pub async fn run(
         services.push(served::Served::new(&js, resources, config.bus.retention()).await?);
     }
     let grace = config.grace_period;
+    let auth = match config.auth.clone() {
+        Some(cfg) => Some(
+            auth::verify::Verifier::new(cfg).map_err(|e| SetupError::Create {
+                what: "the HTTP client for token checks".into(),
+                source: Box::new(e),
+            })?,
+        ),
+        None => None,
+    };
     let gw = Arc::new(Gateway {
+        auth,
         services: served::Services::new(services),
         config,
         nats,

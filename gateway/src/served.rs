@@ -32,7 +32,7 @@ impl Served {
         let stream = js
             .get_stream_no_info(resources.stream.cached_info().config.name.as_str())
             .await
-            .map_err(|e| SetupError::Unavailable(e.to_string()))?;
+            .map_err(jetway_shared::setup::unavailable)?;
         Ok(Self {
             service: resources.service,
             stream,

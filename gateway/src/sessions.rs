@@ -3,12 +3,14 @@
 //! close on DELETE. The lookup is a KV read, not a cache: correctness never
 //! depends on what this replica saw before.
 
-use crate::error::GatewayError;
+use crate::{auth::Caller, error::GatewayError};
 use async_nats::jetstream::kv;
 use jetway_shared::{
+    backoff::Backoff,
     headers::now_ms,
     kv_write,
-    publish::Backoff,
+    principal::{Principal, may_use},
+    protocol::ProtocolVersion,
     session::{SessionRecord, State, UpdateError, update_record},
     subjects::SessionId,
 };
@@ -38,11 +40,14 @@ impl Sessions {
     pub async fn create(
         &self,
         session: &SessionId,
-        protocol_version: &str,
+        protocol_version: ProtocolVersion,
         client: Value,
         instance: &str,
+        principal: Option<Principal>,
     ) -> Result<(), GatewayError> {
-        let record = SessionRecord::new(State::Initializing, protocol_version, client, instance);
+        let mut record =
+            SessionRecord::new(State::Initializing, protocol_version, client, instance);
+        record.principal = principal;
         if let Err(e) = self.store.create(session.as_str(), record.to_bytes()).await {
             // The create may still be queued in the client or have landed
             // unacknowledged; nobody will ever use this session id, so remove
@@ -80,6 +85,21 @@ impl Sessions {
                     .update(session.as_str(), fresh.to_bytes(), entry.revision)
                     .await;
             });
+        }
+        Ok(record)
+    }
+
+    /// [`Sessions::find`], for `caller`: another principal's session is
+    /// 404 as well, so that a session id tells nobody else anything.
+    pub async fn find_for(
+        &self,
+        session: &SessionId,
+        caller: &Caller,
+    ) -> Result<SessionRecord, GatewayError> {
+        let record = self.find(session).await?;
+        if !may_use(record.principal.as_ref(), caller.principal.as_ref()) {
+            tracing::info!(session = %session, "session of another principal: answering 404");
+            return Err(GatewayError::SessionNotFound);
         }
         Ok(record)
     }

@@ -41,7 +41,16 @@ pub enum Item {
     /// Nothing happened for a while: the HTTP side sends a keep-alive.
     Idle,
     /// The bus cannot be read; the connection should end so the client resumes.
-    Failed(String),
+    Failed(ReadFailure),
+}
+
+/// Why a reader stopped reading the bus.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadFailure {
+    #[error("subscription ended")]
+    SubscriptionEnded,
+    #[error("reading the stream: {0}")]
+    Read(#[source] std::sync::Arc<async_nats::jetstream::stream::DirectGetError>),
 }
 
 /// How to read one stream.
@@ -116,7 +125,7 @@ async fn read(
             }
             msg = sub.next() => {
                 let Some(msg) = msg else {
-                    let _ = reader.tx.send(Item::Failed("subscription ended".into())).await;
+                    let _ = reader.tx.send(Item::Failed(ReadFailure::SubscriptionEnded)).await;
                     return;
                 };
                 let Some((seq, prev)) = headers::republished_positions(msg.headers.as_ref()) else { continue };
@@ -182,7 +191,10 @@ impl Reader {
                 Ok(_) => break,
                 Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
                 Err(e) => {
-                    let _ = self.tx.send(Item::Failed(e.to_string())).await;
+                    let _ = self
+                        .tx
+                        .send(Item::Failed(ReadFailure::Read(std::sync::Arc::new(e))))
+                        .await;
                     return Flow::Break(());
                 }
             }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::error::{HarnessError, Result};
 use crate::process::ProcessGuard;
+use jetway_shared::backoff::Backoff;
 
 /// Bound on one readiness request (a server that accepted the connection
 /// but does not answer is not ready).
@@ -39,6 +40,8 @@ impl Ready {
 
 /// An HTTP client for loopback servers: no proxy from the environment.
 pub(crate) fn http_client() -> Result<reqwest::Client> {
+    // As jetway_shared::tls does (the harness does not depend on shared).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(ATTEMPT_TIMEOUT)
@@ -54,9 +57,9 @@ pub async fn wait_ready(
     ready: Ready,
     timeout: Duration,
 ) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
     let client = http_client()?;
-    let mut delay = Duration::from_millis(10);
+    let mut backoff =
+        Backoff::unbounded(Duration::from_millis(10), Duration::from_millis(200)).within(timeout);
     loop {
         let last = match client.get(url).timeout(ATTEMPT_TIMEOUT).send().await {
             Ok(resp) if ready.accepts(resp.status()) => return Ok(()),
@@ -75,7 +78,7 @@ pub async fn wait_ready(
                 tail: log.tail_text(),
             });
         }
-        if tokio::time::Instant::now() + delay > deadline {
+        if !backoff.wait().await {
             return Err(HarnessError::Timeout {
                 name: log.prefix(),
                 what: format!("GET {url} not {expected} (last: {last})"),
@@ -83,7 +86,5 @@ pub async fn wait_ready(
                 tail: log.tail_text(),
             });
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(200));
     }
 }

@@ -24,6 +24,10 @@ pub const SESSION_NOT_FOUND: i64 = -32002;
 pub const REQUEST_FAILED: i64 = -32003;
 /// Implementation-defined: the request ran past its deadline and was stopped.
 pub const DEADLINE_EXCEEDED: i64 = -32004;
+/// The request carries no valid credentials (HTTP 401).
+pub const UNAUTHORIZED: i64 = -32005;
+/// The credentials lack a scope the request needs (HTTP 403).
+pub const INSUFFICIENT_SCOPE: i64 = -32006;
 
 /// Method names the gateway and worker runtime treat specially.
 pub mod method {

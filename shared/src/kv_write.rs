@@ -19,7 +19,8 @@
 //!
 //! [`read`] retries reads, which are idempotent, for the same bounded time.
 
-use crate::publish::{Backoff, PublishFailure, publish_once};
+use crate::backoff::Backoff;
+use crate::publish::{PublishFailure, publish_once};
 use async_nats::{
     HeaderMap,
     jetstream::{Context, kv, stream::RawMessageErrorKind},
@@ -181,7 +182,45 @@ pub async fn landed(
             }
             Err(e) => {
                 if !backoff.wait().await {
-                    return Err(PublishFailure::Unavailable(e.to_string()).into());
+                    return Err(PublishFailure::Unavailable(Box::new(e)).into());
+                }
+            }
+        }
+    }
+}
+
+/// The value of the write to `key` whose message id starts with
+/// `id_prefix`, among the messages the bucket still keeps for the key
+/// (at most [`HISTORY`]), oldest first; `None` if there is none. Asked of
+/// the stream's leader, so a lagging replica cannot hide a write.
+pub async fn find_write(
+    store: &kv::Store,
+    key: &str,
+    id_prefix: &str,
+) -> Result<Option<Bytes>, WriteError> {
+    let subject = subject_of(store, key);
+    let mut next = 1;
+    let mut backoff = Backoff::new();
+    loop {
+        let found = store
+            .stream
+            .raw_message_builder()
+            .sequence(next)
+            .next_by_subject(subject.as_str())
+            .send()
+            .await;
+        match found {
+            Ok(m) => {
+                let id = m.headers.get(async_nats::header::NATS_MESSAGE_ID);
+                if id.is_some_and(|v| v.as_str().starts_with(id_prefix)) {
+                    return Ok(Some(m.payload));
+                }
+                next = m.sequence + 1;
+            }
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(None),
+            Err(e) => {
+                if !backoff.wait().await {
+                    return Err(PublishFailure::Unavailable(Box::new(e)).into());
                 }
             }
         }

@@ -5,21 +5,32 @@
 //!
 //! - [`service`] — service names, which scope a deployment's streams, buckets and subjects.
 //! - [`subjects`] — session ids, subject names, SSE stream keys and event ids.
+//! - [`msg_id`] — every `Nats-Msg-Id`, and what each one deduplicates.
 //! - [`headers`] — the NATS header names carried beside each MCP message.
 //! - [`jsonrpc`] — JSON-RPC error codes, constructors and message classification.
 //! - [`protocol`] — the MCP protocol versions Jetway speaks.
+//! - [`backoff`] — the retry delay policy of every loop that tries again.
 //! - [`publish`] — acknowledged publishing with deduplicated retries.
 //! - [`kv_write`] — KV compare-and-set writes and reads that survive a leader election.
 //! - [`session`] — the session record kept in the `jetway_sessions` KV bucket.
+//! - [`principal`] — who a session belongs to when clients authenticate.
 //! - [`setup`] — idempotent creation of streams, KV buckets and the worker consumer.
 //! - [`signal`] — waiting for SIGTERM or Ctrl-C.
 //! - [`config`] — settings both binaries share and the figment loading rules.
 //! - [`telemetry`] — tracing setup for the binaries.
+//! - [`tls`] — the crypto provider of the HTTP clients.
 
+/// An error kept as the source of another when several unrelated error
+/// types can cause it (a NATS request, a stream read, a publish).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+pub mod backoff;
 pub mod config;
 pub mod headers;
 pub mod jsonrpc;
 pub mod kv_write;
+pub mod msg_id;
+pub mod principal;
 pub mod protocol;
 pub mod publish;
 pub mod service;
@@ -28,3 +39,4 @@ pub mod setup;
 pub mod signal;
 pub mod subjects;
 pub mod telemetry;
+pub mod tls;

@@ -4,9 +4,14 @@
 //! after a lost acknowledgement cannot store the message twice, because the
 //! stream deduplicates it within the duplicate window.
 
+use crate::backoff::Backoff;
 use async_nats::{
     HeaderMap,
-    jetstream::{Context, context::PublishErrorKind, publish::PublishAck},
+    jetstream::{
+        Context,
+        context::{PublishError, PublishErrorKind},
+        publish::PublishAck,
+    },
 };
 use bytes::Bytes;
 use std::time::Duration;
@@ -15,14 +20,14 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum PublishFailure {
     #[error("JetStream did not acknowledge the message: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::BoxError),
     #[error("message exceeds the server's max_payload")]
     TooLarge,
     /// A compare-and-set publish found another last sequence on its subject.
     #[error("the subject's last sequence is not the expected one")]
     Conflict,
     #[error("JetStream refused the message: {0}")]
-    Refused(String),
+    Refused(#[source] PublishError),
 }
 
 /// How long an idempotent publish keeps trying: longer than a stream
@@ -74,46 +79,7 @@ pub async fn publish_once(
         PublishErrorKind::WrongLastSequence => PublishFailure::Conflict,
         PublishErrorKind::TimedOut
         | PublishErrorKind::BrokenPipe
-        | PublishErrorKind::StreamNotFound => PublishFailure::Unavailable(e.to_string()),
-        _ => PublishFailure::Refused(e.to_string()),
+        | PublishErrorKind::StreamNotFound => PublishFailure::Unavailable(Box::new(e)),
+        _ => PublishFailure::Refused(e),
     })
-}
-
-/// Exponential backoff (50 ms doubling to 1 s) within [`RETRY_FOR`], or
-/// within another span ([`Backoff::lasting`]).
-#[derive(Debug)]
-pub struct Backoff {
-    deadline: tokio::time::Instant,
-    delay: Duration,
-}
-
-impl Backoff {
-    pub fn new() -> Self {
-        Self::lasting(RETRY_FOR)
-    }
-
-    /// Backoff whose tries all start within `span` from now.
-    pub fn lasting(span: Duration) -> Self {
-        Self {
-            deadline: tokio::time::Instant::now() + span,
-            delay: Duration::from_millis(50),
-        }
-    }
-
-    /// Sleeps before the next try; `false` (at once) if that try would
-    /// start after the deadline.
-    pub async fn wait(&mut self) -> bool {
-        if tokio::time::Instant::now() + self.delay > self.deadline {
-            return false;
-        }
-        tokio::time::sleep(self.delay).await;
-        self.delay = (self.delay * 2).min(Duration::from_secs(1));
-        true
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self::new()
-    }
 }

@@ -3,6 +3,7 @@
 //! `initialize` handshake negotiated and the log level.
 
 use crate::kv_write::{self, Expect, WriteError};
+use crate::protocol::ProtocolVersion;
 use async_nats::jetstream::{Context, kv};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,8 +24,9 @@ pub enum State {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
     pub state: State,
-    /// The version negotiated by `initialize` (requested, until the worker answers).
-    pub protocol_version: String,
+    /// The version negotiated by `initialize` (requested, until the worker
+    /// answers); stored in its wire spelling (`"2025-11-25"`).
+    pub protocol_version: ProtocolVersion,
     /// The params of the client's `initialize` request (clientInfo, capabilities).
     pub client: Value,
     /// `logging/setLevel` level; `None` sends every level.
@@ -40,6 +42,10 @@ pub struct SessionRecord {
     /// this one; any bridge worker uses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamSession>,
+    /// Who opened the session, when the gateway authenticates clients;
+    /// only the same principal may use it (see [`crate::principal::may_use`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<crate::principal::Principal>,
 }
 
 /// A Jetway session's counterpart on a bridged upstream server.
@@ -49,27 +55,28 @@ pub struct UpstreamSession {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The protocol version the upstream negotiated.
-    pub protocol_version: String,
+    pub protocol_version: ProtocolVersion,
 }
 
 impl SessionRecord {
     /// A record created now, with no log level set.
     pub fn new(
         state: State,
-        protocol_version: impl Into<String>,
+        protocol_version: ProtocolVersion,
         client: Value,
         created_by: impl Into<String>,
     ) -> Self {
         let now = crate::headers::now_ms();
         Self {
             state,
-            protocol_version: protocol_version.into(),
+            protocol_version,
             client,
             log_level: None,
             created_ms: now,
             last_seen_ms: now,
             created_by: created_by.into(),
             upstream: None,
+            principal: None,
         }
     }
 
@@ -93,7 +100,9 @@ pub enum UpdateError {
     #[error("session not found")]
     NotFound,
     #[error("session store unavailable: {0}")]
-    Store(String),
+    Read(#[source] kv::EntryError),
+    #[error("session store unavailable: {0}")]
+    Write(#[source] WriteError),
     #[error("session record is unreadable: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error("session record kept changing; gave up")]
@@ -118,7 +127,7 @@ pub async fn update_record(
     for _ in 0..32 {
         let entry = kv_write::read(sessions, session)
             .await
-            .map_err(|e| UpdateError::Store(e.to_string()))?;
+            .map_err(UpdateError::Read)?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
             return Err(UpdateError::NotFound);
         };
@@ -126,12 +135,12 @@ pub async fn update_record(
         if !f(&mut record) {
             return Err(UpdateError::NotFound);
         }
-        let write_id = format!("rec.{session}.{call:x}.{}", entry.revision);
+        let write_id = crate::msg_id::record_write(session, call, entry.revision);
         let expect = Expect::Revision(entry.revision);
         match kv_write::write(js, sessions, session, record.to_bytes(), expect, &write_id).await {
             Ok(_) => return Ok(record),
             Err(WriteError::Conflict) => continue,
-            Err(e) => return Err(UpdateError::Store(e.to_string())),
+            Err(e) => return Err(UpdateError::Write(e)),
         }
     }
     Err(UpdateError::Contended)
@@ -224,5 +233,19 @@ mod tests {
             assert_eq!(l.as_str().parse::<LogLevel>(), Ok(l));
         }
         assert!("verbose".parse::<LogLevel>().is_err());
+    }
+
+    #[test]
+    fn a_stored_record_keeps_the_wire_spelling_of_its_version() {
+        let stored = br#"{"state":"active","protocol_version":"2025-06-18","client":{},
+            "created_ms":1,"last_seen_ms":2,"created_by":"gw",
+            "upstream":{"protocol_version":"2025-03-26"}}"#;
+        let record = SessionRecord::from_bytes(stored).expect("an older record still reads");
+        assert_eq!(record.protocol_version, ProtocolVersion::V2025_06_18);
+        let upstream = record.upstream.as_ref().expect("upstream kept");
+        assert_eq!(upstream.protocol_version, ProtocolVersion::V2025_03_26);
+        let json: Value = serde_json::from_slice(&record.to_bytes()).expect("json");
+        assert_eq!(json["protocol_version"], "2025-06-18");
+        assert_eq!(json["upstream"]["protocol_version"], "2025-03-26");
     }
 }

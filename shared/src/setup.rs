@@ -7,6 +7,7 @@
 //! because Jetway would misbehave on it; a tunable one (max age, replicas,
 //! duplicate window) is a warning, because an operator may have changed it.
 
+use crate::backoff::Backoff;
 use crate::{
     config::Bus,
     kv_write,
@@ -25,7 +26,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("JetStream is not reachable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::BoxError),
     #[error("stream {stream} exists with an incompatible configuration: {differences}")]
     Mismatch { stream: String, differences: String },
     #[error("could not create {what}: {source}")]
@@ -100,7 +101,7 @@ async fn ensure_stream(js: &Context, want: stream::Config) -> Result<stream::Str
             match js.create_stream(want.clone()).await {
                 Ok(s) => return Ok(s),
                 Err(e) if matches!(e.kind(), CreateStreamErrorKind::TimedOut) => {
-                    return Err(SetupError::Unavailable(e.to_string()));
+                    return Err(unavailable(e));
                 }
                 // Another process may have created it first: look again below.
                 Err(_) => js.get_stream(&want.name).await.map_err(unavailable)?,
@@ -215,8 +216,9 @@ async fn ensure_bucket(
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> SetupError {
-    SetupError::Unavailable(e.to_string())
+/// JetStream did not answer; `e` is kept as the source.
+pub fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> SetupError {
+    SetupError::Unavailable(Box::new(e))
 }
 
 /// Waits up to `timeout` for a connection, so a process started before NATS
@@ -253,7 +255,7 @@ pub async fn connect_watching(
         })
         .connect(server_list(&bus.nats_url))
         .await
-        .map_err(|e| SetupError::Unavailable(e.to_string()))?;
+        .map_err(unavailable)?;
     Ok((client, connects))
 }
 
@@ -273,17 +275,17 @@ pub async fn ensure_with_retry(
     service: &Service,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Resources, SetupError> {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff =
+        Backoff::unbounded(Duration::from_millis(100), Duration::from_secs(5)).jitter();
     loop {
         match ensure(js, bus, service).await {
             Ok(r) => return Ok(r),
             Err(SetupError::Unavailable(why)) => {
                 tracing::warn!(%why, "JetStream not ready; retrying");
                 tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
+                    _ = backoff.sleep() => {}
                     _ = cancel.cancelled() => return Err(SetupError::Unavailable(why)),
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(other) => return Err(other),
         }

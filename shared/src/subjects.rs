@@ -299,18 +299,6 @@ impl fmt::Display for EventId {
     }
 }
 
-/// Deduplication id of a request's final response: the same on every
-/// redelivery, so the stream keeps exactly one.
-pub fn final_msg_id(session: &SessionId, key: &StreamKey) -> String {
-    format!("{session}.{key}.final")
-}
-
-/// Deduplication id of a non-final server message published by a worker:
-/// `tag` names the message within its request (unique per delivery).
-pub fn out_msg_id(session: &SessionId, tag: &str) -> String {
-    format!("{session}.{tag}")
-}
-
 /// Key of a request's claim in the claims bucket.
 pub fn claim_key(session: &SessionId, key: &StreamKey) -> String {
     format!("{session}.{key}")
@@ -339,30 +327,6 @@ pub fn listener_position_key(session: &SessionId) -> String {
     format!("{session}.listened")
 }
 
-/// Message id of a listener position write: `listener` names the listener,
-/// `from` the revision it replaces.
-pub fn listener_position_write_id(session: &SessionId, listener: &str, from: u64) -> String {
-    format!("lp.{session}.{listener}.{from}")
-}
-
-/// Message id of one claim write: `attempt` names the claiming attempt,
-/// `from` the revision it replaces (0: none), so only a retry shares it.
-pub fn claim_write_id(session: &SessionId, key: &StreamKey, attempt: &str, from: u64) -> String {
-    format!("cl.{session}.{key}.{attempt}.{from}")
-}
-
-/// Message id of write `n` of a request to a state key; `expect` tells what
-/// the write expected (a revision, or a digest of a plain put's value).
-pub fn state_write_id(
-    session: &SessionId,
-    request: &StreamKey,
-    n: u64,
-    key: &str,
-    expect: &str,
-) -> String {
-    format!("st.{session}.{request}.{n}.{key}.{expect}")
-}
-
 /// Core subject on which the worker process `nonce` of `service` answers
 /// "do you still run this request?" (see the worker's claims).
 pub fn probe(service: &Service, nonce: &str) -> String {
@@ -379,12 +343,6 @@ pub fn stdio_owner_key(session: &SessionId) -> String {
 /// takes requests for the stdio upstream processes it owns.
 pub fn stdio_owner(probe: &str) -> String {
     format!("{probe}.stdio")
-}
-
-/// Deduplication id of an inbound client message, so a gateway may retry a
-/// publish after a timeout without storing the message twice.
-pub fn inbound_msg_id(session: &SessionId, nonce: &str) -> String {
-    format!("{session}.in.{nonce}")
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! - [`exchange`]: [`Exchange`] and [`ResponseStream`], what a call returns.
 //! - [`sse`]: SSE reading ([`SseStream`], [`SseParser`]) on the `sse-stream` crate.
 //! - [`eventually`]: poll a condition until it holds or a deadline passes.
+//! - [`issuer`]: [`issuer::TestIssuer`], an OAuth issuer with keys made in the test.
 //! - From [`jetway_harness`]: [`NatsServer`], [`NatsCluster`], [`Gateway`],
 //!   [`Worker`], [`Upstream`], [`ProcessGuard`], [`ProcessLog`], and the
 //!   modules [`jetway`], [`nats`], [`process`], [`log`], [`upstream`] at
@@ -38,6 +39,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod exchange;
+pub mod issuer;
 pub mod mcp;
 pub mod sse;
 
@@ -69,6 +71,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use jetway_shared::backoff::Backoff;
 
 pub use exchange::{Exchange, ResponseStream};
 pub use jetway_harness::{
@@ -124,7 +127,7 @@ where
     C: Condition,
 {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut delay = Duration::from_millis(10);
+    let mut backoff = Backoff::unbounded(Duration::from_millis(10), Duration::from_millis(200));
     let mut attempts = 0u32;
     loop {
         attempts += 1;
@@ -145,8 +148,7 @@ where
                 None => bail!("condition not met within {timeout:?} after {attempts} attempts"),
             }
         }
-        tokio::time::sleep(delay.min(deadline - now)).await;
-        delay = (delay * 2).min(Duration::from_millis(200));
+        tokio::time::sleep(backoff.next().min(deadline - now)).await;
     }
 }
 

@@ -44,6 +44,7 @@ pub const LAST_EVENT_ID_HEADER: &str = "last-event-id";
 /// environment, a short connect timeout, no overall timeout (SSE streams
 /// are long-lived; callers bound their waits).
 pub fn http_client() -> reqwest::Client {
+    jetway_shared::tls::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(5))
@@ -73,6 +74,8 @@ pub struct McpClient {
     next_id: Arc<AtomicI64>,
     timeout: Duration,
     initialize_result: Option<Value>,
+    /// Sent as `Authorization: Bearer …` with every request.
+    bearer: Option<String>,
 }
 
 impl Default for McpClient {
@@ -91,7 +94,14 @@ impl McpClient {
             next_id: Arc::new(AtomicI64::new(0)),
             timeout: DEFAULT_TIMEOUT,
             initialize_result: None,
+            bearer: None,
         }
+    }
+
+    /// Send `Authorization: Bearer <token>` with every request (or none).
+    pub fn with_bearer(mut self, token: Option<String>) -> Self {
+        self.bearer = token;
+        self
     }
 
     /// Initialize a session at `url` with [`default_initialize_params`].
@@ -101,7 +111,13 @@ impl McpClient {
 
     /// Initialize a session at `url` with these `initialize` params.
     pub async fn initialize_with(url: &str, params: Value) -> Result<Self> {
-        let mut client = Self::new();
+        Self::new().initialize_session(url, params).await
+    }
+
+    /// Initialize a session at `url` with this client's settings (a
+    /// bearer token, say) and these `initialize` params.
+    pub async fn initialize_session(self, url: &str, params: Value) -> Result<Self> {
+        let mut client = self;
         let ex = client
             .request(url, "initialize", params)
             .await
@@ -194,6 +210,13 @@ impl McpClient {
             .and_then(|s| s.parse().ok())
         {
             h.insert(PROTOCOL_VERSION_HEADER, v);
+        }
+        if let Some(v) = self
+            .bearer
+            .as_deref()
+            .and_then(|t| format!("Bearer {t}").parse().ok())
+        {
+            h.insert(reqwest::header::AUTHORIZATION, v);
         }
         h
     }

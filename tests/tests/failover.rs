@@ -218,6 +218,75 @@ async fn worker_killed_mid_request_another_worker_finishes() -> Result<()> {
     Ok(())
 }
 
+/// A worker that dies after its state write landed but before it answered:
+/// the re-run on another worker finds that write and does not apply the
+/// increment again, so the answer and the counter are both 1, not 2.
+///
+/// The test watches the state bucket's subject on core NATS and SIGKILLs
+/// the only worker the moment its write goes by; a second worker starts
+/// after that and takes the request over. A round in which the first
+/// worker still answered in time proves nothing, so rounds repeat until
+/// one re-ran the request (the window is the worker's next NATS round
+/// trip, which the kill usually beats).
+#[tokio::test]
+async fn increment_whose_worker_died_after_its_write_is_applied_once() -> Result<()> {
+    const ROUNDS: usize = 5;
+    let nats = NatsServer::start().await?;
+    let gw = Gateway::start(&nats.url()).await?;
+    let url = gw.mcp_url();
+    let bus = async_nats::connect(nats.url()).await?;
+    let mut reruns = 0;
+    for round in 0..ROUNDS {
+        let lease = ["--ack-wait-secs", "1"];
+        let mut first = Worker::builder(&nats.url())
+            .instance_id(format!("wk-first-{round}"))
+            .args(lease)
+            .start()
+            .await?;
+        let client = McpClient::initialize(&url).await?;
+        let mut writes = bus.subscribe("$KV.jetway_state.>").await?;
+        bus.flush().await?;
+        let call = client
+            .send(
+                &url,
+                "tools/call",
+                json!({"name": "increment_counter", "arguments": {}}),
+            )
+            .await?;
+        let write = tokio::time::timeout(EVENT_TIMEOUT, futures::StreamExt::next(&mut writes))
+            .await
+            .context("no state write within the event timeout")?
+            .context("the state subscription ended")?;
+        first.kill().await?;
+        ensure!(
+            write.subject.ends_with(".counter"),
+            "unexpected write: {}",
+            write.subject
+        );
+        let second = Worker::builder(&nats.url())
+            .instance_id(format!("wk-second-{round}"))
+            .args(lease)
+            .start()
+            .await?;
+        let ex = call.finish_within(STREAM_TIMEOUT).await?;
+        let out = ex.structured_content()?.clone();
+        let counter = client
+            .call_tool_structured(&url, "get_counter", json!({}))
+            .await?;
+        assert_eq!(counter["counter"], 1, "round {round}: counter after {out}");
+        assert_eq!(out["counter"], 1, "round {round}: the answer {out}");
+        if out["instance"] == second.instance_id() {
+            reruns += 1;
+        }
+        println!("round {round}: answered by {}", out["instance"]);
+    }
+    ensure!(
+        reruns > 0,
+        "in none of {ROUNDS} rounds did the kill beat the first worker's answer"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn request_that_keeps_killing_workers_ends_with_an_error() -> Result<()> {
     let flags: &[&str] = &["--ack-wait-secs", "1", "--max-deliver", "1"];

@@ -256,7 +256,7 @@ async fn a_workers_readiness_follows_nats_and_drain() -> Result<()> {
         .instance_id("wk-1")
         .start()
         .await?;
-    let http = reqwest::Client::new();
+    let http = jetway_tests::mcp::http_client();
     let ready = format!("{}/readyz", worker.base_url());
     let status = |url: String| {
         let http = http.clone();

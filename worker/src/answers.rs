@@ -16,8 +16,8 @@ use async_nats::jetstream::stream::{
 };
 use futures::StreamExt;
 use jetway_shared::{
+    backoff::Backoff,
     headers,
-    publish::Backoff,
     subjects::{SessionId, StreamKey},
 };
 use serde_json::Value;

@@ -34,6 +34,7 @@ use async_nats::jetstream::{Context, kv};
 use futures::StreamExt;
 use jetway_shared::{
     kv_write::{self, Expect, WriteError},
+    msg_id,
     service::Service,
     subjects::{self, SessionId, StreamKey},
 };
@@ -193,7 +194,7 @@ impl Claims {
         loop {
             if let Some(revision) = replace.take() {
                 let connects = *self.connects.borrow();
-                let id = subjects::claim_write_id(session, request, &attempt, revision);
+                let id = msg_id::claim_write(session, request, &attempt, revision);
                 let wrote = kv_write::write_expiring(
                     &self.js,
                     &self.store,
@@ -205,8 +206,11 @@ impl Claims {
                 )
                 .await;
                 match wrote {
-                    Ok(revision) => {
-                        return Ok(Acquired::Ours(self.guard(key, revision, connects)));
+                    Ok(written) => {
+                        // Written over an earlier claim: an earlier run may
+                        // have changed state before it died or let go.
+                        let rerun = revision != 0;
+                        return Ok(Acquired::Ours(self.guard(key, written, connects, rerun)));
                     }
                     Err(WriteError::Conflict) => {}
                     Err(e) => return Err(ClaimError::Write(e)),
@@ -305,7 +309,7 @@ impl Claims {
         revision: u64,
         ttl: Duration,
     ) -> Result<Option<u64>, ClaimError> {
-        let id = format!("ls.{key}.{}.{revision}", self.nonce);
+        let id = msg_id::lease_write(key, &self.nonce, revision);
         let wrote = kv_write::write_expiring(
             &self.js,
             &self.store,
@@ -351,7 +355,13 @@ impl Claims {
         (&self.js, &self.store)
     }
 
-    fn guard(self: &Arc<Self>, key: String, revision: u64, connects: u64) -> ClaimGuard {
+    fn guard(
+        self: &Arc<Self>,
+        key: String,
+        revision: u64,
+        connects: u64,
+        rerun: bool,
+    ) -> ClaimGuard {
         if let Ok(mut r) = self.running.lock() {
             r.insert(key.clone());
         }
@@ -362,6 +372,7 @@ impl Claims {
                 revision,
                 connects: Arc::new(connects.into()),
                 lease: None,
+                rerun,
             },
         }
     }
@@ -415,9 +426,18 @@ pub struct ClaimFence {
     connects: Arc<std::sync::atomic::AtomicU64>,
     /// The lease of the delivery that runs under this claim.
     lease: Option<LeaseClock>,
+    /// The claim replaced an earlier one: another run of this request may
+    /// have written state before it died or let go.
+    rerun: bool,
 }
 
 impl ClaimFence {
+    /// True if an earlier run of this request may have written state (see
+    /// `Session`, which then looks for those writes instead of repeating them).
+    pub fn may_have_run_before(&self) -> bool {
+        self.rerun
+    }
+
     /// True unless another process took the request over. Costs nothing
     /// while the NATS connection has stayed up and the lease renewed since
     /// the claim was taken (nobody takes over a holder that renews and

@@ -17,7 +17,7 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, PriorityPolicy, PullConsumer, pull},
     stream::Stream,
 };
-use jetway_shared::{service::Service, subjects};
+use jetway_shared::{backoff::Backoff, service::Service, subjects};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -68,6 +68,9 @@ pub async fn run<H: Handler>(
         "worker ready"
     );
     health.set_consuming(true);
+    // A failed pull (NATS away, consumer leader moving) is retried soon,
+    // then less often; the first success starts again from the shortest.
+    let mut retry = Backoff::unbounded(Duration::from_millis(100), Duration::from_secs(1)).jitter();
     'pull: while !shutdown.is_cancelled() {
         let slot = tokio::select! {
             s = slots.clone().acquire_owned() => match s {
@@ -82,6 +85,7 @@ pub async fn run<H: Handler>(
         };
         match next {
             Ok(Some(msg)) => {
+                retry.reset();
                 health.set_consuming(true);
                 let rt = runtime.clone();
                 let stop = hard_stop.clone();
@@ -90,12 +94,15 @@ pub async fn run<H: Handler>(
                     drop(slot);
                 });
             }
-            Ok(None) => health.set_consuming(true),
+            Ok(None) => {
+                retry.reset();
+                health.set_consuming(true);
+            }
             Err(e) => {
                 health.set_consuming(false);
                 tracing::warn!(error = %e, "could not pull from the consumer; retrying");
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = retry.sleep() => {}
                     _ = shutdown.cancelled() => break 'pull,
                 }
             }

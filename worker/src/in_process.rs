@@ -46,7 +46,8 @@ impl<S: ServerHandler + Clone> InProcess<S> {
         let message = match &request.message {
             Ok(m) => m,
             Err(why) => {
-                let body = jsonrpc::error(Some(&request.id), jsonrpc::INVALID_PARAMS, why.clone());
+                let why = format!("invalid params: {why}");
+                let body = jsonrpc::error(Some(&request.id), jsonrpc::INVALID_PARAMS, why);
                 return publish_final(ctx.publisher, &request.session, &request.stream, body).await;
             }
         };
@@ -57,15 +58,7 @@ impl<S: ServerHandler + Clone> InProcess<S> {
             let body = set_level(&ctx, request, &set.params.level).await;
             return publish_final(ctx.publisher, &request.session, &request.stream, body).await;
         }
-        let session = Session::new(
-            request.session.clone(),
-            request.stream.clone(),
-            ctx.fence.clone(),
-            ctx.instance.to_owned(),
-            ctx.state.clone(),
-            ctx.sessions.clone(),
-            ctx.publisher.clone(),
-        );
+        let session = Session::for_request(&ctx, request.session.clone(), request.stream.clone());
         let initialize = request.is_initialize().then(|| InitializeRecorder {
             js: ctx.publisher.jetstream().clone(),
             sessions: ctx.sessions.clone(),

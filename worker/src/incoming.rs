@@ -22,7 +22,7 @@ pub struct Request {
     /// The request exactly as the client sent it (what a bridge forwards).
     pub raw: Value,
     /// The request in rmcp's types, or why its params do not fit them.
-    pub message: Result<RxJsonRpcMessage<RoleServer>, String>,
+    pub message: Result<RxJsonRpcMessage<RoleServer>, serde_json::Error>,
 }
 
 /// Why a delivery is not a request the runtime can run: not a Jetway
@@ -48,8 +48,7 @@ impl Request {
         ) else {
             return Err(Unrunnable("not a JSON-RPC request"));
         };
-        let message = RxJsonRpcMessage::<RoleServer>::deserialize(&raw)
-            .map_err(|e| format!("invalid params: {e}"));
+        let message = RxJsonRpcMessage::<RoleServer>::deserialize(&raw);
         Ok(Self {
             session,
             stream,

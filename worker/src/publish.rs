@@ -2,9 +2,9 @@
 
 use async_nats::{HeaderMap, jetstream::Context};
 use jetway_shared::{
-    headers,
+    headers, msg_id,
     publish::{PublishFailure, publish_acked},
-    subjects::{SessionId, StreamKey, final_msg_id, out_msg_id},
+    subjects::{SessionId, StreamKey},
 };
 
 /// What a server message is to its stream.
@@ -68,10 +68,10 @@ impl Publisher {
         h.insert(headers::STREAM, msg.stream.as_str());
         h.insert(headers::TIME_MS, headers::now_ms().to_string().as_str());
         let id = match &msg.kind {
-            Out::Message { tag } => out_msg_id(msg.session, tag),
+            Out::Message { tag } => msg_id::out(msg.session, tag),
             Out::Final | Out::Cancelled => {
                 h.insert(headers::FINAL, "1");
-                final_msg_id(msg.session, msg.stream)
+                msg_id::final_response(msg.session, msg.stream)
             }
         };
         if matches!(msg.kind, Out::Cancelled) {

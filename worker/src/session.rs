@@ -9,7 +9,10 @@
 //! Every write carries a message id naming it (this request, the write's
 //! number within the request, the key, and the revision it expects), so a
 //! write retried after a lost acknowledgement, during a NATS leader
-//! election, is applied once; reads are retried the same way.
+//! election, is applied once; reads are retried the same way. A re-run of
+//! a request (its claim replaced an earlier run's) first looks for each of
+//! its writes among the key's history, by the part of the write id that
+//! every attempt shares, and takes a landed one's value instead of writing.
 
 use crate::{
     claim::ClaimFence,
@@ -19,8 +22,10 @@ use async_nats::jetstream::kv;
 use futures::TryStreamExt;
 use jetway_shared::{
     kv_write::{self, Expect, WriteError},
+    msg_id::{self, StateExpect},
+    principal::{Principal, may_use},
     session::{SessionRecord, State},
-    subjects::{self, SessionId, StreamKey},
+    subjects::{SessionId, StreamKey},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use std::sync::{
@@ -75,6 +80,9 @@ struct Inner {
     writes: AtomicU64,
     /// Checked before every write.
     fence: ClaimFence,
+    /// Who opened the session (auth on): other sessions are visible to
+    /// this one only if the same principal opened them.
+    owner: Option<Principal>,
 }
 
 /// What a write did.
@@ -87,25 +95,23 @@ enum Written {
 const MAX_CAS_ATTEMPTS: usize = 64;
 
 impl Session {
-    pub(crate) fn new(
+    /// The handle of the request `request` of `id`, run under `ctx`.
+    pub(crate) fn for_request(
+        ctx: &crate::handler::RunContext<'_>,
         id: SessionId,
         request: StreamKey,
-        fence: ClaimFence,
-        instance: String,
-        state: kv::Store,
-        sessions: kv::Store,
-        publisher: Publisher,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                owner: ctx.record.principal.clone(),
                 id,
-                instance,
-                state,
-                sessions,
-                publisher,
+                instance: ctx.instance.to_owned(),
+                state: ctx.state.clone(),
+                sessions: ctx.sessions.clone(),
+                publisher: ctx.publisher.clone(),
                 request,
                 writes: AtomicU64::new(0),
-                fence,
+                fence: ctx.fence.clone(),
             }),
         }
     }
@@ -118,8 +124,31 @@ impl Session {
     /// The message id of write `n` of this request to `key`; `attempt`
     /// tells what the write expected, so only a retry of the very same
     /// write shares it.
-    fn write_id(&self, n: u64, key: &str, attempt: &str) -> String {
-        subjects::state_write_id(&self.inner.id, &self.inner.request, n, key, attempt)
+    fn write_id(&self, n: u64, key: &str, attempt: StateExpect<'_>) -> String {
+        msg_id::state_write(&self.inner.id, &self.inner.request, n, key, attempt)
+    }
+
+    /// On a re-run of this request, what write `n` of an earlier run
+    /// stored under `key`, if it landed (the worker died, or lost NATS,
+    /// between that write and the answer): the re-run takes that value
+    /// instead of writing again, so an update is applied once. Costs
+    /// nothing on a first run; a few reads of the key's history on a re-run.
+    async fn earlier_write(&self, n: u64, key: &str) -> Result<Option<bytes::Bytes>, StateError> {
+        if !self.inner.fence.may_have_run_before() {
+            return Ok(None);
+        }
+        let prefix = msg_id::state_write_prefix(&self.inner.id, &self.inner.request, n, key);
+        let found = kv_write::find_write(&self.inner.state, &self.inner.id.state_key(key), &prefix)
+            .await
+            .map_err(store)?;
+        if found.is_some() {
+            tracing::info!(
+                key,
+                n,
+                "re-run: an earlier run's write landed; not applying it again"
+            );
+        }
+        Ok(found)
     }
 
     async fn write(
@@ -165,12 +194,17 @@ impl Session {
         get_in(&self.inner.state, &self.inner.id, key).await
     }
 
-    /// Reads `key` of another session's state (for tools that link sessions).
+    /// Reads `key` of another session's state (for tools that link
+    /// sessions); `None` for a session of another principal, as for one
+    /// that does not exist.
     pub async fn get_of<T: DeserializeOwned>(
         &self,
         session: &SessionId,
         key: &str,
     ) -> Result<Option<T>, StateError> {
+        if session != &self.inner.id && !self.exists(session).await? {
+            return Ok(None);
+        }
         get_in(&self.inner.state, session, key).await
     }
 
@@ -180,7 +214,17 @@ impl Session {
     /// position in the request, same key and value) is not applied again.
     pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StateError> {
         let bytes = serde_json::to_vec(value)?;
-        let write_id = self.write_id(self.next_write(), key, &format!("p{}", digest(&bytes)));
+        let n = self.next_write();
+        if self.earlier_write(n, key).await?.is_some() {
+            return Ok(());
+        }
+        let write_id = self.write_id(
+            n,
+            key,
+            StateExpect::Put {
+                digest: &digest(&bytes),
+            },
+        );
         self.write(key, bytes.into(), Expect::Any, &write_id)
             .await?;
         Ok(())
@@ -197,6 +241,12 @@ impl Session {
     {
         let full = self.inner.id.state_key(key);
         let n = self.next_write();
+        if let Some(earlier) = self.earlier_write(n, key).await? {
+            return serde_json::from_slice(&earlier).map_err(|source| StateError::Decode {
+                key: key.to_owned(),
+                source,
+            });
+        }
         for _ in 0..MAX_CAS_ATTEMPTS {
             let entry = kv_write::read(&self.inner.state, &full)
                 .await
@@ -214,7 +264,7 @@ impl Session {
             let rev = entry.as_ref().map_or(0, |e| e.revision);
             let next = f(current);
             let bytes: bytes::Bytes = serde_json::to_vec(&next)?.into();
-            let write_id = self.write_id(n, key, &format!("r{rev}"));
+            let write_id = self.write_id(n, key, StateExpect::Revision(rev));
             match self
                 .write(key, bytes, Expect::Revision(rev), &write_id)
                 .await?
@@ -231,8 +281,12 @@ impl Session {
         keys_of(&self.inner.state, &self.inner.id).await
     }
 
-    /// Copies every state key of `from` into this session; returns how many.
+    /// Copies every state key of `from` into this session; returns how
+    /// many (none from a session of another principal).
     pub async fn copy_state_from(&self, from: &SessionId) -> Result<usize, StateError> {
+        if !self.exists(from).await? {
+            return Ok(0);
+        }
         let keys = keys_of(&self.inner.state, from).await?;
         let mut copied = 0;
         for key in keys {
@@ -240,7 +294,7 @@ impl Session {
                 .await
                 .map_err(store)?
             {
-                let write_id = self.write_id(self.next_write(), &key, &format!("c.{from}"));
+                let write_id = self.write_id(self.next_write(), &key, StateExpect::CopyFrom(from));
                 self.write(&key, value, Expect::Any, &write_id).await?;
                 copied += 1;
             }
@@ -248,12 +302,19 @@ impl Session {
         Ok(copied)
     }
 
-    /// True if `id` names a session that exists (active or closed, not expired).
+    /// True if `id` names a session that exists (active or closed, not
+    /// expired) and was opened by the same principal as this one (auth
+    /// on; with auth off every session is anonymous): a tool cannot reach
+    /// another principal's session, even knowing its id.
     pub async fn exists(&self, id: &SessionId) -> Result<bool, StateError> {
-        Ok(kv_write::get(&self.inner.sessions, id.as_str())
+        let Some(raw) = kv_write::get(&self.inner.sessions, id.as_str())
             .await
             .map_err(store)?
-            .is_some())
+        else {
+            return Ok(false);
+        };
+        Ok(SessionRecord::from_bytes(&raw)
+            .is_ok_and(|r| may_use(r.principal.as_ref(), self.inner.owner.as_ref())))
     }
 
     /// Number of sessions that are currently active.
@@ -288,7 +349,7 @@ impl Session {
                 stream: &StreamKey::get(),
                 payload: serde_json::to_vec(&msg)?,
                 kind: Out::Message {
-                    tag: format!("get.{nonce:016x}"),
+                    tag: msg_id::notify_tag(nonce),
                 },
             })
             .await

@@ -24,6 +24,7 @@ use crate::{
 use async_nats::jetstream::{Context, kv};
 use jetway_shared::{
     jsonrpc::method,
+    protocol::ProtocolVersion,
     session::{LogLevel, State, update_record},
     subjects::{SessionId, StreamKey},
 };
@@ -113,12 +114,13 @@ impl InitializeRecorder {
         let Some(version) = answer
             .pointer("/result/protocolVersion")
             .and_then(Value::as_str)
+            .and_then(ProtocolVersion::parse)
         else {
             return;
         };
         let recorded = update_record(&self.js, &self.sessions, session.as_str(), |r| {
             r.state = State::Active;
-            r.protocol_version = version.to_owned();
+            r.protocol_version = version;
             true
         });
         if let Err(e) = recorded.await {
@@ -372,7 +374,7 @@ impl Transport<RoleServer> for RequestTransport {
                 Out::Final
             } else {
                 Out::Message {
-                    tag: format!("{}.{}.{}", route.stream, route.delivery, ticket),
+                    tag: jetway_shared::msg_id::run_tag(&route.stream, route.delivery, ticket),
                 }
             };
             let msg = OutMessage {

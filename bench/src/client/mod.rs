@@ -31,6 +31,7 @@ const ACCEPT_POST: &str = "application/json, text/event-stream";
 /// HTTP/1.1 keep-alive pool, `TCP_NODELAY`, no proxy, a short connect timeout
 /// and no overall timeout (SSE streams are long; callers bound their waits).
 pub fn http_client() -> Result<reqwest::Client> {
+    jetway_shared::tls::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)

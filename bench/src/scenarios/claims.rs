@@ -119,7 +119,7 @@ impl Writer {
         match kind {
             Kind::Claim => {
                 let claim = subjects::claim_key(&self.session, &key);
-                let id = subjects::claim_write_id(&self.session, &key, &self.nonce, 0);
+                let id = jetway_shared::msg_id::claim_write(&self.session, &key, &self.nonce, 0);
                 kv_write::write_expiring(
                     &self.js,
                     &self.claims,
@@ -143,7 +143,7 @@ impl Writer {
                 let mut h = HeaderMap::new();
                 h.insert(
                     async_nats::header::NATS_MESSAGE_ID,
-                    subjects::inbound_msg_id(&self.session, key.as_str()).as_str(),
+                    jetway_shared::msg_id::inbound(&self.session, key.as_str()).as_str(),
                 );
                 publish_acked(&self.js, self.session.in_rpc(), h, self.payload.clone())
                     .await

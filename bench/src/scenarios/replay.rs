@@ -119,7 +119,7 @@ async fn measure(ctx: &Ctx, nats_url: &str) -> Result<Rates> {
     let session = SessionId::generate(&Default::default(), 0);
     let record = SessionRecord::new(
         State::Active,
-        "2025-11-25",
+        jetway_shared::protocol::ProtocolVersion::LATEST,
         json!({"clientInfo": {"name": "jetway-bench", "version": "0"}}),
         "jetway-bench",
     );

@@ -4,12 +4,10 @@
 
 use crate::error::CliError;
 use futures::{StreamExt, stream::BoxStream};
+use jetway_shared::protocol::{LAST_EVENT_ID, ProtocolVersion, SESSION_HEADER, VERSION_HEADER};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-const SESSION_HEADER: &str = "mcp-session-id";
-const PROTOCOL_HEADER: &str = "mcp-protocol-version";
 
 /// One client session at one gateway endpoint. Cheap to clone.
 #[derive(Clone)]
@@ -22,7 +20,7 @@ pub struct Client {
 #[derive(Default)]
 struct SessionHeaders {
     id: Option<String>,
-    protocol: Option<String>,
+    protocol: Option<ProtocolVersion>,
 }
 
 /// What the gateway answered to a POST.
@@ -45,6 +43,7 @@ impl Client {
         if !has_path {
             url.push_str("/mcp");
         }
+        jetway_shared::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -66,9 +65,9 @@ impl Client {
     }
 
     /// Sends the negotiated version from now on.
-    pub fn set_protocol(&self, version: &str) {
+    pub fn set_protocol(&self, version: ProtocolVersion) {
         if let Ok(mut s) = self.session.lock() {
-            s.protocol = Some(version.to_owned());
+            s.protocol = Some(version);
         }
     }
 
@@ -77,8 +76,8 @@ impl Client {
             if let Some(id) = &s.id {
                 req = req.header(SESSION_HEADER, id);
             }
-            if let Some(v) = &s.protocol {
-                req = req.header(PROTOCOL_HEADER, v);
+            if let Some(v) = s.protocol {
+                req = req.header(VERSION_HEADER, v.as_str());
             }
         }
         req
@@ -112,7 +111,7 @@ impl Client {
             .http
             .get(&self.url)
             .header("accept", "text/event-stream")
-            .header("last-event-id", last_event_id);
+            .header(LAST_EVENT_ID, last_event_id);
         let resp = self
             .with_session(req)
             .send()
@@ -168,11 +167,8 @@ impl Client {
     }
 }
 
-fn gateway_error(url: &str, e: impl std::fmt::Display) -> CliError {
-    CliError::Gateway {
-        url: url.to_owned(),
-        reason: e.to_string(),
-    }
+fn gateway_error(url: &str, e: impl Into<jetway_shared::BoxError>) -> CliError {
+    CliError::gateway(url, e)
 }
 
 /// An SSE response (parsed by `sse-stream`), read one JSON message at a time.

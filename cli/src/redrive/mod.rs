@@ -28,7 +28,7 @@ use crate::{
     sessions::{locate, streams::Status},
 };
 use client::{Client, Reply};
-use jetway_shared::jsonrpc;
+use jetway_shared::{jsonrpc, protocol::ProtocolVersion};
 use plan::{Plan, Recorded, Step};
 use report::Report;
 use serde_json::Value;
@@ -109,10 +109,10 @@ async fn drive(client: &Client, plan: &Plan, timeout: Duration) -> Result<Vec<Ou
                     let _ = tokio::time::timeout(timeout, rx.wait_for(|n| n >= events)).await;
                 }
                 if let Reply::Json(v) = client.post(message).await? {
-                    return Err(CliError::Gateway {
-                        url: client.url().to_owned(),
-                        reason: format!("refused a recorded notification: {v}"),
-                    });
+                    return Err(CliError::gateway(
+                        client.url(),
+                        format!("refused a recorded notification: {v}"),
+                    ));
                 }
             }
             Step::Request(recorded) => {
@@ -159,7 +159,10 @@ async fn join(task: tokio::task::JoinHandle<Outcome>) -> Outcome {
 /// negotiated protocol version.
 fn initialized(client: &Client, outcome: &Outcome) -> Result<(), CliError> {
     let version = match outcome {
-        Outcome::Final(v) => v.pointer("/result/protocolVersion").and_then(Value::as_str),
+        Outcome::Final(v) => v
+            .pointer("/result/protocolVersion")
+            .and_then(Value::as_str)
+            .and_then(ProtocolVersion::parse),
         _ => None,
     };
     match (version, client.session_id()) {
@@ -167,10 +170,10 @@ fn initialized(client: &Client, outcome: &Outcome) -> Result<(), CliError> {
             client.set_protocol(v);
             Ok(())
         }
-        _ => Err(CliError::Gateway {
-            url: client.url().to_owned(),
-            reason: format!("initialize did not start a session: {outcome:?}"),
-        }),
+        _ => Err(CliError::gateway(
+            client.url(),
+            format!("initialize did not start a session: {outcome:?}"),
+        )),
     }
 }
 

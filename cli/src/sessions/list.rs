@@ -18,6 +18,7 @@ use crate::{
 use async_nats::jetstream::{kv, stream::Stream};
 use futures::{StreamExt, TryStreamExt};
 use jetway_shared::{
+    protocol::ProtocolVersion,
     session::{SessionRecord, State},
     subjects::{self, SessionId},
 };
@@ -42,7 +43,7 @@ pub struct Row {
     pub last_activity_ms: Option<u64>,
     pub client_name: Option<String>,
     pub client_version: Option<String>,
-    pub protocol_version: Option<String>,
+    pub protocol_version: Option<ProtocolVersion>,
     pub messages_in: usize,
     pub messages_out: usize,
 }
@@ -149,7 +150,9 @@ pub async fn run(
             ),
             (client, None),
             (
-                r.protocol_version.clone().unwrap_or_else(|| "-".into()),
+                r.protocol_version
+                    .map_or("-", ProtocolVersion::as_str)
+                    .to_owned(),
                 None,
             ),
             (r.state.to_owned(), Some(state_paint)),
@@ -244,7 +247,7 @@ fn row(
         last_activity_ms: Some(last),
         client_name: client_field(record, "name"),
         client_version: client_field(record, "version"),
-        protocol_version: Some(record.protocol_version.clone()),
+        protocol_version: Some(record.protocol_version),
         messages_in,
         messages_out,
     }

@@ -1,16 +1,26 @@
-//! Header checks, in the order the spec's error statuses imply.
+//! Everything the Streamable HTTP edge checks before it touches NATS, as
+//! pure functions: [`post`], [`get`] and [`delete`] take the request's
+//! headers (and body) and return what the handler needs, typed, or the
+//! error the client gets, in the order the spec's error statuses imply:
+//! origin (403), Accept (406), Content-Type (415), protocol version (400),
+//! session header shape (400), body size (413), JSON (parse error), JSON-RPC
+//! shape and batch rules (invalid request).
+//!
+//! The small checks they are made of stay public for the other transports.
+//! Tested table-driven in `checks/tests.rs`.
 
 use crate::{config::Config, error::GatewayError};
 use axum::http::{HeaderMap, header};
+use bytes::Bytes;
 use jetway_shared::{
-    protocol,
+    jsonrpc::{self, Kind, method},
+    protocol::{ProtocolVersion, Transport},
     service::Service,
     subjects::{EventId, SessionId},
 };
+use serde_json::Value;
 
-pub const SESSION_HEADER: &str = "mcp-session-id";
-pub const VERSION_HEADER: &str = "mcp-protocol-version";
-pub const LAST_EVENT_ID: &str = "last-event-id";
+pub use jetway_shared::protocol::{LAST_EVENT_ID, SESSION_HEADER, VERSION_HEADER};
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
@@ -89,15 +99,18 @@ pub fn content_type(h: &HeaderMap) -> Result<(), GatewayError> {
 
 /// The request's protocol version: the header, or 2025-03-26 when absent;
 /// 400 if it names a version this gateway does not serve.
-pub fn protocol_version(h: &HeaderMap) -> Result<String, GatewayError> {
-    match header_str(h, VERSION_HEADER) {
-        None => Ok(protocol::DEFAULT_HEADER_VERSION.to_owned()),
-        Some(v) if protocol::is_supported(v.trim()) => Ok(v.trim().to_owned()),
-        Some(v) => Err(GatewayError::UnsupportedVersion(
-            v.to_owned(),
-            protocol::LEGACY_VERSIONS.join(", "),
-        )),
-    }
+pub fn protocol_version(h: &HeaderMap) -> Result<ProtocolVersion, GatewayError> {
+    let Some(v) = header_str(h, VERSION_HEADER) else {
+        return Ok(ProtocolVersion::DEFAULT_HEADER);
+    };
+    ProtocolVersion::parse(v.trim())
+        .filter(|v| v.served_on(Transport::StreamableHttp))
+        .ok_or_else(|| {
+            GatewayError::UnsupportedVersion(
+                v.to_owned(),
+                ProtocolVersion::joined(Transport::StreamableHttp),
+            )
+        })
 }
 
 /// The session the request's `Mcp-Session-Id` names: 400 if the header is
@@ -132,90 +145,186 @@ pub fn traceparent(h: &HeaderMap) -> Option<&str> {
     header_str(h, "traceparent").filter(|v| v.len() <= 128)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
+/// What a request is checked against: the gateway's settings (allowed
+/// origins, body limit) and the service the endpoint serves.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits<'a> {
+    pub config: &'a Config,
+    pub service: &'a Service,
+}
 
-    fn with(name: &'static str, value: &'static str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(name, HeaderValue::from_static(value));
-        h
-    }
+/// A POST body as read from the connection, up to the body limit.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// The whole body.
+    Read(Bytes),
+    /// The body was longer than `max_body_bytes` (or could not be read).
+    OverLimit,
+}
 
-    #[test]
-    fn accept_needs_both_media_types_for_post() {
-        assert!(accept_post(&with("accept", "application/json, text/event-stream")).is_ok());
-        assert!(
-            accept_post(&with(
-                "accept",
-                "text/event-stream;q=1, application/json;q=0.9"
-            ))
-            .is_ok()
-        );
-        assert!(accept_post(&with("accept", "*/*")).is_ok());
-        assert!(accept_post(&with("accept", "application/json")).is_err());
-        assert!(accept_post(&HeaderMap::new()).is_err());
-        assert!(accept_get(&with("accept", "text/event-stream")).is_ok());
-        assert!(accept_get(&with("accept", "application/json")).is_err());
-    }
+/// One client message, checked and classified.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub value: Value,
+    pub kind: Kind,
+}
 
-    #[test]
-    fn protocol_version_defaults_and_refuses_unknown() {
-        assert_eq!(
-            protocol_version(&HeaderMap::new()).ok().as_deref(),
-            Some("2025-03-26")
-        );
-        assert_eq!(
-            protocol_version(&with("mcp-protocol-version", "2025-11-25"))
-                .ok()
-                .as_deref(),
-            Some("2025-11-25")
-        );
-        assert!(protocol_version(&with("mcp-protocol-version", "2026-07-28")).is_err());
-        assert!(protocol_version(&with("mcp-protocol-version", "banana")).is_err());
-    }
+/// The session a POST is for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// The body is an `initialize`: a new session, negotiating `requested`
+    /// (the client's version if this transport serves it, else the latest).
+    New {
+        requested: ProtocolVersion,
+        params: Value,
+    },
+    /// The session `Mcp-Session-Id` names; `None` if it names no session of
+    /// ours, which is answered 404 once the bus is known to be up, exactly
+    /// as for an unknown well-formed id.
+    Existing(Option<SessionId>),
+}
 
-    #[test]
-    fn only_a_missing_session_header_is_an_error() {
-        assert!(matches!(
-            session(&Service::default(), &HeaderMap::new()),
-            Err(GatewayError::MissingSession)
-        ));
-        let id = "0-0123456789abcdef0123456789abcdef";
-        assert_eq!(
-            session(&Service::default(), &with("mcp-session-id", id))
-                .ok()
-                .flatten(),
-            SessionId::parse(&Service::default(), id).ok()
-        );
-        let long = format!("0-{}", "a".repeat(10_000));
-        let junk: [&[u8]; 8] = [
-            b"abc",
-            b"",
-            b"not-a-jetway-id",
-            b"0-abc.*",
-            b"123e4567-e89b-12d3-a456-426614174000",
-            long.as_bytes(),
-            "0-\u{e9}\u{e9}".as_bytes(),
-            b"\xff\xfe\x80junk",
-        ];
-        for raw in junk {
-            let mut h = HeaderMap::new();
-            let value = HeaderValue::from_bytes(raw).expect("no control characters");
-            h.insert(SESSION_HEADER, value);
-            assert!(
-                matches!(session(&Service::default(), &h), Ok(None)),
-                "{:?} names no session",
-                String::from_utf8_lossy(raw)
-            );
+/// A POST that passed every check.
+#[derive(Debug, Clone)]
+pub struct CheckedPost {
+    pub target: Target,
+    /// The `MCP-Protocol-Version` of the request (2025-03-26 when absent).
+    pub version: ProtocolVersion,
+    pub messages: Vec<Inbound>,
+    /// True if the body was a JSON-RPC batch (even of one message).
+    pub batch: bool,
+    /// The W3C trace context to carry onto the bus.
+    pub traceparent: Option<String>,
+}
+
+impl CheckedPost {
+    /// The version the response streams follow: the negotiated one for a
+    /// new session, the request's otherwise.
+    pub fn stream_version(&self) -> ProtocolVersion {
+        match self.target {
+            Target::New { requested, .. } => requested,
+            Target::Existing(_) => self.version,
         }
     }
-
-    #[test]
-    fn content_type_allows_parameters() {
-        assert!(content_type(&with("content-type", "application/json; charset=utf-8")).is_ok());
-        assert!(content_type(&with("content-type", "text/plain")).is_err());
-        assert!(content_type(&HeaderMap::new()).is_err());
-    }
 }
+
+/// A GET that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedGet {
+    pub version: ProtocolVersion,
+    /// `None`: the header names no session of ours (404 once the bus is up).
+    pub session: Option<SessionId>,
+    /// The `Last-Event-ID` to resume from.
+    pub resume: Option<EventId>,
+}
+
+/// A DELETE that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedDelete {
+    pub version: ProtocolVersion,
+    /// `None`: the header names no session of ours (404 once the bus is up).
+    pub session: Option<SessionId>,
+}
+
+/// Checks a POST: headers, body size, JSON, JSON-RPC shape, batch rules,
+/// and `initialize` alone; then which session it is for.
+pub fn post(h: &HeaderMap, body: Body, limits: Limits<'_>) -> Result<CheckedPost, GatewayError> {
+    origin(limits.config, h)?;
+    accept_post(h)?;
+    content_type(h)?;
+    let version = protocol_version(h)?;
+    let Body::Read(bytes) = body else {
+        return Err(GatewayError::TooLarge(limits.config.max_body_bytes));
+    };
+    let (messages, batch) = parse(&bytes, version)?;
+    let init = messages
+        .iter()
+        .find(|m| matches!(&m.kind, Kind::Request { method: m, .. } if m == method::INITIALIZE));
+    let target = match init {
+        Some(_) if batch => {
+            return Err(GatewayError::InvalidRequest(
+                "initialize must not be part of a batch".into(),
+                None,
+            ));
+        }
+        Some(init) => {
+            let params = init.value.get("params").cloned().unwrap_or(Value::Null);
+            let requested = params
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .and_then(ProtocolVersion::parse)
+                .filter(|v| v.served_on(Transport::StreamableHttp))
+                .unwrap_or(ProtocolVersion::LATEST);
+            Target::New { requested, params }
+        }
+        None => Target::Existing(session(limits.service, h)?),
+    };
+    Ok(CheckedPost {
+        target,
+        version,
+        messages,
+        batch,
+        traceparent: traceparent(h).map(str::to_owned),
+    })
+}
+
+/// Checks a GET: origin, Accept, version, session header, `Last-Event-ID`.
+pub fn get(h: &HeaderMap, limits: Limits<'_>) -> Result<CheckedGet, GatewayError> {
+    origin(limits.config, h)?;
+    accept_get(h)?;
+    let version = protocol_version(h)?;
+    let session = session(limits.service, h)?;
+    let resume = last_event_id(h)?;
+    Ok(CheckedGet {
+        version,
+        session,
+        resume,
+    })
+}
+
+/// Checks a DELETE: origin, version, session header.
+pub fn delete(h: &HeaderMap, limits: Limits<'_>) -> Result<CheckedDelete, GatewayError> {
+    origin(limits.config, h)?;
+    let version = protocol_version(h)?;
+    let session = session(limits.service, h)?;
+    Ok(CheckedDelete { version, session })
+}
+
+/// Parses the body into checked JSON-RPC messages (a batch only where the
+/// request's protocol version allows one); the flag tells a batch.
+fn parse(bytes: &[u8], version: ProtocolVersion) -> Result<(Vec<Inbound>, bool), GatewayError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(GatewayError::Parse)?;
+    let batch = value.is_array();
+    let values = match value {
+        Value::Array(items) => {
+            if !version.allows_batches() {
+                return Err(GatewayError::InvalidRequest(
+                    format!("JSON-RPC batches are not supported in protocol version {version}"),
+                    None,
+                ));
+            }
+            if items.is_empty() {
+                return Err(GatewayError::InvalidRequest("empty batch".into(), None));
+            }
+            items
+        }
+        other => vec![other],
+    };
+    let messages = values
+        .into_iter()
+        .map(|value| match jsonrpc::classify(&value) {
+            Ok(kind) => Ok(Inbound { value, kind }),
+            Err(e) => {
+                let id = value
+                    .get("id")
+                    .filter(|id| id.is_string() || id.is_number())
+                    .cloned();
+                Err(GatewayError::InvalidRequest(e.to_string(), id))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((messages, batch))
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,8 +2,9 @@
 //!
 //! - [`streamable_http`] — the legacy-era Streamable HTTP transport
 //!   (2025-03-26 … 2025-11-25): POST, GET and DELETE on `/mcp`.
-//! - [`checks`] — header checks shared by every method (origin, accept,
-//!   content type, protocol version, session id).
+//! - [`checks`] — everything checked before NATS is touched, as pure
+//!   functions (`checks::post` / `get` / `delete`) built from small header
+//!   checks (origin, accept, content type, protocol version, session id).
 //! - [`respond`] — turning bus readers into SSE or JSON responses.
 
 pub mod checks;

@@ -11,6 +11,7 @@
 use super::{checks, respond};
 use crate::{
     Gateway,
+    auth::{self, Caller},
     error::GatewayError,
     served::{Scope, Served},
     sse,
@@ -18,82 +19,80 @@ use crate::{
 use async_nats::HeaderMap as NatsHeaders;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use axum::{
+    Extension,
     body::Body,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
 use jetway_shared::{
     headers::{self, Control},
-    jsonrpc::{self, Kind, method},
-    protocol,
+    jsonrpc::Kind,
+    msg_id,
+    protocol::ProtocolVersion,
     publish::{PublishFailure, publish_acked},
-    subjects::{EventId, SessionId, StreamKey, inbound_msg_id},
+    subjects::{EventId, SessionId, StreamKey},
 };
 use serde_json::Value;
 use std::sync::Arc;
 use tokio::time::Instant;
 
-/// One client message, checked and classified.
-struct Inbound {
-    value: Value,
-    kind: Kind,
-}
-
 pub async fn post(
     State(gw): State<Arc<Gateway>>,
     Scope(svc): Scope,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
     if gw.draining.is_cancelled() {
         return Err(GatewayError::Draining);
     }
-    checks::origin(&gw.config, &h)?;
-    checks::accept_post(&h)?;
-    checks::content_type(&h)?;
-    let version = checks::protocol_version(&h)?;
-    let bytes = axum::body::to_bytes(body, gw.config.max_body_bytes)
-        .await
-        .map_err(|_| GatewayError::TooLarge(gw.config.max_body_bytes))?;
-    let (messages, batch) = parse(&bytes, &version)?;
+    let body = match axum::body::to_bytes(body, gw.config.max_body_bytes).await {
+        Ok(bytes) => checks::Body::Read(bytes),
+        Err(_) => checks::Body::OverLimit,
+    };
+    let checked = checks::post(&h, body, limits(&gw, &svc))?;
+    for m in &checked.messages {
+        if let Kind::Request { method, .. } = &m.kind {
+            let tool = (method == "tools/call")
+                .then(|| m.value.pointer("/params/name").and_then(Value::as_str))
+                .flatten();
+            auth::authorize(&gw, &caller, uri.path(), method, tool)?;
+        }
+    }
     gw.require_bus()?;
-
-    let init = messages
-        .iter()
-        .find(|m| matches!(&m.kind, Kind::Request { method: m, .. } if m == method::INITIALIZE));
-    let (session, stream_version, created) = match init {
-        Some(init_msg) => {
-            if batch {
-                return Err(GatewayError::InvalidRequest(
-                    "initialize must not be part of a batch".into(),
-                    None,
-                ));
-            }
-            let params = init_msg.value.get("params").cloned().unwrap_or(Value::Null);
-            let requested = params
-                .get("protocolVersion")
-                .and_then(Value::as_str)
-                .filter(|v| protocol::is_supported(v))
-                .unwrap_or(protocol::LATEST)
-                .to_owned();
+    let stream_version = checked.stream_version();
+    let checks::CheckedPost {
+        target,
+        messages,
+        batch,
+        traceparent: trace,
+        ..
+    } = checked;
+    let (session, created) = match target {
+        checks::Target::New { requested, params } => {
             let session = SessionId::generate(&svc.service, 0);
             svc.sessions
-                .create(&session, &requested, params, &gw.config.bus.instance_id)
+                .create(
+                    &session,
+                    requested,
+                    params,
+                    &gw.config.bus.instance_id,
+                    caller.principal.clone(),
+                )
                 .await?;
             tracing::info!(session = %session, "session created");
-            (session, requested, true)
+            (session, true)
         }
-        None => {
-            let session =
-                checks::session(&svc.service, &h)?.ok_or(GatewayError::SessionNotFound)?;
-            svc.sessions.find(&session).await?;
-            (session, version, false)
+        checks::Target::Existing(named) => {
+            let session = named.ok_or(GatewayError::SessionNotFound)?;
+            svc.sessions.find_for(&session, &caller).await?;
+            (session, false)
         }
     };
 
-    let trace = checks::traceparent(&h).map(str::to_owned);
     let mut readers = Vec::new();
     let mut prelude = Vec::new();
     for msg in &messages {
@@ -123,7 +122,7 @@ pub async fn post(
                         payload,
                     )
                     .await?;
-                if protocol::primes_streams(&stream_version) {
+                if stream_version.primes_streams() {
                     prelude.push(sse::priming(&EventId {
                         stream: key,
                         sequence: ack,
@@ -165,7 +164,7 @@ pub async fn post(
         let ending = respond::Ending {
             finals: readers.len(),
             deadline: Some(Instant::now() + gw.config.request_timeout),
-            poll: gw.poll_for(&stream_version),
+            poll: gw.poll_for(stream_version),
             shutdown: gw.stream_cancel.clone(),
         };
         respond::sse(prelude, readers, ending)
@@ -179,59 +178,23 @@ pub async fn post(
     Ok(resp)
 }
 
-/// Parses the body into checked JSON-RPC messages (a batch only where the
-/// request's protocol version allows one); the flag tells a batch.
-fn parse(bytes: &[u8], version: &str) -> Result<(Vec<Inbound>, bool), GatewayError> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| GatewayError::Parse(e.to_string()))?;
-    let batch = value.is_array();
-    let values = match value {
-        Value::Array(items) => {
-            if !protocol::allows_batches(version) {
-                return Err(GatewayError::InvalidRequest(
-                    format!("JSON-RPC batches are not supported in protocol version {version}"),
-                    None,
-                ));
-            }
-            if items.is_empty() {
-                return Err(GatewayError::InvalidRequest("empty batch".into(), None));
-            }
-            items
-        }
-        other => vec![other],
-    };
-    let messages = values
-        .into_iter()
-        .map(|value| match jsonrpc::classify(&value) {
-            Ok(kind) => Ok(Inbound { value, kind }),
-            Err(e) => {
-                let id = value
-                    .get("id")
-                    .filter(|id| id.is_string() || id.is_number())
-                    .cloned();
-                Err(GatewayError::InvalidRequest(e.to_string(), id))
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((messages, batch))
-}
-
 pub async fn get(
     State(gw): State<Arc<Gateway>>,
     Scope(svc): Scope,
+    Extension(caller): Extension<Caller>,
     h: HeaderMap,
 ) -> Result<Response, GatewayError> {
     if gw.draining.is_cancelled() {
         return Err(GatewayError::Draining);
     }
-    checks::origin(&gw.config, &h)?;
-    checks::accept_get(&h)?;
-    let version = checks::protocol_version(&h)?;
-    let named = checks::session(&svc.service, &h)?;
-    let resume = checks::last_event_id(&h)?;
+    let checks::CheckedGet {
+        version,
+        session,
+        resume,
+    } = checks::get(&h, limits(&gw, &svc))?;
     gw.require_bus()?;
-    let session = named.ok_or(GatewayError::SessionNotFound)?;
-    svc.sessions.find(&session).await?;
+    let session = session.ok_or(GatewayError::SessionNotFound)?;
+    svc.sessions.find_for(&session, &caller).await?;
     let (key, after) = match &resume {
         Some(id) => {
             if check_resume(&svc, &session, id).await? == Position::AtEnd {
@@ -273,7 +236,7 @@ pub async fn get(
     let rx = sse::open(&gw.nats, svc.stream.clone(), spec, gw.stream_cancel.clone())
         .await
         .map_err(|_| GatewayError::Unavailable)?;
-    let prelude = if resume.is_none() && protocol::primes_streams(&version) {
+    let prelude = if resume.is_none() && version.primes_streams() {
         vec![sse::priming(&EventId {
             stream: key,
             sequence: after,
@@ -286,7 +249,7 @@ pub async fn get(
     let ending = respond::Ending {
         finals: 1,
         deadline: None,
-        poll: gw.poll_for(&version),
+        poll: gw.poll_for(version),
         shutdown: gw.stream_cancel.clone(),
     };
     Ok(respond::sse(prelude, vec![rx], ending))
@@ -344,13 +307,13 @@ enum Position {
 pub async fn delete(
     State(gw): State<Arc<Gateway>>,
     Scope(svc): Scope,
+    Extension(caller): Extension<Caller>,
     h: HeaderMap,
 ) -> Result<Response, GatewayError> {
-    checks::origin(&gw.config, &h)?;
-    checks::protocol_version(&h)?;
-    let named = checks::session(&svc.service, &h)?;
+    let checked = checks::delete(&h, limits(&gw, &svc))?;
     gw.require_bus()?;
-    let session = named.ok_or(GatewayError::SessionNotFound)?;
+    let session = checked.session.ok_or(GatewayError::SessionNotFound)?;
+    svc.sessions.find_for(&session, &caller).await?;
     svc.sessions.close(&session).await?;
     // End the session's GET streams on every replica.
     if let Err(e) = gw.publish_control(&session, Control::Closed).await {
@@ -358,6 +321,14 @@ pub async fn delete(
     }
     tracing::info!(session = %session, "session deleted");
     Ok(StatusCode::OK.into_response())
+}
+
+/// What this gateway checks requests for `svc` against.
+fn limits<'a>(gw: &'a Gateway, svc: &'a Served) -> checks::Limits<'a> {
+    checks::Limits {
+        config: &gw.config,
+        service: &svc.service,
+    }
 }
 
 impl Gateway {
@@ -373,10 +344,8 @@ impl Gateway {
 
     /// How long a stream of this protocol version stays open in polling
     /// mode: only versions whose events carry ids a client resumes from.
-    fn poll_for(&self, version: &str) -> Option<std::time::Duration> {
-        self.config
-            .sse_poll
-            .filter(|_| protocol::primes_streams(version))
+    fn poll_for(&self, version: ProtocolVersion) -> Option<std::time::Duration> {
+        self.config.sse_poll.filter(|_| version.primes_streams())
     }
 
     /// Publishes a control marker on the session's GET stream; returns its sequence.
@@ -422,7 +391,7 @@ impl Gateway {
         let nonce = StreamKey::new_request();
         h.insert(
             async_nats::header::NATS_MESSAGE_ID,
-            inbound_msg_id(session, nonce.as_str()).as_str(),
+            msg_id::inbound(session, nonce.as_str()).as_str(),
         );
         match publish_acked(&self.js, subject, h, payload).await {
             Ok(ack) => Ok(ack.sequence),

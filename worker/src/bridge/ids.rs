@@ -66,7 +66,7 @@ mod tests {
     fn session(id: &str) -> UpstreamSession {
         UpstreamSession {
             id: Some(id.into()),
-            protocol_version: "2025-11-25".into(),
+            protocol_version: jetway_shared::protocol::ProtocolVersion::LATEST,
         }
     }
 

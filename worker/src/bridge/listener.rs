@@ -49,7 +49,8 @@ use crate::{
 use async_nats::jetstream::kv;
 use futures::StreamExt;
 use jetway_shared::{
-    kv_write,
+    backoff::Backoff,
+    kv_write, msg_id,
     service::Service,
     session::{SessionRecord, State, UpstreamSession},
     subjects::{self, SessionId, StreamKey},
@@ -152,7 +153,7 @@ impl Listeners {
 /// See [`Listeners::watch_expiries`]. A watch that ends (NATS went away)
 /// is opened again.
 async fn watch_expiries(service: Service, ctx: ListenerContext) {
-    let mut backoff = Duration::from_millis(100);
+    let mut retry = Backoff::unbounded(Duration::from_millis(100), Duration::from_secs(5)).jitter();
     loop {
         let (_, store) = ctx.claims.bucket();
         match store
@@ -160,7 +161,7 @@ async fn watch_expiries(service: Service, ctx: ListenerContext) {
             .await
         {
             Ok(mut watch) => {
-                backoff = Duration::from_millis(100);
+                retry.reset();
                 while let Some(entry) = watch.next().await {
                     let Ok(entry) = entry else { break };
                     if entry.operation == kv::Operation::Put {
@@ -175,8 +176,7 @@ async fn watch_expiries(service: Service, ctx: ListenerContext) {
             }
             Err(e) => tracing::debug!(error = %e, "cannot watch the listener leases"),
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        retry.sleep().await;
     }
 }
 
@@ -212,7 +212,7 @@ async fn listen(
 ) {
     let headers = SessionHeaders {
         id: upstream.id.as_deref(),
-        version: Some(&upstream.protocol_version),
+        version: Some(upstream.protocol_version),
     };
     let (js, store) = ctx.claims.bucket();
     let mut recorder = match Recorder::open(js.clone(), store.clone(), &session).await {
@@ -252,6 +252,7 @@ async fn listen(
     let mut renew = tokio::time::interval(RENEW);
     renew.tick().await;
     tracing::info!(session = %session, resumed, "listening to the upstream session's stream");
+    let mut retry = Backoff::unbounded(Duration::from_millis(200), Duration::from_secs(2)).jitter();
     let why = 'connect: loop {
         let opened = ctx
             .upstream
@@ -260,7 +261,10 @@ async fn listen(
         // `None`: no stream to relay, but still the client's messages to
         // pass on and the session's end to watch for.
         let mut events = match opened {
-            Ok(Listen::Open(events)) => Some(events),
+            Ok(Listen::Open(events)) => {
+                retry.reset();
+                Some(events)
+            }
             Ok(Listen::NotOffered) => None,
             Err(UpstreamError::SessionNotFound) => break Wanted::Elsewhere,
             Err(e) => {
@@ -275,7 +279,7 @@ async fn listen(
                     continue;
                 }
                 tracing::debug!(error = %e, "upstream stream not open; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                retry.sleep().await;
                 match still_wanted(&ctx, &session, &upstream, &key, &mut revision).await {
                     Wanted::Yes => continue,
                     other => break other,
@@ -291,7 +295,7 @@ async fn listen(
                             Some(id) => event_tag(&upstream, id),
                             None => {
                                 relayed += 1;
-                                format!("up.{revision}.{relayed}")
+                                msg_id::listener_tag(revision, relayed)
                             }
                         };
                         if let Some(message) = for_client(message, &upstream) {
@@ -314,7 +318,7 @@ async fn listen(
                     }
                     // Broke off: reconnect after the last event seen.
                     Some(Err(_)) | None => {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        retry.sleep().await;
                         continue 'connect;
                     }
                 },
@@ -367,7 +371,7 @@ fn event_tag(upstream: &UpstreamSession, id: &str) -> String {
         format!("{}\n{id}", upstream.id.as_deref().unwrap_or_default()).as_bytes(),
     );
     let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    format!("up.{hex}")
+    msg_id::listener_event_tag(&hex)
 }
 
 /// The next event of the upstream's stream; never, when there is none.

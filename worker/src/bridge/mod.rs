@@ -55,8 +55,9 @@ use crate::{
 };
 use futures::StreamExt;
 use jetway_shared::{
+    backoff::Backoff,
     jsonrpc::{self, method},
-    publish::Backoff,
+    protocol::{ProtocolVersion, UnknownVersion},
     session::{State, UpstreamSession, update_record},
     subjects::SessionId,
 };
@@ -264,22 +265,32 @@ impl Bridge {
             Ok(Reply::Accepted) => return Err(self.failure(request, accepted_request())),
             Err(e) => return Err(self.failure(request, e)),
         };
-        let Some(version) = answer
-            .pointer("/result/protocolVersion")
-            .and_then(Value::as_str)
-        else {
+        let version = match negotiated(&answer) {
             // An error: the client sees it as the upstream sent it.
-            return Ok(self.answer(ctx, request, answer).await);
+            None => return Ok(self.answer(ctx, request, answer).await),
+            Some(Ok(version)) => version,
+            Some(Err(unknown)) => {
+                let headers = SessionHeaders {
+                    id: session.as_deref(),
+                    version: None,
+                };
+                self.upstream().end(headers).await;
+                return Err(Stop::Answer(jsonrpc::error(
+                    Some(&request.id),
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("the upstream negotiated {unknown}"),
+                )));
+            }
         };
         let upstream = UpstreamSession {
             id: session,
-            protocol_version: version.to_owned(),
+            protocol_version: version,
         };
         self.initialized(&upstream, ctx).await;
         let js = ctx.publisher.jetstream();
         let recorded = update_record(js, ctx.sessions, request.session.as_str(), |r| {
             r.state = State::Active;
-            r.protocol_version = upstream.protocol_version.clone();
+            r.protocol_version = upstream.protocol_version;
             r.upstream = Some(upstream.clone());
             true
         });
@@ -322,17 +333,20 @@ impl Bridge {
             Ok(Reply::Accepted) => return Err(Stop::HandBack(accepted_request().to_string())),
             Err(e) => return Err(Stop::HandBack(format!("re-initializing the upstream: {e}"))),
         };
-        let Some(version) = answer
-            .pointer("/result/protocolVersion")
-            .and_then(Value::as_str)
-        else {
-            return Err(Stop::HandBack(format!(
-                "the upstream refused to initialize: {answer}"
-            )));
+        let version = match negotiated(&answer) {
+            Some(Ok(version)) => version,
+            Some(Err(unknown)) => {
+                return Err(Stop::HandBack(format!("the upstream negotiated {unknown}")));
+            }
+            None => {
+                return Err(Stop::HandBack(format!(
+                    "the upstream refused to initialize: {answer}"
+                )));
+            }
         };
         let fresh = UpstreamSession {
             id,
-            protocol_version: version.to_owned(),
+            protocol_version: version,
         };
         self.initialized(&fresh, ctx).await;
         let mut current = None;
@@ -506,15 +520,21 @@ impl Bridge {
         request: &Request,
         answer: Value,
     ) -> Result<Outcome, Stop> {
-        let version = answer
-            .pointer("/result/protocolVersion")
-            .and_then(Value::as_str)
-            .unwrap_or(jetway_shared::protocol::LATEST)
-            .to_owned();
+        let version = match negotiated(&answer) {
+            Some(Ok(version)) => version,
+            Some(Err(unknown)) => {
+                return Err(Stop::Answer(jsonrpc::error(
+                    Some(&request.id),
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("the upstream negotiated {unknown}"),
+                )));
+            }
+            None => ProtocolVersion::LATEST,
+        };
         let js = ctx.publisher.jetstream();
         let recorded = update_record(js, ctx.sessions, request.session.as_str(), |r| {
             r.state = State::Active;
-            r.protocol_version = version.clone();
+            r.protocol_version = version;
             true
         });
         if let Err(e) = recorded.await {
@@ -549,6 +569,7 @@ impl Bridge {
             .await
             .map_err(|e| Stop::HandBack(e.to_string()))?;
         let params = ctx.record.client.clone();
+        let mut again = Backoff::unbounded(Duration::from_millis(50), Duration::from_millis(500));
         for _ in 0..20 {
             let owner = match owners.owner(&env, &request.session, &params).await {
                 Ok(o) => o,
@@ -573,7 +594,7 @@ impl Bridge {
                         // Between the lease and the process (it is starting,
                         // or just ended): look again.
                         owned::Remote::Returned(owned::Returned::NotOwner) => {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            again.sleep().await;
                             continue;
                         }
                         owned::Remote::Returned(r) => return self.returned(ctx, request, r).await,
@@ -722,11 +743,18 @@ impl Conversation for StdioConversation<'_> {
     }
 }
 
+/// The version an `initialize` answer negotiated: `None` for an error
+/// answer, an error for a version Jetway does not speak.
+fn negotiated(answer: &Value) -> Option<Result<ProtocolVersion, UnknownVersion>> {
+    let version = answer.pointer("/result/protocolVersion")?.as_str()?;
+    Some(version.parse())
+}
+
 /// The upstream session headers of `s`.
 fn headers(s: &UpstreamSession) -> SessionHeaders<'_> {
     SessionHeaders {
         id: s.id.as_deref(),
-        version: Some(&s.protocol_version),
+        version: Some(s.protocol_version),
     }
 }
 

@@ -48,7 +48,8 @@ use crate::{
 use async_nats::jetstream::kv;
 use futures::StreamExt;
 use jetway_shared::{
-    jsonrpc, kv_write,
+    jsonrpc, kv_write, msg_id,
+    protocol::ProtocolVersion,
     service::Service,
     session::{SessionRecord, State, UpstreamSession},
     subjects::{self, SessionId, StreamKey},
@@ -416,7 +417,7 @@ impl Keeper {
         let nonce = format!("{:016x}", rand::random::<u64>());
         let tag = UpstreamSession {
             id: Some(format!("stdio.{}.{nonce}", self.session)),
-            protocol_version: String::new(),
+            protocol_version: ProtocolVersion::LATEST,
         };
         let mut client =
             client_messages::ClientMessages::follow(&self.env.answers, &self.session, None)
@@ -434,7 +435,7 @@ impl Keeper {
                     Ok(Some(line)) => {
                         if let Ok(msg) = serde_json::from_str::<Value>(&line) {
                             relayed += 1;
-                            self.dispatch(msg, &tag, &format!("stdio.{nonce}.{relayed}")).await;
+                            self.dispatch(msg, &tag, &msg_id::stdio_tag(&nonce, relayed)).await;
                         }
                     }
                     _ => break ("the process ended", true),
@@ -681,13 +682,14 @@ async fn run_forwarded(owners: &Owners, env: &Env, f: Forwarded) -> Returned {
         Ok(i) => i,
         Err(e) => return hand_back(&format!("could not follow client messages: {e}")),
     };
+    let raw = f.raw;
     let request = Request {
         session,
         stream,
-        id: f.raw["id"].clone(),
+        id: raw["id"].clone(),
         method,
-        raw: f.raw,
-        message: Err("forwarded to the process owner".into()),
+        raw: raw.clone(),
+        message: rmcp::service::RxJsonRpcMessage::<rmcp::RoleServer>::deserialize(&raw),
     };
     let mut io = Io {
         publisher: &env.publisher,

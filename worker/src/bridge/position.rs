@@ -12,6 +12,7 @@
 use async_nats::jetstream::{Context, kv};
 use jetway_shared::{
     kv_write::{self, Expect, WriteError},
+    msg_id,
     subjects::{self, SessionId},
 };
 use serde::{Deserialize, Serialize};
@@ -89,7 +90,7 @@ impl Recorder {
         }
         let started = std::time::Instant::now();
         let value = serde_json::to_vec(position).unwrap_or_default().into();
-        let id = subjects::listener_position_write_id(&self.session, &self.listener, self.revision);
+        let id = msg_id::listener_position_write(&self.session, &self.listener, self.revision);
         let wrote = kv_write::write(
             &self.js,
             &self.store,

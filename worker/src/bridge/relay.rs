@@ -131,7 +131,11 @@ impl Relay<'_> {
             stream: &stream,
             payload: serde_json::to_vec(&msg).unwrap_or_default(),
             kind: Out::Message {
-                tag: format!("{}.{}.u{}", self.request.stream, ctx.delivery, self.sent),
+                tag: jetway_shared::msg_id::upstream_tag(
+                    &self.request.stream,
+                    ctx.delivery,
+                    self.sent,
+                ),
             },
         };
         ctx.publisher

@@ -270,7 +270,7 @@ impl Pool {
             "id": "jetway-bridge-init",
             "method": "initialize",
             "params": {
-                "protocolVersion": jetway_shared::protocol::LATEST,
+                "protocolVersion": jetway_shared::protocol::ProtocolVersion::LATEST,
                 // The processes serve every session. Sampling and elicitation
                 // happen inside a request, so they reach that request's client;
                 // roots belong to a connection, which a pooled process does

@@ -4,14 +4,12 @@
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use jetway_shared::protocol::ProtocolVersion;
 use reqwest::{StatusCode, header};
 use serde_json::Value;
 use std::{pin::Pin, time::Duration};
 
-/// The header naming the upstream session.
-pub const SESSION_HEADER: &str = "mcp-session-id";
-/// The header naming the negotiated protocol version.
-pub const VERSION_HEADER: &str = "mcp-protocol-version";
+pub use jetway_shared::protocol::{SESSION_HEADER, VERSION_HEADER};
 
 /// Why the upstream could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +76,7 @@ pub enum Listen {
 #[derive(Clone, Copy)]
 pub struct SessionHeaders<'a> {
     pub id: Option<&'a str>,
-    pub version: Option<&'a str>,
+    pub version: Option<ProtocolVersion>,
 }
 
 impl Upstream {
@@ -89,6 +87,7 @@ impl Upstream {
         headers: header::HeaderMap,
         connect_timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
+        jetway_shared::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
@@ -119,7 +118,7 @@ impl Upstream {
             req = req.header(SESSION_HEADER, id);
         }
         if let Some(v) = session.version {
-            req = req.header(VERSION_HEADER, v);
+            req = req.header(VERSION_HEADER, v.as_str());
         }
         let resp = tokio::time::timeout(response_timeout, req.send())
             .await
@@ -185,10 +184,10 @@ impl Upstream {
             req = req.header(SESSION_HEADER, id);
         }
         if let Some(v) = session.version {
-            req = req.header(VERSION_HEADER, v);
+            req = req.header(VERSION_HEADER, v.as_str());
         }
         if let Some(id) = last_event_id {
-            req = req.header("last-event-id", id);
+            req = req.header(jetway_shared::protocol::LAST_EVENT_ID, id);
         }
         let resp = tokio::time::timeout(response_timeout, req.send())
             .await
@@ -212,7 +211,7 @@ impl Upstream {
             .headers(self.headers.clone())
             .header(SESSION_HEADER, id);
         if let Some(v) = session.version {
-            req = req.header(VERSION_HEADER, v);
+            req = req.header(VERSION_HEADER, v.as_str());
         }
         if let Err(e) = req.send().await {
             tracing::debug!(error = %e, "could not end the upstream session");

@@ -83,7 +83,11 @@ impl ServerHandler for Builtin {
         Cow::Owned(
             ProtocolVersion::KNOWN_VERSIONS
                 .iter()
-                .filter(|v| jetway_shared::protocol::is_supported(v.as_str()))
+                .filter(|v| {
+                    jetway_shared::protocol::ProtocolVersion::parse(v.as_str()).is_some_and(|v| {
+                        v.served_on(jetway_shared::protocol::Transport::StreamableHttp)
+                    })
+                })
                 .cloned()
                 .collect(),
         )

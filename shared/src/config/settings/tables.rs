@@ -80,6 +80,59 @@ pub const GATEWAY: &[Setting] = &[
         "end SSE streams after this long with a `retry` hint (polling)",
     )
     .noted("off"),
+    Setting::without_value(
+        "public_url",
+        "none",
+        "the URL clients reach this gateway at (scheme, host, any path prefix), without `/mcp`: names the protected resource when auth is on",
+    ),
+    Setting::without_value(
+        "auth_issuer",
+        "off",
+        "OAuth: the authorization server whose bearer JWTs the gateway accepts; unset, auth is off",
+    ),
+    Setting::without_value(
+        "auth_jwks_url",
+        "from the issuer's metadata",
+        "OAuth: where the issuer publishes its signing keys (JWKS)",
+    ),
+    Setting::without_value(
+        "auth_audience",
+        "the resource URL",
+        "OAuth: the `aud` tokens must carry; by default `public_url` plus the request's path (`…/mcp`)",
+    ),
+    Setting::new(
+        "auth_algorithms",
+        &[
+            "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+        ],
+        "OAuth: signature algorithms accepted (asymmetric only)",
+    ),
+    Setting::new(
+        "auth_leeway_secs",
+        &["30"],
+        "OAuth: clock skew allowed on `exp` and `nbf`",
+    ),
+    Setting::without_value("auth_scopes", "none", "OAuth: scopes every request needs"),
+    Setting::without_value(
+        "auth_method_scopes",
+        "none",
+        "OAuth: scopes by method, `method=scope` items (`tools/call=mcp:tools`)",
+    ),
+    Setting::without_value(
+        "auth_tool_scopes",
+        "none",
+        "OAuth: scopes by tool, `tool=scope` items (`delete_repo=admin`)",
+    ),
+    Setting::new(
+        "auth_jwks_refresh_secs",
+        &["300"],
+        "OAuth: how old the cached keys may get before they are fetched again (an unknown `kid` fetches at once, at most every 10 s)",
+    ),
+    Setting::new(
+        "auth_fetch_timeout_ms",
+        &["5000"],
+        "OAuth: timeout of a metadata or JWKS fetch",
+    ),
     GRACE_PERIOD_SECS,
 ];
 
