@@ -17,12 +17,14 @@
 //! - [`sessions`] — session records in KV: create, look up, close.
 //! - [`auth`] — OAuth bearer tokens, scopes, and the resource metadata.
 //! - [`health`] — `/healthz` and `/readyz`.
+//! - [`inflight`] — requests in flight per session, bounded.
 //! - [`error`] — `GatewayError`, the HTTP edge's errors as values.
 
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod inflight;
 pub mod served;
 pub mod sessions;
 pub mod sse;
@@ -40,6 +42,10 @@ use jetway_shared::setup::{self, SetupError};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// Room left in NATS's `max_payload` for the headers Jetway adds to a
+/// client message (ids, kind, trace context).
+pub const PUBLISH_HEADROOM: usize = 8 * 1024;
 
 /// Response header naming the gateway instance that served a request.
 pub const INSTANCE_HEADER: &str = "jetway-instance";
@@ -59,6 +65,8 @@ pub struct Gateway {
     pub connects: tokio::sync::watch::Receiver<u64>,
     /// Token checks; `None` when auth is off.
     pub auth: Option<auth::verify::Verifier>,
+    /// Requests each session streams on this replica.
+    pub inflight: Arc<inflight::InFlight>,
 }
 
 /// The axum application for a gateway.
@@ -131,8 +139,22 @@ pub async fn run(
         ),
         None => None,
     };
+    let mut config = config;
+    // A message over NATS's max_payload would be refused at publish time,
+    // after the client was told nothing: refuse it at the edge instead.
+    let max_payload = nats.server_info().max_payload;
+    let fits = max_payload.saturating_sub(PUBLISH_HEADROOM);
+    if config.max_body_bytes > fits {
+        tracing::info!(
+            max_body_bytes = config.max_body_bytes,
+            max_payload,
+            "max_body_bytes lowered to fit NATS's max_payload"
+        );
+        config.max_body_bytes = fits.max(1);
+    }
     let gw = Arc::new(Gateway {
         auth,
+        inflight: inflight::InFlight::new(config.max_inflight_per_session),
         services: served::Services::new(services),
         config,
         nats,

@@ -28,6 +28,8 @@ pub const DEADLINE_EXCEEDED: i64 = -32004;
 pub const UNAUTHORIZED: i64 = -32005;
 /// The credentials lack a scope the request needs (HTTP 403).
 pub const INSUFFICIENT_SCOPE: i64 = -32006;
+/// Too many requests of one session in flight (HTTP 429).
+pub const TOO_MANY_REQUESTS: i64 = -32007;
 
 /// Method names the gateway and worker runtime treat specially.
 pub mod method {

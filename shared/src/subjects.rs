@@ -283,9 +283,13 @@ pub struct EventId {
 }
 
 impl EventId {
-    /// Parses a `Last-Event-ID` header value.
+    /// Parses a `Last-Event-ID` header value: `<stream key>-<sequence>`,
+    /// the sequence in decimal digits only (no sign, no spaces inside).
     pub fn parse(s: &str) -> Option<Self> {
         let (key, seq) = s.trim().rsplit_once('-')?;
+        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
         Some(Self {
             stream: StreamKey::parse(key)?,
             sequence: seq.parse().ok()?,

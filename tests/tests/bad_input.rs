@@ -84,7 +84,17 @@ impl Stack {
     /// Two sessions (the first created on A, the second on B), each with
     /// its counter at 1.
     async fn two_sessions(&self) -> Result<(McpClient, McpClient)> {
-        let first = McpClient::initialize(&self.a()).await?;
+        self.two_sessions_first_at(None).await
+    }
+
+    /// [`Stack::two_sessions`], the first negotiating `version` (batches
+    /// need a 2025-03-26 session).
+    async fn two_sessions_first_at(&self, version: Option<&str>) -> Result<(McpClient, McpClient)> {
+        let mut params = jetway_tests::mcp::default_initialize_params();
+        if let Some(v) = version {
+            params["protocolVersion"] = json!(v);
+        }
+        let first = McpClient::initialize_with(&self.a(), params).await?;
         let second = McpClient::initialize(&self.b()).await?;
         assert_eq!(increment(&first, &self.a()).await?, 1);
         assert_eq!(increment(&second, &self.b()).await?, 1);
@@ -641,7 +651,7 @@ async fn oversized_body_is_413() -> Result<()> {
 #[tokio::test]
 async fn batches_only_in_2025_03_26() -> Result<()> {
     let s = Stack::start().await?;
-    let (client, other) = s.two_sessions().await?;
+    let (client, other) = s.two_sessions_first_at(Some("2025-03-26")).await?;
     let good = session_headers(&client);
     let v2025_03 = with(&good, "mcp-protocol-version", Some("2025-03-26"));
     let batch = json!([
@@ -856,7 +866,7 @@ async fn json_response_mode_answers_with_a_json_object() -> Result<()> {
     let s = Stack::start().await?;
     let json_gw = s.gateway_with(&["--json-response"]).await?;
     let url = json_gw.mcp_url();
-    let (client, other) = s.two_sessions().await?;
+    let (client, other) = s.two_sessions_first_at(Some("2025-03-26")).await?;
     let good = session_headers(&client);
 
     let got = client

@@ -78,6 +78,37 @@ fn only_a_missing_session_header_is_an_error() {
 }
 
 #[test]
+fn last_event_id_edge_cases_are_400_never_accepted() {
+    let ok = |v: &'static str| last_event_id(&with(LAST_EVENT_ID, v));
+    assert!(matches!(ok("get-5"), Ok(Some(_))));
+    for bad in [
+        "get-",
+        "-5",
+        "get-99999999999999999999999",
+        "get-18446744073709551616",
+        "get-0",
+        "get - 5",
+        "get-5\t6",
+        "get-5-6",
+        "get-+5",
+        "",
+    ] {
+        assert!(
+            matches!(ok(bad), Err(GatewayError::MalformedEventId)),
+            "{bad:?}: {:?}",
+            ok(bad)
+        );
+    }
+    let mut two = HeaderMap::new();
+    two.append(LAST_EVENT_ID, HeaderValue::from_static("get-5"));
+    two.append(LAST_EVENT_ID, HeaderValue::from_static("get-6"));
+    assert!(matches!(
+        last_event_id(&two),
+        Err(GatewayError::MalformedEventId)
+    ));
+}
+
+#[test]
 fn content_type_allows_parameters() {
     assert!(content_type(&with("content-type", "application/json; charset=utf-8")).is_ok());
     assert!(content_type(&with("content-type", "text/plain")).is_err());
@@ -680,6 +711,61 @@ fn rows() -> Vec<Row> {
             vec![],
             j(json!({"jsonrpc": "2.0", "id": "s1", "result": {}})),
             existing(1, false),
+        ),
+        // Host (403): the loopback names when listening on loopback.
+        row(
+            "POST foreign Host",
+            Post,
+            vec![("host", Some("evil.example"))],
+            j(call(1)),
+            err(403, INVALID_REQUEST),
+        ),
+        row(
+            "GET foreign Host",
+            Get,
+            vec![("host", Some("localhost.evil.example:8080"))],
+            None,
+            err(403, INVALID_REQUEST),
+        ),
+        row(
+            "DELETE foreign Host",
+            Delete,
+            vec![("host", Some("10.0.0.1:8080"))],
+            None,
+            err(403, INVALID_REQUEST),
+        ),
+        row(
+            "POST loopback Host with a port",
+            Post,
+            vec![("host", Some("127.0.0.1:8080"))],
+            j(call(1)),
+            existing(1, false),
+        ),
+        // Size caps: batch length, initialize params.
+        row(
+            "batch of 101 messages (max 100)",
+            Post,
+            vec![v0326],
+            j(Value::Array(vec![ping.clone(); 101])),
+            err(400, INVALID_REQUEST),
+        ),
+        row(
+            "batch of 100 messages",
+            Post,
+            vec![v0326],
+            j(Value::Array(vec![ping.clone(); 100])),
+            existing(100, true),
+        ),
+        row(
+            "initialize params over max_initialize_bytes",
+            Post,
+            vec![no_sid],
+            j({
+                let mut big = init("2025-11-25");
+                big["params"]["clientInfo"]["name"] = json!("x".repeat(70_000));
+                big
+            }),
+            Want::Error(400, INVALID_REQUEST, json!(0)),
         ),
         // Batches: only in 2025-03-26, never empty, never with initialize.
         row(

@@ -58,7 +58,31 @@ pub const GATEWAY: &[Setting] = &[
         "allowed `Origin` values; `*` allows any",
     )
     .noted("any port"),
-    Setting::new("max_body_bytes", &["1048576"], "larger bodies get 413"),
+    Setting::new(
+        "max_body_bytes",
+        &["1048576"],
+        "larger bodies get 413; lowered to what NATS accepts (its `max_payload` less 8 KiB for headers) if that is less",
+    ),
+    Setting::without_value(
+        "allowed_hosts",
+        "loopback names when `listen` is loopback, else any",
+        "allowed `Host` values (DNS rebinding), `*` for any; one without a port allows every port",
+    ),
+    Setting::new(
+        "max_batch_messages",
+        &["100"],
+        "messages in one JSON-RPC batch (2025-03-26 sessions only); more get 400",
+    ),
+    Setting::new(
+        "max_initialize_bytes",
+        &["65536"],
+        "size of `initialize` params, which the session record keeps; larger get 400",
+    ),
+    Setting::new(
+        "max_inflight_per_session",
+        &["64"],
+        "requests of one session a gateway replica streams at once; more get 429",
+    ),
     Setting::new(
         "json_response",
         &["false"],
