@@ -557,7 +557,10 @@ impl Bridge {
             claims: ctx.claims.clone(),
             sessions: ctx.sessions.clone(),
         };
-        let unavailable = |e: &dyn std::fmt::Display| {
+        let unavailable = |e: &owned::OwnError| {
+            if let (owned::OwnError::Process(_), Some(health)) = (e, self.health.get()) {
+                health.set_upstream_reachable(false);
+            }
             Stop::Answer(jsonrpc::error(
                 Some(&request.id),
                 jsonrpc::SERVICE_UNAVAILABLE,
