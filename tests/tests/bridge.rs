@@ -1538,3 +1538,48 @@ async fn the_reference_servers_progress_and_sampling_pass_through_its_own_per_se
     assert_eq!(started, 1, "one process for the session");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_cancelled_call_on_a_per_session_stdio_process_is_cancelled_upstream_and_frees_it()
+-> Result<()> {
+    let nats = NatsServer::start().await?;
+    let workers = per_session_workers(&nats, 2, &[]).await?;
+    let gateways = [
+        Gateway::start(&nats.url()).await?,
+        Gateway::start(&nats.url()).await?,
+    ];
+    let client = McpClient::initialize(&gateways[0].mcp_url()).await?;
+    let id = json!("slow-to-cancel");
+    let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                      "params": {"name": "slow", "arguments": {"seconds": 30}}});
+    let _stream = client
+        .send_message(&gateways[0].mcp_url(), &call, Some(id.clone()))
+        .await?;
+    jetway_tests::eventually(EVENT_TIMEOUT, || async {
+        anyhow::Ok(workers.iter().any(|w| w.log().contains("slow: waiting")))
+    })
+    .await
+    .context("the call never reached the process")?;
+
+    // Cancelled through the other gateway: the process stops the call (it
+    // never counts) and takes the next one at once, not after 30 s.
+    let told = client
+        .notify(
+            &gateways[1].mcp_url(),
+            "notifications/cancelled",
+            json!({"requestId": id, "reason": "test"}),
+        )
+        .await?;
+    assert_eq!(told.status, reqwest::StatusCode::ACCEPTED);
+    let started = Instant::now();
+    assert_eq!(
+        tool(&client, &gateways[1].mcp_url(), "count", json!({})).await?,
+        1
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
