@@ -323,13 +323,41 @@ pub fn claim_key(session: &SessionId, key: &StreamKey) -> String {
 /// session's upstream GET stream (not a stream key: no request's claim
 /// shares it).
 pub fn listener_key(session: &SessionId) -> String {
-    format!("{session}.listener")
+    format!("{session}.{LISTENER_SUFFIX}")
+}
+
+/// The last token of every [`listener_key`].
+pub const LISTENER_SUFFIX: &str = "listener";
+
+/// The session a [`listener_key`] of `service` names.
+pub fn session_of_listener_key(service: &Service, key: &str) -> Option<SessionId> {
+    let session = key.strip_suffix(LISTENER_SUFFIX)?.strip_suffix('.')?;
+    SessionId::parse(service, session).ok()
+}
+
+/// Key, in the claims bucket, of where a bridged session's listener got
+/// to: the last upstream event it relayed and the last client message it
+/// read, so the next listener resumes there.
+pub fn listener_position_key(session: &SessionId) -> String {
+    format!("{session}.listened")
 }
 
 /// Core subject on which the worker process `nonce` of `service` answers
 /// "do you still run this request?" (see the worker's claims).
 pub fn probe(service: &Service, nonce: &str) -> String {
     format!("{}.{nonce}", service.probe_root())
+}
+
+/// Key, in the claims bucket, of the lease on a session's own stdio
+/// upstream process (`upstream_stdio = "session"`): its holder runs it.
+pub fn stdio_owner_key(session: &SessionId) -> String {
+    format!("{session}.stdio")
+}
+
+/// Core subject on which the worker process answering probes on `probe`
+/// takes requests for the stdio upstream processes it owns.
+pub fn stdio_owner(probe: &str) -> String {
+    format!("{probe}.stdio")
 }
 
 #[cfg(test)]
@@ -347,6 +375,22 @@ mod tests {
                 .all(|b| b.is_ascii_graphic() && !b".*>".contains(&b))
         );
         assert_ne!(SessionId::generate(&svc, 0), id);
+    }
+
+    #[test]
+    fn a_listener_key_names_its_session_and_no_other_key_does() {
+        let svc = Service::default();
+        let id = SessionId::generate(&svc, 0);
+        let key = listener_key(&id);
+        assert_eq!(session_of_listener_key(&svc, &key), Some(id.clone()));
+        for other in [
+            listener_position_key(&id),
+            stdio_owner_key(&id),
+            claim_key(&id, &StreamKey::new_request()),
+            "listener".to_owned(),
+        ] {
+            assert_eq!(session_of_listener_key(&svc, &other), None, "{other}");
+        }
     }
 
     #[test]

@@ -27,6 +27,31 @@ use tokio::sync::{mpsc, watch};
 /// Messages the inbound follower may buffer for a request loop.
 const INBOUND_BUFFER: usize = 64;
 
+/// What a follower passes on for each stored client message: the message
+/// (what a request needs), or the message with its stream sequence (what
+/// the bridge's listener records as its position).
+pub trait Inbound: Send + 'static {
+    fn stored(seq: u64, message: Value) -> Self;
+}
+
+impl Inbound for Value {
+    fn stored(_: u64, message: Value) -> Self {
+        message
+    }
+}
+
+/// A client message and its stream sequence.
+pub struct Sequenced {
+    pub seq: u64,
+    pub message: Value,
+}
+
+impl Inbound for Sequenced {
+    fn stored(seq: u64, message: Value) -> Self {
+        Self { seq, message }
+    }
+}
+
 /// Read access to the session stream, shared by every request.
 #[derive(Clone)]
 pub struct Answers {
@@ -114,11 +139,11 @@ impl Answers {
     /// until it is dropped).
     ///
     /// Subscribes before reading history, so nothing falls between the two.
-    pub async fn inbound_after(
+    pub async fn inbound_after<T: Inbound>(
         &self,
         session: &SessionId,
         after: u64,
-    ) -> Result<(Vec<Value>, mpsc::Receiver<Value>), async_nats::SubscribeError> {
+    ) -> Result<(Vec<T>, mpsc::Receiver<T>), async_nats::SubscribeError> {
         let live = self.nats.subscribe(session.live_in_msg()).await?;
         let (tx, rx) = mpsc::channel(INBOUND_BUFFER);
         let mut follower = Follower {
@@ -135,17 +160,17 @@ impl Answers {
     }
 }
 
-struct Follower {
+struct Follower<T> {
     stream: Stream<()>,
     subject: String,
     /// Stream sequence of the last message passed on.
     last: u64,
-    tx: mpsc::Sender<Value>,
+    tx: mpsc::Sender<T>,
     /// While reading what was stored before the request ran: collected here.
-    history: Option<Vec<Value>>,
+    history: Option<Vec<T>>,
 }
 
-impl Follower {
+impl<T: Inbound> Follower<T> {
     async fn run(mut self, mut live: async_nats::Subscriber, mut connects: watch::Receiver<u64>) {
         connects.mark_unchanged();
         loop {
@@ -206,6 +231,7 @@ impl Follower {
         let Ok(v) = serde_json::from_slice::<Value>(payload) else {
             return Ok(());
         };
+        let v = T::stored(seq, v);
         match &mut self.history {
             Some(h) => {
                 h.push(v);

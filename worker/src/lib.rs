@@ -151,6 +151,7 @@ pub async fn run_handler<H: handler::Handler>(
         sessions: resources.sessions,
         state: resources.state,
     });
+    runtime.handler.started(&runtime.shared());
     consumer::run(runtime, puller, health, shutdown).await;
     http_stop.cancel();
     let _ = http.await;

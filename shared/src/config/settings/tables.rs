@@ -205,7 +205,17 @@ pub const WORKER: &[Setting] = &[
     Setting::new(
         "upstream_processes",
         &["4"],
-        "stdio upstream processes per bridge worker (one request each at a time)",
+        "stdio upstream processes per bridge worker (one request each at a time); with `upstream_stdio = \"session\"`, the most it runs",
+    ),
+    Setting::new(
+        "upstream_stdio",
+        &["shared"],
+        "stdio upstream processes: `shared` (a pool serving every session) or `session` (one per session, on one worker)",
+    ),
+    Setting::new(
+        "upstream_idle_secs",
+        &["300"],
+        "how long a session's own stdio process (`upstream_stdio = \"session\"`) lives without a request",
     ),
     Setting::without_value(
         "upstream_headers",
