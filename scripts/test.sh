@@ -13,6 +13,8 @@ export NATS_SERVER_BIN="$PWD/.local/bin/nats-server"
 bash scripts/install-upstreams.sh
 # Prometheus and promtool for the metrics test (Debian package, pinned).
 bash scripts/install-prometheus.sh
+# The load balancer of the HTTP+SSE tests (HAProxy, Debian's package, pinned).
+bash scripts/install-haproxy.sh
 
 # Build the binaries the integration tests start, once, before the tests run.
 cargo build --workspace --bins

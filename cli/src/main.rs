@@ -10,6 +10,8 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Every HTTP client of the process uses rustls with ring.
+    jetway_shared::tls::install_crypto_provider();
     let cli = Cli::parse_args();
     let config = match Config::load(&cli) {
         Ok(c) => c,

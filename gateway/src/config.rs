@@ -38,10 +38,29 @@ pub struct Args {
     #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_origins: Option<Vec<String>>,
-    /// Largest accepted request body in bytes. [default: 1048576]
+    /// Largest accepted request body in bytes (lowered to NATS's
+    /// max_payload less 8 KiB if that is less). [default: 1048576]
     #[arg(long, value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
+    /// Allowed `Host` values, comma-separated (`*` allows any); one without
+    /// a port allows every port of its host.
+    /// [default: loopback names when `listen` is loopback, else any]
+    #[arg(long, value_name = "HOSTS", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Messages in one JSON-RPC batch (2025-03-26 sessions only). [default: 100]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_messages: Option<usize>,
+    /// Largest `initialize` params, in bytes (the session record keeps them). [default: 65536]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_initialize_bytes: Option<usize>,
+    /// Requests of one session this gateway streams at once; more get 429. [default: 64]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_inflight_per_session: Option<usize>,
     /// Answer requests with a single JSON response instead of an SSE stream. [default: false]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,7 +137,12 @@ pub struct Config {
     pub services: Vec<Service>,
     pub listen: SocketAddr,
     pub allowed_origins: Vec<String>,
+    /// `None`: any host.
+    pub allowed_hosts: Option<Vec<String>>,
     pub max_body_bytes: usize,
+    pub max_batch_messages: usize,
+    pub max_initialize_bytes: usize,
+    pub max_inflight_per_session: usize,
     pub json_response: bool,
     pub request_timeout: Duration,
     pub keep_alive: Duration,
@@ -127,6 +151,10 @@ pub struct Config {
     /// OAuth token checks; `None`: auth is off.
     pub auth: Option<crate::auth::settings::AuthConfig>,
 }
+
+/// Hosts allowed when none are configured and the gateway listens on a
+/// loopback address: the loopback names, any port.
+pub const LOCAL_HOSTS: &[&str] = &["localhost", "127.0.0.1", "[::1]"];
 
 /// Origins allowed when none are configured: the loopback host names, any port.
 pub const LOCAL_ORIGINS: &[&str] = &["http://localhost", "http://127.0.0.1", "http://[::1]"];
@@ -148,6 +176,16 @@ impl Config {
             "allowed_origins",
             LOCAL_ORIGINS.iter().map(|s| s.to_string()).collect(),
         );
+        let loopback = parsed_listen.as_ref().is_ok_and(|a| a.ip().is_loopback());
+        let hosts: Vec<String> = f.get_list(
+            "allowed_hosts",
+            if loopback {
+                LOCAL_HOSTS.iter().map(|s| s.to_string()).collect()
+            } else {
+                vec!["*".to_owned()]
+            },
+        );
+        let hosts = (!hosts.iter().any(|h| h == "*")).then_some(hosts);
         let mut services = Vec::new();
         for name in f.get_list("services", vec![jetway_shared::service::DEFAULT.to_owned()]) {
             match Service::parse(&name) {
@@ -160,7 +198,11 @@ impl Config {
             services,
             listen: parsed_listen.unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
             allowed_origins: origins,
+            allowed_hosts: hosts,
             max_body_bytes: f.get("max_body_bytes", 1024 * 1024),
+            max_batch_messages: f.get("max_batch_messages", 100),
+            max_initialize_bytes: f.get("max_initialize_bytes", 64 * 1024),
+            max_inflight_per_session: f.get("max_inflight_per_session", 64),
             json_response: f.get("json_response", false),
             request_timeout: Duration::from_secs(f.get("request_timeout_secs", 600)),
             keep_alive: Duration::from_secs(f.get("keep_alive_secs", 15)),
@@ -176,6 +218,15 @@ impl Config {
                 f.problem(format!("services: {s} is listed twice"));
             }
         }
+        for (key, value) in [
+            ("max_batch_messages", cfg.max_batch_messages),
+            ("max_initialize_bytes", cfg.max_initialize_bytes),
+            ("max_inflight_per_session", cfg.max_inflight_per_session),
+        ] {
+            if value == 0 {
+                f.problem(format!("{key}: must be at least 1"));
+            }
+        }
         if cfg.max_body_bytes == 0 {
             f.problem("max_body_bytes: must be greater than 0");
         }
@@ -186,6 +237,22 @@ impl Config {
             f.problem("request_timeout_secs: must be at least 1");
         }
         f.finish(cfg)
+    }
+
+    /// True if a request with this `Host` header may be served.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let Some(allowed) = &self.allowed_hosts else {
+            return true;
+        };
+        allowed.iter().any(|a| {
+            a.eq_ignore_ascii_case(host)
+                || host
+                    .get(..a.len())
+                    .is_some_and(|h| h.eq_ignore_ascii_case(a))
+                    && host[a.len()..].strip_prefix(':').is_some_and(|port| {
+                        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+                    })
+        })
     }
 
     /// True if a request with this `Origin` header may be served.
@@ -216,6 +283,37 @@ mod tests {
         assert!(!cfg.origin_allowed("http://localhost.evil.example.com"));
         assert!(!cfg.origin_allowed("http://localhost:80@evil"));
         assert!(!cfg.origin_allowed("https://localhost"));
+    }
+
+    #[test]
+    fn hosts_default_to_loopback_names_on_loopback_and_any_elsewhere() {
+        let cfg = Config::load(&Args::default()).expect("defaults are valid");
+        for ok in ["localhost", "127.0.0.1:8080", "[::1]:3000", "LOCALHOST:1"] {
+            assert!(cfg.host_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1:",
+            "127.0.0.1:80x",
+            "",
+        ] {
+            assert!(!cfg.host_allowed(bad), "{bad}");
+        }
+        let public = Config::load(&Args {
+            listen: Some("0.0.0.0:8080".into()),
+            ..Args::default()
+        })
+        .expect("valid");
+        assert!(public.host_allowed("mcp.example.com"));
+        let listed = Config::load(&Args {
+            listen: Some("0.0.0.0:8080".into()),
+            allowed_hosts: Some(vec!["mcp.example.com".into()]),
+            ..Args::default()
+        })
+        .expect("valid");
+        assert!(listed.host_allowed("mcp.example.com:443"));
+        assert!(!listed.host_allowed("127.0.0.1:8080"));
     }
 
     #[test]

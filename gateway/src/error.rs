@@ -17,6 +17,10 @@ pub enum GatewayError {
     InvalidRequest(String, Option<Value>),
     #[error("Bad Request: Mcp-Session-Id header is required")]
     MissingSession,
+    #[error("Bad Request: the message URL must carry session_id")]
+    MissingSessionParam,
+    #[error("Bad Request: {0}")]
+    NotNow(&'static str),
     #[error("Session not found")]
     SessionNotFound,
     #[error("Not Found: this gateway serves no such service")]
@@ -35,6 +39,12 @@ pub enum GatewayError {
     UnsupportedMediaType,
     #[error("Forbidden: origin {0} is not allowed")]
     ForbiddenOrigin(String),
+    #[error("Forbidden: host {0} is not allowed")]
+    ForbiddenHost(String),
+    /// 429: this gateway already streams `max_inflight_per_session`
+    /// requests of the session.
+    #[error("Too Many Requests: the session has {0} requests in flight on this gateway")]
+    TooManyInFlight(usize),
     #[error("Payload Too Large: body exceeds {0} bytes")]
     TooLarge(usize),
     #[error("Service Unavailable: the message bus is unreachable")]
@@ -61,13 +71,16 @@ impl GatewayError {
             Self::Parse(_)
             | Self::InvalidRequest(..)
             | Self::MissingSession
+            | Self::MissingSessionParam
+            | Self::NotNow(_)
             | Self::UnsupportedVersion(..)
             | Self::MalformedEventId
             | Self::UnknownEventId => StatusCode::BAD_REQUEST,
             Self::SessionNotFound | Self::UnknownService => StatusCode::NOT_FOUND,
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::ForbiddenOrigin(_) => StatusCode::FORBIDDEN,
+            Self::ForbiddenOrigin(_) | Self::ForbiddenHost(_) => StatusCode::FORBIDDEN,
+            Self::TooManyInFlight(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable | Self::Draining | Self::AuthUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -87,6 +100,7 @@ impl GatewayError {
             }
             Self::Unauthorized(..) => jsonrpc::UNAUTHORIZED,
             Self::InsufficientScope(..) => jsonrpc::INSUFFICIENT_SCOPE,
+            Self::TooManyInFlight(_) => jsonrpc::TOO_MANY_REQUESTS,
             Self::Timeout => jsonrpc::REQUEST_FAILED,
             _ => jsonrpc::INVALID_REQUEST,
         }
@@ -107,7 +121,10 @@ impl IntoResponse for GatewayError {
         resp.extensions_mut()
             .insert(crate::metrics::RpcCode(self.code()));
         match &self {
-            Self::Unavailable | Self::Draining | Self::AuthUnavailable => {
+            Self::Unavailable
+            | Self::Draining
+            | Self::AuthUnavailable
+            | Self::TooManyInFlight(_) => {
                 resp.headers_mut().insert(
                     axum::http::header::RETRY_AFTER,
                     axum::http::HeaderValue::from_static("1"),

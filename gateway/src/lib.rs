@@ -1,4 +1,5 @@
-//! Jetway gateway: a stateless MCP Streamable HTTP endpoint on NATS JetStream.
+//! Jetway gateway: stateless MCP endpoints (Streamable HTTP, and the HTTP+SSE
+//! transport of 2024-11-05) on NATS JetStream.
 //!
 //! The gateway terminates MCP clients and keeps nothing in memory that
 //! another replica needs: every client message is published to the
@@ -10,20 +11,23 @@
 //! Layout:
 //! - [`config`] — `gateway::Config` and the `jetway-gateway` flags.
 //! - [`served`] — the services a gateway serves, and which one a request is for.
-//! - [`transport`] — the MCP transports on `/mcp` and `/services/<name>/mcp`
-//!   (Streamable HTTP today).
+//! - [`transport`] — the MCP transports: Streamable HTTP on `/mcp` and
+//!   `/services/<name>/mcp`, HTTP+SSE (2024-11-05) on `/sse` + `/messages`
+//!   and `/services/<name>/sse` + `/services/<name>/messages`.
 //! - [`sse`] — reading one SSE stream of a session from the bus, live and
 //!   from any position (core subscription + direct-get gap fill).
 //! - [`sessions`] — session records in KV: create, look up, close.
 //! - [`auth`] — OAuth bearer tokens, scopes, and the resource metadata.
 //! - [`health`] — `/healthz` and `/readyz`.
 //! - [`metrics`] — `/metrics`: what the gateway counts and times.
+//! - [`inflight`] — requests in flight per session, bounded.
 //! - [`error`] — `GatewayError`, the HTTP edge's errors as values.
 
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod inflight;
 pub mod metrics;
 pub mod served;
 pub mod sessions;
@@ -35,13 +39,17 @@ pub use config::Config;
 use axum::{
     Router,
     http::{HeaderName, HeaderValue},
-    routing::get,
+    routing::{get, post},
     serve::ListenerExt,
 };
 use jetway_shared::setup::{self, SetupError};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// Room left in NATS's `max_payload` for the headers Jetway adds to a
+/// client message (ids, kind, trace context).
+pub const PUBLISH_HEADROOM: usize = 8 * 1024;
 
 /// Response header naming the gateway instance that served a request.
 pub const INSTANCE_HEADER: &str = "jetway-instance";
@@ -61,6 +69,8 @@ pub struct Gateway {
     pub connects: tokio::sync::watch::Receiver<u64>,
     /// Token checks; `None` when auth is off.
     pub auth: Option<auth::verify::Verifier>,
+    /// Requests each session streams on this replica.
+    pub inflight: Arc<inflight::InFlight>,
 }
 
 /// The axum application for a gateway.
@@ -79,6 +89,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             get(transport::streamable_http::get)
                 .post(transport::streamable_http::post)
                 .delete(transport::streamable_http::delete),
+        )
+        .route("/sse", get(transport::http_sse::sse))
+        .route("/messages", post(transport::http_sse::messages))
+        .route("/services/{service}/sse", get(transport::http_sse::sse))
+        .route(
+            "/services/{service}/messages",
+            post(transport::http_sse::messages),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             gw.clone(),
@@ -135,8 +152,22 @@ pub async fn run(
         ),
         None => None,
     };
+    let mut config = config;
+    // A message over NATS's max_payload would be refused at publish time,
+    // after the client was told nothing: refuse it at the edge instead.
+    let max_payload = nats.server_info().max_payload;
+    let fits = max_payload.saturating_sub(PUBLISH_HEADROOM);
+    if config.max_body_bytes > fits {
+        tracing::info!(
+            max_body_bytes = config.max_body_bytes,
+            max_payload,
+            "max_body_bytes lowered to fit NATS's max_payload"
+        );
+        config.max_body_bytes = fits.max(1);
+    }
     let gw = Arc::new(Gateway {
         auth,
+        inflight: inflight::InFlight::new(config.max_inflight_per_session),
         services: served::Services::new(services),
         config,
         nats,

@@ -9,6 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Every HTTP client of the process uses rustls with ring.
+    jetway_shared::tls::install_crypto_provider();
     let args = Args::parse();
     let config = match Config::load(&args) {
         Ok(c) => c,

@@ -10,7 +10,7 @@ use jetway_shared::{
     headers::now_ms,
     kv_write,
     principal::{Principal, may_use},
-    protocol::ProtocolVersion,
+    protocol::{ProtocolVersion, Transport},
     session::{SessionRecord, State, UpdateError, update_record},
     subjects::SessionId,
 };
@@ -59,8 +59,70 @@ impl Sessions {
         Ok(())
     }
 
-    /// The live record of `session`, or 404 if it does not exist or was closed.
+    /// Creates the record of a new HTTP+SSE session: it exists from the
+    /// moment its SSE connection opens, before the client's `initialize`.
+    pub async fn create_http_sse(
+        &self,
+        session: &SessionId,
+        instance: &str,
+        principal: Option<Principal>,
+    ) -> Result<(), GatewayError> {
+        let mut record = SessionRecord::new(
+            State::Initializing,
+            ProtocolVersion::V2024_11_05,
+            Value::Null,
+            instance,
+        )
+        .on(Transport::HttpSse);
+        record.principal = principal;
+        if let Err(e) = self.store.create(session.as_str(), record.to_bytes()).await {
+            tokio::spawn(remove_orphan(self.store.clone(), session.clone()));
+            return Err(unavailable("create session", e));
+        }
+        Ok(())
+    }
+
+    /// Records an HTTP+SSE session's `initialize` params (what workers hand
+    /// their handlers as the peer's info) and the version it asked for.
+    pub async fn record_initialize(
+        &self,
+        session: &SessionId,
+        version: ProtocolVersion,
+        client: Value,
+    ) -> Result<(), GatewayError> {
+        let updated = update_record(&self.js, &self.store, session.as_str(), |r| {
+            let open = r.state == State::Initializing && r.transport == Transport::HttpSse;
+            if open {
+                r.client = client.clone();
+                r.protocol_version = version;
+                r.last_seen_ms = now_ms();
+            }
+            open
+        })
+        .await;
+        match updated {
+            Ok(_) => Ok(()),
+            Err(UpdateError::NotFound | UpdateError::Corrupt(_)) => {
+                Err(GatewayError::SessionNotFound)
+            }
+            Err(e) => Err(unavailable("record initialize", e)),
+        }
+    }
+
+    /// The live record of a Streamable HTTP `session`, or 404 if it does not
+    /// exist, was closed, or belongs to another transport.
     pub async fn find(&self, session: &SessionId) -> Result<SessionRecord, GatewayError> {
+        self.find_on(session, Transport::StreamableHttp).await
+    }
+
+    /// The live record of `session` opened on `transport`, or 404 if it does
+    /// not exist, was closed, or was opened on another transport (a session
+    /// id is only valid on the endpoints of its own transport).
+    pub async fn find_on(
+        &self,
+        session: &SessionId,
+        transport: Transport,
+    ) -> Result<SessionRecord, GatewayError> {
         let entry = self
             .store
             .entry(session.as_str())
@@ -73,7 +135,7 @@ impl Sessions {
             tracing::error!(session = %session, error = %e, "unreadable session record");
             GatewayError::SessionNotFound
         })?;
-        if record.state == State::Closed {
+        if record.state == State::Closed || record.transport != transport {
             return Err(GatewayError::SessionNotFound);
         }
         if Duration::from_millis(now_ms().saturating_sub(record.last_seen_ms)) > self.refresh_after

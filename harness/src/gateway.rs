@@ -1,143 +1,30 @@
-//! [`Gateway`]: a `jetway-gateway` process.
-//!
-//! It runs `jetway-gateway --nats-url URL --instance-id ID --listen
-//! 127.0.0.1:0 [args]`, learns its address from its `listening on ADDR`
-//! line, and is ready when `GET /readyz` answers 200. SIGKILLed on drop.
+//! [`Gateway`]: a `jetway-gateway` process (a [`Jetway`] in the gateway
+//! role), with the URLs of the MCP endpoints it serves.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::ExitStatus;
-use std::time::Duration;
+use crate::jetway::{Jetway, JetwayBuilder, Role};
 
-use crate::bins::jetway_bin;
-use crate::error::Result;
-use crate::instance::{jetway_args, next_instance_id};
-use crate::launch::{Launch, launch_methods};
-use crate::log::ProcessLog;
-use crate::process::ProcessGuard;
-use crate::service::{Service, ServiceBuilder};
-
-/// Options for starting a [`Gateway`].
+/// The gateway role: `jetway-gateway`, instance ids `gw-N`.
 #[derive(Debug, Clone)]
-pub struct GatewayBuilder {
-    nats_url: String,
-    instance_id: Option<String>,
-    bin: Option<PathBuf>,
-    launch: Launch,
-}
+pub struct GatewayRole;
 
-impl GatewayBuilder {
-    /// Use this instance id (default: generated, unique per process).
-    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
-        self.instance_id = Some(id.into());
-        self
-    }
-
-    /// Run this binary (default: [`jetway_bin`]`("jetway-gateway")`).
-    pub fn bin(mut self, path: impl Into<PathBuf>) -> Self {
-        self.bin = Some(path.into());
-        self
-    }
-
-    launch_methods!();
-
-    /// Spawn the gateway and wait until `/readyz` answers 200.
-    pub async fn start(self) -> Result<Gateway> {
-        let bin = match self.bin {
-            Some(bin) => bin,
-            None => jetway_bin("jetway-gateway")?,
-        };
-        let id = self.instance_id.unwrap_or_else(|| next_instance_id("gw"));
-        let mut launch = self.launch;
-        launch.args.splice(0..0, jetway_args(&self.nats_url, &id));
-        let service = ServiceBuilder::new(id.clone(), bin)
-            .with_launch(launch)
-            .start()
-            .await?;
-        Ok(Gateway {
-            base_url: service.base_url(),
-            service,
-            id,
-        })
-    }
+impl Role for GatewayRole {
+    const BIN: &'static str = "jetway-gateway";
+    const ID_PREFIX: &'static str = "gw";
 }
 
 /// A running `jetway-gateway` process.
-#[derive(Debug)]
-pub struct Gateway {
-    service: Service,
-    id: String,
-    base_url: String,
-}
+pub type Gateway = Jetway<GatewayRole>;
+/// Options for starting a [`Gateway`].
+pub type GatewayBuilder = JetwayBuilder<GatewayRole>;
 
-impl Gateway {
-    /// Start a gateway with default options.
-    pub async fn start(nats_url: &str) -> Result<Self> {
-        Self::builder(nats_url).start().await
-    }
-
-    /// Options: instance id, extra args, environment, binary, log file.
-    pub fn builder(nats_url: &str) -> GatewayBuilder {
-        GatewayBuilder {
-            nats_url: nats_url.to_owned(),
-            instance_id: None,
-            bin: None,
-            launch: Launch::default(),
-        }
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
+impl Jetway<GatewayRole> {
     /// `http://127.0.0.1:PORT/mcp`: the default service's endpoint.
     pub fn mcp_url(&self) -> String {
-        format!("{}/mcp", self.base_url)
+        format!("{}/mcp", self.base_url())
     }
 
     /// `http://127.0.0.1:PORT/services/<name>/mcp`: a named service's endpoint.
     pub fn service_mcp_url(&self, service: &str) -> String {
-        format!("{}/services/{service}/mcp", self.base_url)
-    }
-
-    /// The listening address.
-    pub fn addr(&self) -> SocketAddr {
-        self.service.addr()
-    }
-
-    /// The `--instance-id` it was started with.
-    pub fn instance_id(&self) -> &str {
-        &self.id
-    }
-
-    /// The captured output (stdout and stderr, ANSI stripped).
-    pub fn log(&self) -> &ProcessLog {
-        self.service.log()
-    }
-
-    /// The OS process id it was started with.
-    pub fn pid(&self) -> u32 {
-        self.service.pid()
-    }
-
-    /// The process guard, for signals and exit checks.
-    pub fn process(&mut self) -> &mut ProcessGuard {
-        self.service.process()
-    }
-
-    /// SIGKILL the gateway (a crash) and wait until it is gone.
-    pub async fn kill(&mut self) -> Result<ExitStatus> {
-        self.service.kill().await
-    }
-
-    /// SIGTERM the gateway and wait up to `timeout` for it to exit.
-    pub async fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        self.service.terminate(timeout).await
-    }
-
-    /// SIGTERM, then SIGKILL if it has not exited within `grace`.
-    pub async fn stop(&mut self, grace: Duration) -> Result<ExitStatus> {
-        self.service.stop(grace).await
+        format!("{}/services/{service}/mcp", self.base_url())
     }
 }

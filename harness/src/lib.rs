@@ -14,11 +14,14 @@
 //!   ports, `kill`, `restart` (same ports, same store).
 //! - [`cluster`]: [`NatsCluster`] — nodes from config files, or
 //!   [`NatsCluster::local`]; healthy when every node's `/healthz` is.
-//! - [`gateway`], [`worker`]: [`Gateway`] / [`GatewayBuilder`] and
+//! - [`jetway`]: [`Jetway`](jetway::Jetway), a gateway or worker process, generic over its role;
+//!   [`gateway`], [`worker`]: the roles, [`Gateway`] / [`GatewayBuilder`] and
 //!   [`Worker`] / [`WorkerBuilder`].
 //! - [`service`]: [`Service`] / [`ServiceBuilder`], any HTTP server binary
 //!   that logs `listening on ADDR` (the gateway and worker are built on it).
 //! - [`upstream`]: [`Upstream`], real upstream MCP servers for the bridge.
+//! - [`lb`]: [`LoadBalancer`], a real HAProxy in front of gateways: round
+//!   robin, no stickiness, optionally under a path prefix.
 //! - [`process`]: [`ProcessGuard`], a child process with captured output.
 //! - [`log`]: [`ProcessLog`], that output (`JETWAY_TEST_LOG=1` forwards it
 //!   to stderr; an optional file copy).
@@ -44,7 +47,9 @@ pub mod cluster;
 pub mod error;
 pub mod gateway;
 mod instance;
+pub mod jetway;
 mod launch;
+pub mod lb;
 pub mod listen;
 pub mod log;
 pub mod nats;
@@ -59,6 +64,7 @@ pub use cluster::NatsCluster;
 pub use error::{HarnessError, Result};
 pub use gateway::{Gateway, GatewayBuilder};
 pub use launch::START_TIMEOUT;
+pub use lb::{LoadBalancer, LoadBalancerBuilder};
 pub use listen::{free_port, parse_listening_line};
 pub use log::ProcessLog;
 pub use nats::{NatsServer, NatsServerBuilder};

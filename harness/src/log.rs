@@ -256,11 +256,6 @@ impl ProcessLog {
         eprintln!("----- [{prefix}] end -----");
     }
 
-    /// Print all retained lines to stderr.
-    pub fn dump(&self) {
-        self.dump_tail(MAX_LINES);
-    }
-
     /// Wait for a line at position `from` or later for which `pred` returns
     /// `Some`, and return that value. Fails when the deadline passes or when
     /// the process closes its output first; the error includes the log tail.

@@ -1,134 +1,19 @@
-//! [`Worker`]: a `jetway-worker` process.
-//!
-//! It runs `jetway-worker --nats-url URL --instance-id ID --listen
-//! 127.0.0.1:0 [args]`, learns its health port from its `listening on ADDR`
-//! line, and is ready when `GET /readyz` there answers 200 (connected to NATS and
-//! pulling from the workers' consumer). SIGKILLed on drop.
+//! [`Worker`]: a `jetway-worker` process (a [`Jetway`] in the worker role).
+//! Its address is its health port; `/readyz` answers 200 once it is
+//! connected to NATS and pulling from the workers' consumer.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::ExitStatus;
-use std::time::Duration;
+use crate::jetway::{Jetway, JetwayBuilder, Role};
 
-use crate::bins::jetway_bin;
-use crate::error::Result;
-use crate::instance::{jetway_args, next_instance_id};
-use crate::launch::{Launch, launch_methods};
-use crate::log::ProcessLog;
-use crate::process::ProcessGuard;
-use crate::service::{Service, ServiceBuilder};
-
-/// Options for starting a [`Worker`].
+/// The worker role: `jetway-worker`, instance ids `wk-N`.
 #[derive(Debug, Clone)]
-pub struct WorkerBuilder {
-    nats_url: String,
-    instance_id: Option<String>,
-    bin: Option<PathBuf>,
-    launch: Launch,
-}
+pub struct WorkerRole;
 
-impl WorkerBuilder {
-    /// Use this instance id (default: generated, unique per process).
-    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
-        self.instance_id = Some(id.into());
-        self
-    }
-
-    /// Run this binary (default: [`jetway_bin`]`("jetway-worker")`).
-    pub fn bin(mut self, path: impl Into<PathBuf>) -> Self {
-        self.bin = Some(path.into());
-        self
-    }
-
-    launch_methods!();
-
-    /// Spawn the worker and wait until `/readyz` answers 200.
-    pub async fn start(self) -> Result<Worker> {
-        let bin = match self.bin {
-            Some(bin) => bin,
-            None => jetway_bin("jetway-worker")?,
-        };
-        let id = self.instance_id.unwrap_or_else(|| next_instance_id("wk"));
-        let mut launch = self.launch;
-        launch.args.splice(0..0, jetway_args(&self.nats_url, &id));
-        let service = ServiceBuilder::new(id.clone(), bin)
-            .with_launch(launch)
-            .start()
-            .await?;
-        Ok(Worker {
-            base_url: service.base_url(),
-            service,
-            id,
-        })
-    }
+impl Role for WorkerRole {
+    const BIN: &'static str = "jetway-worker";
+    const ID_PREFIX: &'static str = "wk";
 }
 
 /// A running `jetway-worker` process.
-#[derive(Debug)]
-pub struct Worker {
-    service: Service,
-    id: String,
-    base_url: String,
-}
-
-impl Worker {
-    /// Start a worker with default options.
-    pub async fn start(nats_url: &str) -> Result<Self> {
-        Self::builder(nats_url).start().await
-    }
-
-    /// Options: instance id, extra args, environment, binary, log file.
-    pub fn builder(nats_url: &str) -> WorkerBuilder {
-        WorkerBuilder {
-            nats_url: nats_url.to_owned(),
-            instance_id: None,
-            bin: None,
-            launch: Launch::default(),
-        }
-    }
-
-    /// `http://127.0.0.1:PORT` of the worker's health port (`/healthz`, `/readyz`).
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
-    /// The health port's address.
-    pub fn addr(&self) -> SocketAddr {
-        self.service.addr()
-    }
-
-    /// The `--instance-id` it was started with.
-    pub fn instance_id(&self) -> &str {
-        &self.id
-    }
-
-    /// The captured output (stdout and stderr, ANSI stripped).
-    pub fn log(&self) -> &ProcessLog {
-        self.service.log()
-    }
-
-    /// The OS process id it was started with.
-    pub fn pid(&self) -> u32 {
-        self.service.pid()
-    }
-
-    /// The process guard, for signals and exit checks.
-    pub fn process(&mut self) -> &mut ProcessGuard {
-        self.service.process()
-    }
-
-    /// SIGKILL the worker (a crash) and wait until it is gone.
-    pub async fn kill(&mut self) -> Result<ExitStatus> {
-        self.service.kill().await
-    }
-
-    /// SIGTERM the worker and wait up to `timeout` for it to exit.
-    pub async fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        self.service.terminate(timeout).await
-    }
-
-    /// SIGTERM, then SIGKILL if it has not exited within `grace`.
-    pub async fn stop(&mut self, grace: Duration) -> Result<ExitStatus> {
-        self.service.stop(grace).await
-    }
-}
+pub type Worker = Jetway<WorkerRole>;
+/// Options for starting a [`Worker`].
+pub type WorkerBuilder = JetwayBuilder<WorkerRole>;

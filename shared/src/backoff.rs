@@ -95,6 +95,31 @@ impl Backoff {
         true
     }
 
+    /// Runs `attempt` until it succeeds or fails with an error that
+    /// `retriable` refuses, waiting ([`Backoff::wait`]) between tries; once
+    /// the deadline refuses another try, the last error.
+    pub async fn retry<T, E, Fut>(
+        mut self,
+        mut attempt: impl FnMut() -> Fut,
+        retriable: impl Fn(&E) -> bool,
+    ) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        loop {
+            match attempt().await {
+                Err(e) if retriable(&e) => {
+                    if !self.wait().await {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "retrying");
+                }
+                done => return done,
+            }
+        }
+    }
+
     /// Starts again from `initial` (after a success); the deadline stays.
     pub fn reset(&mut self) {
         self.delay = self.initial;
@@ -132,6 +157,38 @@ mod tests {
                 "{d:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn retry_stops_at_success_at_a_final_error_and_at_the_deadline() {
+        let ms = Duration::from_millis;
+        let tries = std::cell::Cell::new(0);
+        let count = || {
+            tries.set(tries.get() + 1);
+            let n = tries.get();
+            async move {
+                if n < 3 {
+                    Err(format!("try {n}"))
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        assert_eq!(
+            Backoff::unbounded(ms(1), ms(1))
+                .retry(count, |_| true)
+                .await,
+            Ok(3)
+        );
+        tries.set(0);
+        let never = Backoff::unbounded(ms(1), ms(1))
+            .retry(count, |_| false)
+            .await;
+        assert_eq!(never, Err("try 1".to_owned()));
+        tries.set(-100);
+        let late = Backoff::unbounded(ms(100), ms(100)).within(ms(150));
+        assert!(late.retry(count, |_| true).await.is_err());
+        assert_eq!(tries.get(), -98, "one wait of 100 ms fits in 150 ms");
     }
 
     #[tokio::test]

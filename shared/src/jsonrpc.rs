@@ -28,11 +28,13 @@ pub const DEADLINE_EXCEEDED: i64 = -32004;
 pub const UNAUTHORIZED: i64 = -32005;
 /// The credentials lack a scope the request needs (HTTP 403).
 pub const INSUFFICIENT_SCOPE: i64 = -32006;
+/// Too many requests of one session in flight (HTTP 429).
+pub const TOO_MANY_REQUESTS: i64 = -32007;
 
 /// Method names the gateway and worker runtime treat specially.
 pub mod method {
     pub const INITIALIZE: &str = "initialize";
-    pub const SET_LEVEL: &str = "logging/setLevel";
+    pub const PING: &str = "ping";
     pub const CANCELLED: &str = "notifications/cancelled";
     pub const PROGRESS: &str = "notifications/progress";
     pub const MESSAGE: &str = "notifications/message";

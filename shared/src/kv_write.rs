@@ -230,19 +230,12 @@ pub async fn find_write(
 /// The entry of `key` (value, delete marker or nothing), retrying failed
 /// reads with backoff for up to [`RETRY_FOR`](crate::publish::RETRY_FOR).
 pub async fn read(store: &kv::Store, key: &str) -> Result<Option<kv::Entry>, kv::EntryError> {
-    let mut backoff = Backoff::new();
-    loop {
-        match store.entry(key).await {
-            Ok(e) => return Ok(e),
-            Err(e) if e.kind() == kv::EntryErrorKind::InvalidKey => return Err(e),
-            Err(e) => {
-                if !backoff.wait().await {
-                    return Err(e);
-                }
-                tracing::debug!(error = %e, key, "KV read failed; retrying");
-            }
-        }
-    }
+    Backoff::new()
+        .retry(
+            || store.entry(key),
+            |e: &kv::EntryError| e.kind() != kv::EntryErrorKind::InvalidKey,
+        )
+        .await
 }
 
 /// The value of `key`, or `None` if it is absent or deleted (see [`read`]).

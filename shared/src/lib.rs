@@ -10,6 +10,7 @@
 //! - [`jsonrpc`] — JSON-RPC error codes, constructors and message classification.
 //! - [`protocol`] — the MCP protocol versions Jetway speaks.
 //! - [`backoff`] — the retry delay policy of every loop that tries again.
+//! - [`http_sse`] — the HTTP+SSE transport's paths, `endpoint` event and event ids.
 //! - [`publish`] — acknowledged publishing with deduplicated retries.
 //! - [`kv_write`] — KV compare-and-set writes and reads that survive a leader election.
 //! - [`metrics`] — label vocabularies, NATS-side metrics, the Prometheus exposition.
@@ -28,6 +29,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub mod backoff;
 pub mod config;
 pub mod headers;
+pub mod http_sse;
 pub mod jsonrpc;
 pub mod kv_write;
 pub mod metrics;

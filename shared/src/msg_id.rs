@@ -107,6 +107,25 @@ pub fn listener_tag(revision: u64, relayed: u64) -> String {
     format!("up.{revision}.{relayed}")
 }
 
+/// Tag of the upstream GET-stream event whose id hashes (with its
+/// upstream session id) to `digest`: the same whichever listener relays
+/// it, so an event relayed again after a takeover is stored once.
+pub fn listener_event_tag(digest: &str) -> String {
+    format!("up.{digest}")
+}
+
+/// Message id of a listener's position write: `listener` names the
+/// listener, `from` the revision it replaces.
+pub fn listener_position_write(session: &SessionId, listener: &str, from: u64) -> String {
+    format!("lp.{session}.{listener}.{from}")
+}
+
+/// Tag of the `n`-th message a session's own stdio process (`process`, a
+/// nonce drawn when it started) wrote outside any request.
+pub fn stdio_tag(process: &str, n: u64) -> String {
+    format!("stdio.{process}.{n}")
+}
+
 /// Tag of a notification a tool sends outside any request, `nonce` drawn
 /// once per notification.
 pub fn notify_tag(nonce: u64) -> String {

@@ -8,6 +8,8 @@ use async_nats::jetstream::{Context, kv};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::protocol::Transport;
+
 /// Lifecycle of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,6 +40,10 @@ pub struct SessionRecord {
     pub last_seen_ms: u64,
     /// Gateway instance that created the session.
     pub created_by: String,
+    /// The transport the session was opened on; records written before
+    /// HTTP+SSE existed have none and are Streamable HTTP sessions.
+    #[serde(default)]
+    pub transport: Transport,
     /// The session a bridge worker opened on its upstream MCP server for
     /// this one; any bridge worker uses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,7 +65,8 @@ pub struct UpstreamSession {
 }
 
 impl SessionRecord {
-    /// A record created now, with no log level set.
+    /// A Streamable HTTP session's record created now, with no log level
+    /// set (see [`SessionRecord::on`] for another transport).
     pub fn new(
         state: State,
         protocol_version: ProtocolVersion,
@@ -75,9 +82,16 @@ impl SessionRecord {
             created_ms: now,
             last_seen_ms: now,
             created_by: created_by.into(),
+            transport: Transport::StreamableHttp,
             upstream: None,
             principal: None,
         }
+    }
+
+    /// The same record for a session opened on `transport`.
+    pub fn on(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
     }
 
     /// Serializes for KV (cannot fail: every field is plain data).
@@ -220,6 +234,22 @@ impl std::fmt::Display for LogLevel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_without_a_transport_are_streamable_http() {
+        let old = br#"{"state":"active","protocol_version":"2025-11-25","client":null,"created_ms":1,"last_seen_ms":1,"created_by":"gw"}"#;
+        let r = SessionRecord::from_bytes(old).expect("an old record parses");
+        assert_eq!(r.transport, Transport::StreamableHttp);
+        let sse = SessionRecord::new(
+            State::Initializing,
+            crate::protocol::ProtocolVersion::V2024_11_05,
+            Value::Null,
+            "gw",
+        )
+        .on(Transport::HttpSse);
+        let back = SessionRecord::from_bytes(&sse.to_bytes()).expect("round trips");
+        assert_eq!(back.transport, Transport::HttpSse);
+    }
 
     #[test]
     fn log_levels_filter_by_severity() {

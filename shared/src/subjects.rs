@@ -152,6 +152,17 @@ impl SessionId {
         live(&self.out(key))
     }
 
+    /// Every server-message subject of the session (all its SSE streams):
+    /// what an HTTP+SSE session's one connection carries.
+    pub fn out_all(&self) -> String {
+        format!("{}.out.*", self.base())
+    }
+
+    /// Live (republished) form of [`SessionId::out_all`].
+    pub fn live_out_all(&self) -> String {
+        live(&self.out_all())
+    }
+
     /// Every subject of the session, for purge and replay.
     pub fn all(&self) -> String {
         format!("{}.>", self.base())
@@ -283,9 +294,13 @@ pub struct EventId {
 }
 
 impl EventId {
-    /// Parses a `Last-Event-ID` header value.
+    /// Parses a `Last-Event-ID` header value: `<stream key>-<sequence>`,
+    /// the sequence in decimal digits only (no sign, no spaces inside).
     pub fn parse(s: &str) -> Option<Self> {
         let (key, seq) = s.trim().rsplit_once('-')?;
+        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
         Some(Self {
             stream: StreamKey::parse(key)?,
             sequence: seq.parse().ok()?,
@@ -308,13 +323,41 @@ pub fn claim_key(session: &SessionId, key: &StreamKey) -> String {
 /// session's upstream GET stream (not a stream key: no request's claim
 /// shares it).
 pub fn listener_key(session: &SessionId) -> String {
-    format!("{session}.listener")
+    format!("{session}.{LISTENER_SUFFIX}")
+}
+
+/// The last token of every [`listener_key`].
+pub const LISTENER_SUFFIX: &str = "listener";
+
+/// The session a [`listener_key`] of `service` names.
+pub fn session_of_listener_key(service: &Service, key: &str) -> Option<SessionId> {
+    let session = key.strip_suffix(LISTENER_SUFFIX)?.strip_suffix('.')?;
+    SessionId::parse(service, session).ok()
+}
+
+/// Key, in the claims bucket, of where a bridged session's listener got
+/// to: the last upstream event it relayed and the last client message it
+/// read, so the next listener resumes there.
+pub fn listener_position_key(session: &SessionId) -> String {
+    format!("{session}.listened")
 }
 
 /// Core subject on which the worker process `nonce` of `service` answers
 /// "do you still run this request?" (see the worker's claims).
 pub fn probe(service: &Service, nonce: &str) -> String {
     format!("{}.{nonce}", service.probe_root())
+}
+
+/// Key, in the claims bucket, of the lease on a session's own stdio
+/// upstream process (`upstream_stdio = "session"`): its holder runs it.
+pub fn stdio_owner_key(session: &SessionId) -> String {
+    format!("{session}.stdio")
+}
+
+/// Core subject on which the worker process answering probes on `probe`
+/// takes requests for the stdio upstream processes it owns.
+pub fn stdio_owner(probe: &str) -> String {
+    format!("{probe}.stdio")
 }
 
 #[cfg(test)]
@@ -332,6 +375,22 @@ mod tests {
                 .all(|b| b.is_ascii_graphic() && !b".*>".contains(&b))
         );
         assert_ne!(SessionId::generate(&svc, 0), id);
+    }
+
+    #[test]
+    fn a_listener_key_names_its_session_and_no_other_key_does() {
+        let svc = Service::default();
+        let id = SessionId::generate(&svc, 0);
+        let key = listener_key(&id);
+        assert_eq!(session_of_listener_key(&svc, &key), Some(id.clone()));
+        for other in [
+            listener_position_key(&id),
+            stdio_owner_key(&id),
+            claim_key(&id, &StreamKey::new_request()),
+            "listener".to_owned(),
+        ] {
+            assert_eq!(session_of_listener_key(&svc, &other), None, "{other}");
+        }
     }
 
     #[test]
@@ -367,6 +426,7 @@ mod tests {
             format!("jetway-live.3.{id}.out.get")
         );
         assert_eq!(session_of_subject(&id.live_in_msg()), Some(id.clone()));
+        assert_eq!(id.live_out_all(), format!("jetway-live.3.{id}.out.*"));
         assert_eq!(session_of_subject("other.3.x"), None);
         assert_eq!(
             parse_subject(&id.in_rpc()),

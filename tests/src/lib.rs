@@ -10,7 +10,9 @@
 //! and adds what only tests need.
 //!
 //! Layout:
+//! - [`cli`]: running `jetway`, the operator CLI, as a process ([`cli::jetway`]).
 //! - [`mcp`]: [`McpClient`], a Streamable HTTP MCP client (2025-11-25).
+//! - [`http_sse`]: [`http_sse::SseSession`], a raw HTTP+SSE (2024-11-05) client.
 //! - [`exchange`]: [`Exchange`] and [`ResponseStream`], what a call returns.
 //! - [`sse`]: SSE reading ([`SseStream`], [`SseParser`]) on the `sse-stream` crate.
 //! - [`eventually`]: poll a condition until it holds or a deadline passes.
@@ -38,7 +40,9 @@
 // Test-support code: a panic is a test failure, which is what we want.
 #![allow(clippy::unwrap_used)]
 
+pub mod cli;
 pub mod exchange;
+pub mod http_sse;
 pub mod issuer;
 pub mod mcp;
 pub mod sse;
@@ -75,9 +79,9 @@ use jetway_shared::backoff::Backoff;
 
 pub use exchange::{Exchange, ResponseStream};
 pub use jetway_harness::{
-    Gateway, GatewayBuilder, HarnessError, NatsCluster, NatsServer, NatsServerBuilder,
-    ProcessGuard, ProcessLog, Upstream, Worker, WorkerBuilder, free_port, jetway_bin,
-    workspace_root,
+    Gateway, GatewayBuilder, HarnessError, LoadBalancer, NatsCluster, NatsServer,
+    NatsServerBuilder, ProcessGuard, ProcessLog, Upstream, Worker, WorkerBuilder, free_port,
+    jetway_bin, workspace_root,
 };
 pub use mcp::{McpClient, PROTOCOL_VERSION};
 pub use sse::{SseEvent, SseParser, SseStream};

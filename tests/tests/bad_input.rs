@@ -84,7 +84,17 @@ impl Stack {
     /// Two sessions (the first created on A, the second on B), each with
     /// its counter at 1.
     async fn two_sessions(&self) -> Result<(McpClient, McpClient)> {
-        let first = McpClient::initialize(&self.a()).await?;
+        self.two_sessions_first_at(None).await
+    }
+
+    /// [`Stack::two_sessions`], the first negotiating `version` (batches
+    /// need a 2025-03-26 session).
+    async fn two_sessions_first_at(&self, version: Option<&str>) -> Result<(McpClient, McpClient)> {
+        let mut params = jetway_tests::mcp::default_initialize_params();
+        if let Some(v) = version {
+            params["protocolVersion"] = json!(v);
+        }
+        let first = McpClient::initialize_with(&self.a(), params).await?;
         let second = McpClient::initialize(&self.b()).await?;
         assert_eq!(increment(&first, &self.a()).await?, 1);
         assert_eq!(increment(&second, &self.b()).await?, 1);
@@ -208,6 +218,47 @@ fn expect_error(what: &str, got: &Raw, status: u16, code: i64, id: &Value) -> Va
     v
 }
 
+/// POST (through gateway A), GET (through B) and DELETE (through A) with
+/// `h` each get 404 with the session-not-found error.
+async fn expect_no_such_session(
+    s: &Stack,
+    client: &McpClient,
+    h: &[(&'static str, &str)],
+    body: &str,
+    what: &str,
+) -> Result<()> {
+    let got = client.raw_post(&s.a(), h, body.to_owned()).await?;
+    expect_error(
+        &format!("POST {what}"),
+        &got,
+        404,
+        SESSION_NOT_FOUND,
+        &Value::Null,
+    );
+    let get_h = with(h, "accept", Some("text/event-stream"));
+    let got = client
+        .raw_request(Method::GET, &s.b(), &get_h, Bytes::new())
+        .await?;
+    expect_error(
+        &format!("GET {what}"),
+        &got,
+        404,
+        SESSION_NOT_FOUND,
+        &Value::Null,
+    );
+    let got = client
+        .raw_request(Method::DELETE, &s.a(), h, Bytes::new())
+        .await?;
+    expect_error(
+        &format!("DELETE {what}"),
+        &got,
+        404,
+        SESSION_NOT_FOUND,
+        &Value::Null,
+    );
+    Ok(())
+}
+
 /// Checks that `got` is a 202 with an empty body.
 fn expect_accepted(what: &str, got: &Raw) {
     let (st, _, body) = got;
@@ -266,35 +317,7 @@ async fn missing_unknown_and_malformed_session_ids() -> Result<()> {
         format!("7-{}", unknown_hex32()),
     ] {
         let h = with(&good, "mcp-session-id", Some(&unknown));
-        let got = client.raw_post(&s.a(), &h, body.clone()).await?;
-        expect_error(
-            &format!("POST unknown {unknown}"),
-            &got,
-            404,
-            SESSION_NOT_FOUND,
-            &Value::Null,
-        );
-        let get_h = with(&h, "accept", Some("text/event-stream"));
-        let got = client
-            .raw_request(Method::GET, &s.b(), &get_h, Bytes::new())
-            .await?;
-        expect_error(
-            &format!("GET unknown {unknown}"),
-            &got,
-            404,
-            SESSION_NOT_FOUND,
-            &Value::Null,
-        );
-        let got = client
-            .raw_request(Method::DELETE, &s.a(), &h, Bytes::new())
-            .await?;
-        expect_error(
-            &format!("DELETE unknown {unknown}"),
-            &got,
-            404,
-            SESSION_NOT_FOUND,
-            &Value::Null,
-        );
+        expect_no_such_session(&s, &client, &h, &body, &format!("unknown {unknown}")).await?;
     }
 
     // Any other shape names no session either: 404 with the session-not-found
@@ -331,35 +354,7 @@ async fn missing_unknown_and_malformed_session_ids() -> Result<()> {
     for bad in &malformed {
         let shown: String = bad.chars().take(80).collect();
         let h = with(&good, "mcp-session-id", Some(bad));
-        let got = client.raw_post(&s.a(), &h, body.clone()).await?;
-        expect_error(
-            &format!("POST malformed {shown:?}"),
-            &got,
-            404,
-            SESSION_NOT_FOUND,
-            &Value::Null,
-        );
-        let get_h = with(&h, "accept", Some("text/event-stream"));
-        let got = client
-            .raw_request(Method::GET, &s.b(), &get_h, Bytes::new())
-            .await?;
-        expect_error(
-            &format!("GET malformed {shown:?}"),
-            &got,
-            404,
-            SESSION_NOT_FOUND,
-            &Value::Null,
-        );
-        let got = client
-            .raw_request(Method::DELETE, &s.a(), &h, Bytes::new())
-            .await?;
-        expect_error(
-            &format!("DELETE malformed {shown:?}"),
-            &got,
-            404,
-            SESSION_NOT_FOUND,
-            &Value::Null,
-        );
+        expect_no_such_session(&s, &client, &h, &body, &format!("malformed {shown:?}")).await?;
     }
 
     // A Last-Event-ID that is not one of the gateway's event ids: 400.
@@ -641,7 +636,7 @@ async fn oversized_body_is_413() -> Result<()> {
 #[tokio::test]
 async fn batches_only_in_2025_03_26() -> Result<()> {
     let s = Stack::start().await?;
-    let (client, other) = s.two_sessions().await?;
+    let (client, other) = s.two_sessions_first_at(Some("2025-03-26")).await?;
     let good = session_headers(&client);
     let v2025_03 = with(&good, "mcp-protocol-version", Some("2025-03-26"));
     let batch = json!([
@@ -856,7 +851,7 @@ async fn json_response_mode_answers_with_a_json_object() -> Result<()> {
     let s = Stack::start().await?;
     let json_gw = s.gateway_with(&["--json-response"]).await?;
     let url = json_gw.mcp_url();
-    let (client, other) = s.two_sessions().await?;
+    let (client, other) = s.two_sessions_first_at(Some("2025-03-26")).await?;
     let good = session_headers(&client);
 
     let got = client

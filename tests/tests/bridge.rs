@@ -529,18 +529,8 @@ async fn a_stdio_upstream_serves_every_session_through_its_process_pool() -> Res
     let nats = NatsServer::start().await?;
     let mut workers = Vec::new();
     for i in 0..2 {
-        workers.push(
-            Worker::builder(&nats.url())
-                .instance_id(format!("stdio-bridge-{}", i + 1))
-                .args([
-                    "--upstream-cmd",
-                    command.as_str(),
-                    "--upstream-processes",
-                    "2",
-                ])
-                .start()
-                .await?,
-        );
+        let id = format!("stdio-bridge-{}", i + 1);
+        workers.push(stdio_worker(&nats, &id, &command, &["--upstream-processes", "2"]).await?);
     }
     let gateways = [
         Gateway::start(&nats.url()).await?,
@@ -641,20 +631,42 @@ fn children(pid: u32) -> Vec<u32> {
     out
 }
 
+/// A bridge worker `id` in front of the stdio server `command`, with
+/// `extra` flags.
+async fn stdio_worker(
+    nats: &NatsServer,
+    id: &str,
+    command: &str,
+    extra: &[&str],
+) -> Result<Worker> {
+    Worker::builder(&nats.url())
+        .instance_id(id)
+        // Tells when a request went to another worker's per-session process.
+        .env("RUST_LOG", "info,jetway_worker::bridge::owned=debug")
+        .args(["--upstream-cmd", command])
+        .args(extra.iter().copied())
+        .start()
+        .await
+        .with_context(|| format!("bridge worker {id}"))
+}
+
+/// The command line of `tests/upstream/stateful_server.py` over stdio.
+fn stateful_stdio_command() -> String {
+    let server = jetway_tests::workspace_root().join(".local/upstreams/bin/stateful-server");
+    format!("{} --stdio", server.display())
+}
+
 #[tokio::test]
 async fn a_stdio_process_that_dies_mid_call_is_restarted_and_the_call_runs_again() -> Result<()> {
     let command = jetway_tests::upstream::everything_stdio_command()?;
     let nats = NatsServer::start().await?;
-    let mut worker = Worker::builder(&nats.url())
-        .instance_id("stdio-bridge")
-        .args([
-            "--upstream-cmd",
-            command.as_str(),
-            "--upstream-processes",
-            "1",
-        ])
-        .start()
-        .await?;
+    let mut worker = stdio_worker(
+        &nats,
+        "stdio-bridge",
+        &command,
+        &["--upstream-processes", "1"],
+    )
+    .await?;
     let gateway = Gateway::start(&nats.url()).await?;
     let client = McpClient::initialize(&gateway.mcp_url()).await?;
 
@@ -1037,19 +1049,15 @@ async fn a_python_upstreams_background_sampling_reaches_the_client_on_its_get_st
 #[tokio::test]
 async fn a_stdio_process_asking_outside_any_request_gets_an_error_not_another_sessions_client()
 -> Result<()> {
-    let server = jetway_tests::workspace_root().join(".local/upstreams/bin/stateful-server");
-    let command = format!("{} --stdio", server.display());
     let nats = NatsServer::start().await?;
-    let worker = Worker::builder(&nats.url())
-        .instance_id("stdio-bridge")
-        .args([
-            "--upstream-cmd",
-            command.as_str(),
-            "--upstream-processes",
-            "1",
-        ])
-        .start()
-        .await?;
+    let command = stateful_stdio_command();
+    let worker = stdio_worker(
+        &nats,
+        "stdio-bridge",
+        &command,
+        &["--upstream-processes", "1"],
+    )
+    .await?;
     let gateway = Gateway::start(&nats.url()).await?;
     let url = gateway.mcp_url();
     let a = McpClient::initialize(&url).await?;
@@ -1071,14 +1079,507 @@ async fn a_stdio_process_asking_outside_any_request_gets_an_error_not_another_se
         .log()
         .wait_for_text(from, EVENT_TIMEOUT, "sample_later: asking the client")
         .await?;
+    // The process writes the question just after that line: the bridge
+    // answers it as soon as it arrives, not when the next request comes.
+    // (Waiting for the line alone left a race: under load the question
+    // could reach the bridge after b's request was sent, and then b's
+    // client got it, which is all a shared process can do with it.)
+    worker
+        .log()
+        .wait_for_text(
+            from,
+            EVENT_TIMEOUT,
+            "answering a request an idle upstream process sent with an error",
+        )
+        .await?;
 
     // Session b's request is the process's next: b's client does not get
-    // the question, and the process gets an error answer instead of none.
+    // the question, and the process got an error answer instead of none.
     let ex = b.call_tool(&url, "background", json!({})).await?;
     assert!(ex.result().is_ok(), "{:?}", ex.response());
     assert!(ex.requests().is_empty(), "{:?}", ex.requests());
     let outcome = background_outcome(&b, &url).await?;
     let error = outcome["error"].as_str().unwrap_or_default();
     assert!(error.contains("no client to ask"), "{outcome}");
+    Ok(())
+}
+
+/// The `data` of the next `<label> <i>` log on `get`, as `i`.
+async fn next_tick(get: &mut jetway_tests::ResponseStream, label: &str) -> Result<u64> {
+    loop {
+        let ev = get
+            .next_message(EVENT_TIMEOUT)
+            .await?
+            .with_context(|| format!("the GET stream ended before a `{label}` tick"))?;
+        let Some(m) = ev.json.as_ref() else { continue };
+        if m["method"] != "notifications/message" {
+            continue;
+        }
+        let data = m.pointer("/params/data").and_then(Value::as_str);
+        if let Some(n) = data.and_then(|d| d.strip_prefix(&format!("{label} "))) {
+            return n.parse().with_context(|| format!("tick {m}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn what_the_upstream_and_the_client_send_while_nobody_listens_passes_once_after_a_takeover()
+-> Result<()> {
+    let upstream = Upstream::stateful(&["--resumable"]).await?;
+    // One bridge worker: it holds the session's listener.
+    let mut jw = Bridged::start(&upstream.url(), 1, &[]).await?;
+    let client = McpClient::initialize(&jw.url(0)).await?;
+    let mut get = client.get_stream(&jw.url(1), None).await?;
+    assert_eq!(get.status, reqwest::StatusCode::OK);
+
+    // Relayed by the first listener: a sampling (answered later) and the
+    // first of six ticks the upstream sends outside any request.
+    let text = format!("asked of {}", client.session_id().unwrap_or_default());
+    let started = tool(
+        &client,
+        &jw.url(0),
+        "sample_later",
+        json!({"delay": 0.1, "text": text}),
+    )
+    .await?;
+    assert_eq!(started, "asking later");
+    let request = get.next_request(EVENT_TIMEOUT).await?;
+    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    let second = Worker::builder(&jw.nats.url())
+        .instance_id("bridge-2")
+        .args(["--upstream-url", upstream.url().as_str()])
+        .start()
+        .await?;
+    let from = upstream.log().position();
+    let args = json!({"count": 6, "interval": 0.5, "label": "gap"});
+    assert_eq!(
+        tool(&client, &jw.url(1), "tick_later", args).await?,
+        "ticking later"
+    );
+    assert_eq!(next_tick(&mut get, "gap").await?, 1);
+
+    // The listener's worker dies; ticks 2..6 are sent while nobody
+    // listens, and the client answers the sampling then.
+    jw.workers[0].kill().await?;
+    let killed = Instant::now();
+    jw.workers.push(second);
+    let reply = "answered while nobody listened";
+    let answer = json!({"role": "assistant", "content": {"type": "text", "text": reply},
+                        "model": "m", "stopReason": "endTurn"});
+    let ack = client.respond(&jw.url(0), &request["id"], answer).await?;
+    assert_eq!(ack.status, reqwest::StatusCode::ACCEPTED);
+    upstream
+        .log()
+        .wait_for_text(from, EVENT_TIMEOUT, "tick_later: gap 6")
+        .await?;
+
+    // The other worker takes the listener over as soon as the lease runs
+    // out (no request of the session needed), resumes the upstream's stream
+    // after tick 1 and reads the client's messages from where the first
+    // listener got to.
+    jw.workers[1]
+        .log()
+        .wait_for_text(0, Duration::from_secs(60), "resumed=true")
+        .await
+        .context("the second worker did not resume the listener")?;
+    let mut ticks = Vec::new();
+    for _ in 2..=6 {
+        ticks.push(next_tick(&mut get, "gap").await?);
+        if ticks.len() == 1 {
+            eprintln!(
+                "gap: kill to the first missed tick delivered: {:?}",
+                killed.elapsed()
+            );
+        }
+    }
+    assert_eq!(ticks, vec![2, 3, 4, 5, 6]);
+    // Nothing twice: the next message of the stream is what comes next.
+    let args = json!({"count": 1, "interval": 0.0, "label": "after"});
+    tool(&client, &jw.url(0), "tick_later", args).await?;
+    let ev = get
+        .next_message(EVENT_TIMEOUT)
+        .await?
+        .context("the GET stream ended")?;
+    let data = ev.json.as_ref().and_then(|m| m.pointer("/params/data"));
+    assert_eq!(data, Some(&json!("after 1")), "{:?}", ev.json);
+
+    let outcome = background_outcome(&client, &jw.url(1)).await?;
+    assert_eq!(
+        outcome.pointer("/answer/content/text"),
+        Some(&json!(reply)),
+        "{outcome}"
+    );
+    Ok(())
+}
+
+/// Bridge workers in front of `stateful_server.py --stdio`, one process
+/// per session (`--upstream-stdio session`), with `extra` flags.
+async fn per_session_workers(nats: &NatsServer, n: usize, extra: &[&str]) -> Result<Vec<Worker>> {
+    let command = stateful_stdio_command();
+    let flags: Vec<&str> = ["--upstream-stdio", "session"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    let mut workers = Vec::new();
+    for i in 0..n {
+        let id = format!("stdio-session-{}", i + 1);
+        workers.push(stdio_worker(nats, &id, &command, &flags).await?);
+    }
+    Ok(workers)
+}
+
+/// True while process `pid` runs (not gone, not a zombie).
+fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(") ")
+            .next()
+            .is_some_and(|s| !s.starts_with('Z'))
+    })
+}
+
+/// The pid of the upstream process serving `client`'s session.
+async fn upstream_pid(client: &McpClient, url: &str) -> Result<i64> {
+    let who = client
+        .call_tool_structured(url, "whoami", json!({}))
+        .await?;
+    assert_eq!(who["transport"], "stdio", "{who}");
+    who["pid"].as_i64().context("pid")
+}
+
+#[tokio::test]
+async fn a_stdio_process_per_session_keeps_each_sessions_state_across_gateways_and_workers()
+-> Result<()> {
+    let nats = NatsServer::start().await?;
+    let workers = per_session_workers(&nats, 2, &[]).await?;
+    let gateways = [
+        Gateway::start(&nats.url()).await?,
+        Gateway::start(&nats.url()).await?,
+    ];
+    let url = |i: usize| gateways[i % 2].mcp_url();
+
+    // The client's own initialize params reach the process.
+    let mut params = jetway_tests::mcp::default_initialize_params();
+    params["clientInfo"]["name"] = json!("per-session-client");
+    let mut first = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        clients.push(McpClient::initialize_with(&url(0), params.clone()).await?);
+        first.push(started.elapsed());
+    }
+    let (a, b) = (&clients[0], &clients[1]);
+
+    // State holds across calls alternating gateways (and so workers: the
+    // one that does not own the process forwards to the one that does).
+    let pid = upstream_pid(a, &url(0)).await?;
+    // Until the worker that does not own the process has forwarded a call
+    // to the one that does (which of the two gets a call is the consumer's
+    // choice).
+    let forwarded = || {
+        workers
+            .iter()
+            .any(|w| w.log().contains("forwarding the request to the owner"))
+    };
+    let mut later = Vec::new();
+    let mut calls = 0;
+    while calls < 8 || (!forwarded() && calls < 40) {
+        calls += 1;
+        let started = Instant::now();
+        assert_eq!(tool(a, &url(calls), "count", json!({})).await?, calls);
+        later.push(started.elapsed());
+    }
+    assert!(forwarded(), "no call went through the other worker");
+    assert_eq!(upstream_pid(a, &url(1)).await?, pid);
+    first.sort();
+    later.sort();
+    eprintln!(
+        "per-session stdio: initialize (spawn + initialize) median {:?}; later call median {:?}",
+        first[1],
+        later[later.len() / 2]
+    );
+
+    // Another session: another process, its own state.
+    let other = upstream_pid(b, &url(1)).await?;
+    assert_ne!(other, pid);
+    assert_eq!(tool(b, &url(0), "count", json!({})).await?, 1);
+    assert_eq!(tool(a, &url(1), "count", json!({})).await?, calls + 1);
+    assert!(alive(pid) && alive(other));
+
+    // Ending the session ends its process, and only its.
+    assert_eq!(a.delete(&url(1)).await?, reqwest::StatusCode::OK);
+    jetway_tests::eventually(Duration::from_secs(20), || async {
+        anyhow::Ok(!alive(pid))
+    })
+    .await
+    .context("the ended session's process still runs")?;
+    assert!(alive(other));
+    assert_eq!(tool(b, &url(1), "count", json!({})).await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_per_session_stdio_process_ends_when_idle_and_a_full_worker_says_so() -> Result<()> {
+    let nats = NatsServer::start().await?;
+    let flags = ["--upstream-idle-secs", "1", "--upstream-processes", "1"];
+    let _workers = per_session_workers(&nats, 1, &flags).await?;
+    let gateway = Gateway::start(&nats.url()).await?;
+    let url = gateway.mcp_url();
+    let a = McpClient::initialize(&url).await?;
+    assert_eq!(tool(&a, &url, "count", json!({})).await?, 1);
+    let pid = upstream_pid(&a, &url).await?;
+
+    // The worker runs one process at most: a second session is refused.
+    let refused = McpClient::initialize(&url).await;
+    let why = format!(
+        "{:#}",
+        refused.err().context("a second session got a process")?
+    );
+    assert!(why.contains("maximum of 1"), "{why}");
+
+    // Idle: the process ends; the session's next call gets a fresh one,
+    // initialized again (its state is gone).
+    jetway_tests::eventually(Duration::from_secs(20), || async {
+        anyhow::Ok(!alive(pid))
+    })
+    .await
+    .context("the idle process still runs")?;
+    assert_eq!(tool(&a, &url, "count", json!({})).await?, 1);
+    assert_ne!(upstream_pid(&a, &url).await?, pid);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_per_session_stdio_process_asks_on_the_get_stream_and_starts_afresh_when_its_owner_dies()
+-> Result<()> {
+    let nats = NatsServer::start().await?;
+    let mut workers = per_session_workers(&nats, 2, &[]).await?;
+    let gateways = [
+        Gateway::start(&nats.url()).await?,
+        Gateway::start(&nats.url()).await?,
+    ];
+    let url = |i: usize| gateways[i % 2].mcp_url();
+    let client = McpClient::initialize(&url(0)).await?;
+    let mut get = client.get_stream(&url(1), None).await?;
+    assert_eq!(tool(&client, &url(0), "count", json!({})).await?, 1);
+    assert_eq!(tool(&client, &url(1), "count", json!({})).await?, 2);
+    let pid = upstream_pid(&client, &url(0)).await?;
+
+    // Asked outside any request: the process is the session's own, so the
+    // question reaches its client, on the GET stream, and the answer the
+    // process.
+    let asked = "a background job of this session";
+    let started = tool(
+        &client,
+        &url(1),
+        "sample_later",
+        json!({"delay": 0.2, "text": asked}),
+    )
+    .await?;
+    assert_eq!(started, "asking later");
+    let request = get.next_request(EVENT_TIMEOUT).await?;
+    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    assert_eq!(
+        request.pointer("/params/messages/0/content/text"),
+        Some(&json!(asked))
+    );
+    assert!(
+        request["id"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("get:")
+    );
+    let answer = json!({"role": "assistant", "content": {"type": "text", "text": "from its client"},
+                        "model": "m", "stopReason": "endTurn"});
+    let ack = client.respond(&url(0), &request["id"], answer).await?;
+    assert_eq!(ack.status, reqwest::StatusCode::ACCEPTED);
+    let outcome = background_outcome(&client, &url(1)).await?;
+    assert_eq!(
+        outcome.pointer("/answer/content/text"),
+        Some(&json!("from its client")),
+        "{outcome}"
+    );
+
+    // The owner dies: the session goes on with a fresh process, initialized
+    // again, whose state starts over.
+    let owner = workers
+        .iter()
+        .position(|w| w.log().contains("started the session's upstream process"))
+        .context("no worker started the process")?;
+    workers[owner].kill().await?;
+    let killed = Instant::now();
+    assert_eq!(tool(&client, &url(0), "count", json!({})).await?, 1);
+    eprintln!(
+        "per-session stdio: owner killed to the next call answered by a fresh process: {:?}",
+        killed.elapsed()
+    );
+    let fresh = upstream_pid(&client, &url(1)).await?;
+    assert_ne!(fresh, pid);
+    jetway_tests::eventually(Duration::from_secs(20), || async {
+        anyhow::Ok(!alive(pid))
+    })
+    .await
+    .context("the dead owner's process still runs")?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_per_session_stdio_owner_killed_mid_call_has_the_call_run_once_on_a_fresh_process()
+-> Result<()> {
+    let nats = NatsServer::start().await?;
+    let mut workers = per_session_workers(&nats, 2, &[]).await?;
+    let gateway = Gateway::start(&nats.url()).await?;
+    let url = gateway.mcp_url();
+    let client = McpClient::initialize(&url).await?;
+    assert_eq!(tool(&client, &url, "count", json!({})).await?, 1);
+    let pid = upstream_pid(&client, &url).await?;
+    let owner = workers
+        .iter()
+        .position(|w| w.log().contains("started the session's upstream process"))
+        .context("no worker started the process")?;
+
+    // The call runs on the owner's process (delivered there, or forwarded
+    // to it); the owner dies before it answers.
+    let from = workers[owner].log().position();
+    let call = client
+        .send(
+            &url,
+            "tools/call",
+            json!({"name": "slow", "arguments": {"seconds": 3}}),
+        )
+        .await?;
+    workers[owner]
+        .log()
+        .wait_for_text(from, EVENT_TIMEOUT, "slow: waiting")
+        .await?;
+    workers[owner].kill().await?;
+    let killed = Instant::now();
+
+    // It runs again, once, on a fresh process of the other worker, whose
+    // state starts over.
+    let ex = call.finish_within(Duration::from_secs(60)).await?;
+    eprintln!(
+        "per-session stdio: owner killed mid-call to the answer: {:?}",
+        killed.elapsed()
+    );
+    let finals = ex
+        .messages()
+        .into_iter()
+        .filter(|m| m.get("result").is_some() || m.get("error").is_some())
+        .count();
+    assert_eq!(finals, 1);
+    let got = ex.result()?["structuredContent"].clone();
+    assert_eq!(got["count"], 1, "{got}");
+    assert_ne!(got["pid"], json!(pid), "{got}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_reference_servers_progress_and_sampling_pass_through_its_own_per_session_process()
+-> Result<()> {
+    let command = jetway_tests::upstream::everything_stdio_command()?;
+    let nats = NatsServer::start().await?;
+    let mut workers = Vec::new();
+    for i in 0..2 {
+        let id = format!("stdio-session-everything-{}", i + 1);
+        workers.push(stdio_worker(&nats, &id, &command, &["--upstream-stdio", "session"]).await?);
+    }
+    let gateways = [
+        Gateway::start(&nats.url()).await?,
+        Gateway::start(&nats.url()).await?,
+    ];
+    let url = |i: usize| gateways[i % 2].mcp_url();
+    let client = McpClient::initialize(&url(0)).await?;
+
+    // Through whichever worker gets them: progress on the POST stream, a
+    // sampling asked inside the call and answered through the other
+    // gateway.
+    for i in 0..2 {
+        let ex = client
+            .request(
+                &url(i),
+                "tools/call",
+                json!({"name": "trigger-long-running-operation",
+                       "arguments": {"duration": 1, "steps": 2},
+                       "_meta": {"progressToken": i}}),
+            )
+            .await?;
+        let progress: Vec<f64> = ex
+            .notifications()
+            .iter()
+            .filter(|n| n["method"] == "notifications/progress")
+            .filter_map(|n| n.pointer("/params/progress").and_then(Value::as_f64))
+            .collect();
+        assert_eq!(progress, vec![1.0, 2.0]);
+
+        let mut call = client
+            .send(
+                &url(i + 1),
+                "tools/call",
+                json!({"name": "trigger-sampling-request", "arguments": {"prompt": "hi", "maxTokens": 5}}),
+            )
+            .await?;
+        let request = call.next_request(EVENT_TIMEOUT).await?;
+        assert_eq!(request["method"], "sampling/createMessage");
+        let text = format!("pong {i}");
+        let answer = json!({"role": "assistant", "content": {"type": "text", "text": text},
+                            "model": "m", "stopReason": "endTurn"});
+        client.respond(&url(i), &request["id"], answer).await?;
+        let ex = call.finish().await?;
+        assert!(
+            ex.result()?.to_string().contains(&text),
+            "{:?}",
+            ex.response()
+        );
+    }
+    let started = workers
+        .iter()
+        .filter(|w| w.log().contains("started the session's upstream process"))
+        .count();
+    assert_eq!(started, 1, "one process for the session");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cancelled_call_on_a_per_session_stdio_process_is_cancelled_upstream_and_frees_it()
+-> Result<()> {
+    let nats = NatsServer::start().await?;
+    let workers = per_session_workers(&nats, 2, &[]).await?;
+    let gateways = [
+        Gateway::start(&nats.url()).await?,
+        Gateway::start(&nats.url()).await?,
+    ];
+    let client = McpClient::initialize(&gateways[0].mcp_url()).await?;
+    let id = json!("slow-to-cancel");
+    let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                      "params": {"name": "slow", "arguments": {"seconds": 30}}});
+    let _stream = client
+        .send_message(&gateways[0].mcp_url(), &call, Some(id.clone()))
+        .await?;
+    jetway_tests::eventually(EVENT_TIMEOUT, || async {
+        anyhow::Ok(workers.iter().any(|w| w.log().contains("slow: waiting")))
+    })
+    .await
+    .context("the call never reached the process")?;
+
+    // Cancelled through the other gateway: the process stops the call (it
+    // never counts) and takes the next one at once, not after 30 s.
+    let told = client
+        .notify(
+            &gateways[1].mcp_url(),
+            "notifications/cancelled",
+            json!({"requestId": id, "reason": "test"}),
+        )
+        .await?;
+    assert_eq!(told.status, reqwest::StatusCode::ACCEPTED);
+    let started = Instant::now();
+    assert_eq!(
+        tool(&client, &gateways[1].mcp_url(), "count", json!({})).await?,
+        1
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use jetway_tests::cli::{RUN_TIMEOUT, jetway};
 use jetway_tests::mcp::default_initialize_params;
 use jetway_tests::{
     Exchange, Gateway, McpClient, NatsServer, ResponseStream, SseEvent, Worker, jetway_bin,
@@ -21,84 +22,8 @@ use jetway_tests::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-/// Bound on one `jetway` run (it must not hang, e.g. on an unreachable NATS).
-const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on waiting for one SSE event.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// What one `jetway` run printed.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(self) -> Result<String> {
-        ensure!(
-            self.code == Some(0),
-            "jetway exited {:?}: {}",
-            self.code,
-            self.stderr
-        );
-        Ok(self.stdout)
-    }
-
-    /// A failure: non-zero, and exactly one line on stderr containing `what`.
-    fn fails_with(&self, what: &str) -> Result<()> {
-        ensure!(
-            self.code.is_some_and(|c| c != 0),
-            "expected a failure, got {:?}; stdout {}",
-            self.code,
-            self.stdout
-        );
-        let lines: Vec<&str> = self.stderr.trim().lines().collect();
-        ensure!(lines.len() == 1, "expected one stderr line, got {lines:?}");
-        ensure!(
-            lines[0].contains(what),
-            "{:?} does not say {what:?}",
-            lines[0]
-        );
-        Ok(())
-    }
-
-    /// Stdout as JSON Lines (of a successful run).
-    fn json_lines(&self) -> Result<Vec<Value>> {
-        ensure!(
-            self.code == Some(0),
-            "jetway exited {:?}: {}",
-            self.code,
-            self.stderr
-        );
-        self.stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
-            .collect()
-    }
-}
-
-/// Runs `jetway --nats-url <url> <args…>`.
-async fn jetway(nats_url: &str, args: &[&str]) -> Result<Run> {
-    let bin = jetway_bin("jetway")?;
-    let out = tokio::time::timeout(
-        RUN_TIMEOUT,
-        tokio::process::Command::new(&bin)
-            .arg("--nats-url")
-            .arg(nats_url)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .with_context(|| format!("jetway {args:?} did not finish within {RUN_TIMEOUT:?}"))??;
-    Ok(Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
-}
 
 /// A client that keeps, in order, every message it sent and every SSE event
 /// it received: the ground truth a replay is compared with.

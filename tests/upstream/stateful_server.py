@@ -25,6 +25,15 @@ upstream session:
                         stream over HTTP) and keeps what came back; it prints
                         `sample_later: asking the client` to stderr just before
                         it asks
+  tick_later(count, interval, label)
+                        returns at once; a background task then sends `count`
+                        log notifications (`notifications/message`, data
+                        `<label> 1` ... `<label> <count>`) outside any request,
+                        `interval` seconds apart, printing `tick_later: <label> <i>`
+                        to stderr before each
+  slow(seconds)         {"pid", "count"}: prints `slow: waiting` to stderr, waits
+                        `seconds`, then increments this session's counter and
+                        returns it with the server's pid
   background()          {"outcome": ...}: what the last sample_later got, as
                         {"answer": <CreateMessageResult>} or {"error": <message>},
                         or null while it waits
@@ -47,6 +56,14 @@ Usage (with PYTHONPATH=.local/upstreams/py, or via .local/upstreams/bin/stateful
 
   --json-response                        answer POSTs with application/json instead
                                          of an SSE stream
+  --resumable                            keep every SSE event in an in-memory event
+                                         store, so a GET with Last-Event-ID replays
+                                         what the stream sent after it (also while no
+                                         GET stream was open). The SDK shares one store
+                                         among sessions and names every session's GET
+                                         stream alike, so a resumed GET stream replays
+                                         the GET events of every session: use it with
+                                         one session at a time.
   --session-idle-timeout SECONDS         reap a stateful HTTP session after this much
                                          idle time (default 1800, the SDK's); its id
                                          then answers 404 Session not found
@@ -64,6 +81,7 @@ from typing import Annotated, Any, Optional
 
 try:
     from mcp.server.fastmcp import Context, FastMCP
+    from mcp.server.streamable_http import EventMessage, EventStore
     from mcp.types import CallToolResult, SamplingMessage, TextContent
 except ImportError as exc:  # pragma: no cover - setup error
     sys.exit(
@@ -111,6 +129,28 @@ def _header_session_id(ctx: Context) -> str | None:
     return headers.get("mcp-session-id")
 
 
+class MemoryEventStore(EventStore):
+    """Every event, in order, for Last-Event-ID replay (--resumable)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, Any]] = []  # (stream id, event id, message)
+
+    async def store_event(self, stream_id, message):  # type: ignore[override]
+        event_id = f"ev-{len(self.events) + 1}-{uuid.uuid4().hex[:8]}"
+        self.events.append((stream_id, event_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id, send_callback):  # type: ignore[override]
+        at = next((i for i, (_, e, _) in enumerate(self.events) if e == last_event_id), None)
+        if at is None:
+            return None
+        stream_id = self.events[at][0]
+        for s, e, m in self.events[at + 1 :]:
+            if s == stream_id and m is not None:
+                await send_callback(EventMessage(m, e))
+        return stream_id
+
+
 def build(args: argparse.Namespace) -> FastMCP:
     mcp = FastMCP(
         "jetway-stateful-upstream",
@@ -121,6 +161,7 @@ def build(args: argparse.Namespace) -> FastMCP:
         stateless_http=args.stateless,
         json_response=args.json_response,
         session_idle_timeout=args.session_idle_timeout,
+        event_store=MemoryEventStore() if args.resumable else None,
         log_level="WARNING",
     )
 
@@ -178,6 +219,29 @@ def build(args: argparse.Namespace) -> FastMCP:
         task.add_done_callback(BACKGROUND.discard)
         return "asking later"
 
+    @mcp.tool(description="Send count numbered log notifications from a background task, outside any request.")
+    async def tick_later(count: int, interval: float, label: str, ctx: Context) -> str:
+        session = ctx.session
+
+        async def tick() -> None:
+            for i in range(1, count + 1):
+                await asyncio.sleep(interval)
+                print(f"tick_later: {label} {i}", file=sys.stderr, flush=True)
+                await session.send_log_message(level="info", data=f"{label} {i}")
+
+        task = asyncio.create_task(tick())
+        BACKGROUND.add(task)
+        task.add_done_callback(BACKGROUND.discard)
+        return "ticking later"
+
+    @mcp.tool(description="Wait seconds, then increment this session's counter; returns it with the pid.")
+    async def slow(seconds: float, ctx: Context) -> dict[str, Any]:
+        print("slow: waiting", file=sys.stderr, flush=True)
+        await asyncio.sleep(seconds)
+        state = _state(ctx)
+        state["count"] += 1
+        return {"pid": os.getpid(), "count": state["count"]}
+
     @mcp.tool(description="What the last sample_later got back, or null while it waits.")
     def background(ctx: Context) -> dict[str, Any]:
         return {"outcome": _state(ctx).get("background")}
@@ -211,6 +275,7 @@ def main() -> None:
     parser.add_argument("--stateless", action="store_true", help="FastMCP stateless_http=True: no sessions, state per request")
     parser.add_argument("--stdio", action="store_true", help="serve MCP over stdin/stdout instead of HTTP")
     parser.add_argument("--json-response", action="store_true", help="JSON responses instead of SSE streams")
+    parser.add_argument("--resumable", action="store_true", help="an in-memory event store: Last-Event-ID replay")
     parser.add_argument("--session-idle-timeout", type=float, default=1800, help="idle seconds before a session is reaped")
     args = parser.parse_args()
     if args.port is None:

@@ -11,6 +11,7 @@
 //! same catch-up, so a cancellation sent while this worker was reconnecting
 //! still reaches the request.
 
+use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{
     DirectGetError, DirectGetErrorKind, LastRawMessageError, LastRawMessageErrorKind, Stream,
 };
@@ -25,6 +26,31 @@ use tokio::sync::{mpsc, watch};
 
 /// Messages the inbound follower may buffer for a request loop.
 const INBOUND_BUFFER: usize = 64;
+
+/// What a follower passes on for each stored client message: the message
+/// (what a request needs), or the message with its stream sequence (what
+/// the bridge's listener records as its position).
+pub trait Inbound: Send + 'static {
+    fn stored(seq: u64, message: Value) -> Self;
+}
+
+impl Inbound for Value {
+    fn stored(_: u64, message: Value) -> Self {
+        message
+    }
+}
+
+/// A client message and its stream sequence.
+pub struct Sequenced {
+    pub seq: u64,
+    pub message: Value,
+}
+
+impl Inbound for Sequenced {
+    fn stored(seq: u64, message: Value) -> Self {
+        Self { seq, message }
+    }
+}
 
 /// Read access to the session stream, shared by every request.
 #[derive(Clone)]
@@ -56,23 +82,23 @@ impl Answers {
         session: &SessionId,
         request: &StreamKey,
     ) -> Result<bool, DirectGetError> {
-        let subject = session.out(request);
-        let mut backoff = Backoff::new();
-        loop {
-            match self
-                .stream
-                .direct_get_last_for_subject(subject.as_str())
-                .await
-            {
-                Ok(m) => return Ok(m.headers.get(headers::FINAL).is_some()),
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(false),
-                Err(e) => {
-                    if !backoff.wait().await {
-                        return Err(e);
-                    }
-                    tracing::debug!(error = %e, "reading the request's stream failed; retrying");
-                }
-            }
+        let last = self.last_on(&session.out(request)).await?;
+        Ok(last.is_some_and(|m| m.headers.get(headers::FINAL).is_some()))
+    }
+
+    /// The last message stored on `subject` (`None`: there is none); a
+    /// failed read is retried for a bounded time.
+    async fn last_on(&self, subject: &str) -> Result<Option<StreamMessage>, DirectGetError> {
+        let last = Backoff::new()
+            .retry(
+                || self.stream.direct_get_last_for_subject(subject),
+                |e: &DirectGetError| e.kind() != DirectGetErrorKind::NotFound,
+            )
+            .await;
+        match last {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -85,17 +111,16 @@ impl Answers {
         request: &StreamKey,
     ) -> Result<bool, LastRawMessageError> {
         let subject = session.out(request);
-        let mut backoff = Backoff::new();
-        loop {
-            match self.stream.get_last_raw_message_by_subject(&subject).await {
-                Ok(m) => return Ok(m.headers.get(headers::FINAL).is_some()),
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(false),
-                Err(e) => {
-                    if !backoff.wait().await {
-                        return Err(e);
-                    }
-                }
-            }
+        let last = Backoff::new()
+            .retry(
+                || self.stream.get_last_raw_message_by_subject(&subject),
+                |e: &LastRawMessageError| e.kind() != LastRawMessageErrorKind::NoMessageFound,
+            )
+            .await;
+        match last {
+            Ok(m) => Ok(m.headers.get(headers::FINAL).is_some()),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -104,23 +129,8 @@ impl Answers {
     /// the client sends from now on, for a follower not tied to a request
     /// (the bridge's listener). Retried like [`Self::answered`].
     pub async fn inbound_position(&self, session: &SessionId) -> Result<u64, DirectGetError> {
-        let subject = session.in_msg();
-        let mut backoff = Backoff::new();
-        loop {
-            match self
-                .stream
-                .direct_get_last_for_subject(subject.as_str())
-                .await
-            {
-                Ok(m) => return Ok(m.sequence),
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(0),
-                Err(e) => {
-                    if !backoff.wait().await {
-                        return Err(e);
-                    }
-                }
-            }
-        }
+        let last = self.last_on(&session.in_msg()).await?;
+        Ok(last.map_or(0, |m| m.sequence))
     }
 
     /// Every client notification and response of `session` stored after
@@ -129,11 +139,11 @@ impl Answers {
     /// until it is dropped).
     ///
     /// Subscribes before reading history, so nothing falls between the two.
-    pub async fn inbound_after(
+    pub async fn inbound_after<T: Inbound>(
         &self,
         session: &SessionId,
         after: u64,
-    ) -> Result<(Vec<Value>, mpsc::Receiver<Value>), async_nats::SubscribeError> {
+    ) -> Result<(Vec<T>, mpsc::Receiver<T>), async_nats::SubscribeError> {
         let live = self.nats.subscribe(session.live_in_msg()).await?;
         let (tx, rx) = mpsc::channel(INBOUND_BUFFER);
         let mut follower = Follower {
@@ -150,17 +160,17 @@ impl Answers {
     }
 }
 
-struct Follower {
+struct Follower<T> {
     stream: Stream<()>,
     subject: String,
     /// Stream sequence of the last message passed on.
     last: u64,
-    tx: mpsc::Sender<Value>,
+    tx: mpsc::Sender<T>,
     /// While reading what was stored before the request ran: collected here.
-    history: Option<Vec<Value>>,
+    history: Option<Vec<T>>,
 }
 
-impl Follower {
+impl<T: Inbound> Follower<T> {
     async fn run(mut self, mut live: async_nats::Subscriber, mut connects: watch::Receiver<u64>) {
         connects.mark_unchanged();
         loop {
@@ -221,6 +231,7 @@ impl Follower {
         let Ok(v) = serde_json::from_slice::<Value>(payload) else {
             return Ok(());
         };
+        let v = T::stored(seq, v);
         match &mut self.history {
             Some(h) => {
                 h.push(v);

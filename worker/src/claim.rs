@@ -101,6 +101,8 @@ pub struct Claims {
     nats: async_nats::Client,
     /// Names this process (not its instance id, which a restarted pod reuses).
     nonce: String,
+    /// The core subject this process answers probes on.
+    probe: String,
     holder: bytes::Bytes,
     ttl: Duration,
     grace: Duration,
@@ -140,7 +142,7 @@ impl Claims {
         .unwrap_or_default()
         .into();
         let running: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let mut probes = nats.subscribe(probe).await?;
+        let mut probes = nats.subscribe(probe.clone()).await?;
         let answering = running.clone();
         let replier = nats.clone();
         tokio::spawn(async move {
@@ -160,6 +162,7 @@ impl Claims {
             js,
             nats,
             nonce,
+            probe,
             holder,
             ttl: timing.ttl,
             grace: timing.grace,
@@ -326,6 +329,34 @@ impl Claims {
             Err(WriteError::Conflict) => Ok(None),
             Err(e) => Err(ClaimError::Write(e)),
         }
+    }
+
+    /// Who holds the lease `key`: its revision (0 if never written), and
+    /// the probe subject of the holding process, `None` when nobody holds
+    /// it (absent, or its TTL ran out).
+    pub async fn lease_holder(&self, key: &str) -> Result<(u64, Option<String>), ClaimError> {
+        let entry = kv_write::read(&self.store, key)
+            .await
+            .map_err(ClaimError::Read)?;
+        Ok(match entry {
+            None => (0, None),
+            Some(e) if e.operation != kv::Operation::Put => (e.revision, None),
+            Some(e) => {
+                let holder = serde_json::from_slice::<Holder>(&e.value).ok();
+                (e.revision, holder.map(|h| h.probe))
+            }
+        })
+    }
+
+    /// The probe subject of this process, as [`Self::lease_holder`] names it.
+    pub fn probe_subject(&self) -> &str {
+        &self.probe
+    }
+
+    /// The claims bucket and the JetStream context that writes to it, for
+    /// other records kept beside the claims (a listener's position).
+    pub fn bucket(&self) -> (&Context, &kv::Store) {
+        (&self.js, &self.store)
     }
 
     fn guard(

@@ -73,10 +73,20 @@ pub struct Args {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_cmd: Option<String>,
     /// stdio upstream processes per bridge worker, each running one request
-    /// at a time. [default: 4]
+    /// at a time (with `--upstream-stdio session`: the most it runs). [default: 4]
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_processes: Option<usize>,
+    /// stdio upstream processes: `shared` (a pool serving every session) or
+    /// `session` (one process per session, on one worker). [default: shared]
+    #[arg(long, value_name = "MODE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_stdio: Option<String>,
+    /// Seconds without a request after which a session's own stdio process
+    /// ends (`upstream_stdio = "session"`). [default: 300]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_idle_secs: Option<u64>,
     /// Seconds an upstream may take to start answering a request. [default: 30]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,10 +127,12 @@ pub enum UpstreamConfig {
     /// A Streamable HTTP server.
     Http(HttpUpstream),
     /// A stdio server: its command line (program and arguments), and how
-    /// many processes of it each worker runs.
+    /// many processes of it each worker runs; with `per_session` (the idle
+    /// timeout), one process per session instead of a shared pool.
     Stdio {
         command: Vec<String>,
         processes: usize,
+        per_session: Option<Duration>,
     },
 }
 
@@ -164,6 +176,18 @@ impl Config {
         let unreachable_for = Duration::from_secs(f.get("upstream_unreachable_secs", 5));
         let cmd: Option<String> = f.get("upstream_cmd", None);
         let processes: usize = f.get("upstream_processes", 4);
+        let stdio_mode: String = f.get("upstream_stdio", "shared".to_owned());
+        let idle = Duration::from_secs(f.get("upstream_idle_secs", 300));
+        let per_session = match stdio_mode.as_str() {
+            "shared" => None,
+            "session" => Some(idle),
+            other => {
+                f.problem(format!(
+                    "upstream_stdio: {other:?} is neither \"shared\" nor \"session\""
+                ));
+                None
+            }
+        };
         let mut cfg = cfg;
         match (url, cmd) {
             (Some(_), Some(_)) => f.problem("upstream_url and upstream_cmd: set one of them"),
@@ -176,6 +200,7 @@ impl Config {
                     cfg.upstream = Some(UpstreamConfig::Stdio {
                         command: words,
                         processes,
+                        per_session,
                     });
                 }
                 _ => f.problem(format!("upstream_cmd: {cmd:?} is not a command line")),

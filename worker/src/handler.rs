@@ -6,6 +6,7 @@
 //! are one piece of code.
 
 use crate::{
+    answers::Answers,
     claim::{ClaimFence, Claims},
     health::Health,
     incoming::Request,
@@ -14,6 +15,7 @@ use crate::{
 };
 use async_nats::jetstream::kv;
 use jetway_shared::{
+    service::Service,
     session::SessionRecord,
     subjects::{SessionId, StreamKey},
 };
@@ -31,10 +33,15 @@ pub struct RunContext<'a> {
     pub instance: &'a str,
     /// Claims and leases in the claims bucket.
     pub claims: &'a Arc<Claims>,
+    /// The worker's reader of the session stream (it catches up after
+    /// every NATS reconnect), for followers not tied to this run.
+    pub answers: &'a Answers,
     /// The session record as it was when the run started.
     pub record: SessionRecord,
     /// 1 on the first delivery.
     pub delivery: u64,
+    /// The request's sequence in the session stream.
+    pub stored_at: u64,
     /// Checked before state writes and the answer.
     pub fence: ClaimFence,
     /// What the client sent the session after the request (stored), and
@@ -45,6 +52,17 @@ pub struct RunContext<'a> {
     pub deadline: Instant,
     /// Cancelled when the worker stops for good.
     pub hard_stop: &'a CancellationToken,
+}
+
+/// What the worker shares with a handler for work outside any request
+/// (the bridge's watch on its listeners), once it is set up.
+#[derive(Clone)]
+pub struct Shared {
+    pub service: Service,
+    pub publisher: Publisher,
+    pub sessions: kv::Store,
+    pub answers: Answers,
+    pub claims: Arc<Claims>,
 }
 
 /// Runs requests: answers each with a final message on its POST stream, or
@@ -59,6 +77,9 @@ pub trait Handler: Send + Sync + 'static {
     /// Gives the handler the worker's readiness to report on (the bridge
     /// reports whether its upstream answers).
     fn report_to(&self, _health: &Arc<Health>) {}
+
+    /// Called once the worker is set up, before its first request.
+    fn started(&self, _shared: &Shared) {}
 }
 
 /// Publishes a final answer the worker makes itself (not the handler).

@@ -72,6 +72,9 @@ impl<S: ServerHandler + Clone> InProcess<S> {
         };
         let mut extensions = Extensions::new();
         extensions.insert(session);
+        // The transport the session was opened on: what a handler needs to
+        // negotiate a protocol version served on it (see `Builtin::initialize`).
+        extensions.insert(ctx.record.transport);
         let route = RequestRoute {
             session: request.session.clone(),
             stream: request.stream.clone(),

@@ -9,7 +9,11 @@
 //! `#[tool_handler]`, `ServerHandler`) and hand it to [`run`]. The one
 //! addition is [`Session`], an rmcp extractor argument
 //! (`Extension(session): Extension<Session>`) giving a tool its session id
-//! and its compare-and-set session state.
+//! and its compare-and-set session state. The request's extensions also
+//! hold the session's `jetway_shared::protocol::Transport`: a handler that
+//! negotiates `initialize` itself offers only the versions served on it
+//! (2024-11-05 on HTTP+SSE, 2025-03-26 … 2025-11-25 on Streamable HTTP), as
+//! the built-in one does.
 //!
 //! Layout, in the order a request passes through it:
 //! - [`config`] — `worker::Config` and the `jetway-worker` flags.
@@ -151,6 +155,7 @@ pub async fn run_handler<H: handler::Handler>(
         sessions: resources.sessions,
         state: resources.state,
     });
+    runtime.handler.started(&runtime.shared());
     consumer::run(runtime, puller, health, shutdown).await;
     http_stop.cancel();
     let _ = http.await;

@@ -2,10 +2,10 @@
 //! bridges to an upstream MCP server (`--upstream-url`).
 
 use clap::Parser;
-use jetway_shared::{setup, telemetry};
+use jetway_shared::{service::Service, setup, telemetry};
 use jetway_worker::{
     Config, Nats,
-    bridge::{Bridge, stdio::Pool, upstream::Upstream},
+    bridge::{Bridge, owned::Owners, stdio::Pool, upstream::Upstream},
     config::{Args, UpstreamConfig},
     toolsets::Builtin,
 };
@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Every HTTP client of the process uses rustls with ring.
+    jetway_shared::tls::install_crypto_provider();
     let args = Args::parse();
     let config = match Config::load(&args) {
         Ok(c) => c,
@@ -47,7 +49,7 @@ async fn main() -> ExitCode {
     let ran = match config.upstream.clone() {
         None => jetway_worker::run(config, nats, listener, Builtin::new(), shutdown).await,
         Some(up) => {
-            let bridge = match bridge(&up) {
+            let bridge = match bridge(&up, &config.service) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot set up the upstream client");
@@ -57,8 +59,17 @@ async fn main() -> ExitCode {
             // Never the headers: they may hold the upstream's credentials.
             let target = match &up {
                 UpstreamConfig::Http(h) => h.url.to_string(),
-                UpstreamConfig::Stdio { command, processes } => {
-                    format!("{} ({processes} processes)", command.join(" "))
+                UpstreamConfig::Stdio {
+                    command,
+                    processes,
+                    per_session,
+                } => {
+                    let per = if per_session.is_some() {
+                        " per session"
+                    } else {
+                        ""
+                    };
+                    format!("{} ({processes} processes{per})", command.join(" "))
                 }
             };
             tracing::info!(upstream = %target, "bridging to an upstream MCP server");
@@ -74,10 +85,22 @@ async fn main() -> ExitCode {
     }
 }
 
-fn bridge(up: &UpstreamConfig) -> Result<Bridge, reqwest::Error> {
+fn bridge(up: &UpstreamConfig, service: &Service) -> Result<Bridge, reqwest::Error> {
     let up = match up {
-        UpstreamConfig::Stdio { command, processes } => {
+        UpstreamConfig::Stdio {
+            command,
+            processes,
+            per_session: None,
+        } => {
             return Ok(Bridge::stdio(Pool::new(command.clone(), *processes)));
+        }
+        UpstreamConfig::Stdio {
+            command,
+            processes,
+            per_session: Some(idle),
+        } => {
+            let owners = Owners::new(command.clone(), *processes, *idle, service.clone());
+            return Ok(Bridge::stdio_per_session(owners));
         }
         UpstreamConfig::Http(up) => up,
     };

@@ -78,7 +78,39 @@ impl Publisher {
             h.insert(headers::CONTROL, headers::Control::Cancelled.as_str());
         }
         h.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
-        publish_acked(&self.js, msg.session.out(msg.stream), h, msg.payload.into()).await?;
-        Ok(())
+        let subject = msg.session.out(msg.stream);
+        let payload = bytes::Bytes::from(msg.payload);
+        match publish_acked(&self.js, subject.clone(), h.clone(), payload.clone()).await {
+            Err(PublishFailure::TooLarge) if matches!(msg.kind, Out::Final) => {
+                // Running the request again would give the same answer: the
+                // client gets one clean error in its place instead.
+                let max = self.js.client().server_info().max_payload;
+                let size = payload.len();
+                tracing::warn!(
+                    size,
+                    max,
+                    "the answer exceeds max_payload; answering an error"
+                );
+                let body = too_large(&payload, max);
+                publish_acked(&self.js, subject, h, body.into()).await?;
+                Ok(())
+            }
+            done => done.map(|_| ()),
+        }
     }
+}
+
+/// The error, with the answer's id, that replaces a final `answer` the bus
+/// refuses (its `max_payload` is `max`).
+fn too_large(answer: &[u8], max: usize) -> Vec<u8> {
+    let size = answer.len();
+    let id = serde_json::from_slice::<serde_json::Value>(answer)
+        .ok()
+        .and_then(|v| v.get("id").cloned());
+    let body = jetway_shared::jsonrpc::error(
+        id.as_ref(),
+        jetway_shared::jsonrpc::INTERNAL_ERROR,
+        format!("the response ({size} bytes) exceeds the message bus's max_payload ({max} bytes)"),
+    );
+    serde_json::to_vec(&body).unwrap_or_default()
 }

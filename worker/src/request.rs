@@ -22,7 +22,7 @@ use crate::{
     claim::{Acquired, ClaimFence, Claims},
     config::Config,
     delivery::{Delivery, Lease},
-    handler::{Handler, RunContext, publish_final},
+    handler::{Handler, RunContext, Shared, publish_final},
     incoming::{Request, Unrunnable},
     metrics::Execution,
     publish::Publisher,
@@ -57,6 +57,17 @@ pub struct Runtime<H> {
 }
 
 impl<H: Handler> Runtime<H> {
+    /// What the handler may use outside any request ([`Handler::started`]).
+    pub fn shared(&self) -> Shared {
+        Shared {
+            service: self.config.service.clone(),
+            publisher: self.publisher.clone(),
+            sessions: self.sessions.clone(),
+            answers: self.answers.clone(),
+            claims: self.claims.clone(),
+        }
+    }
+
     /// Handles one delivery; never panics, always acks, naks or terminates.
     pub async fn handle(self: Arc<Self>, delivery: Delivery, hard_stop: CancellationToken) {
         let lease = delivery.hold(self.config.lease_renewal(), self.config.ack_wait);
@@ -206,8 +217,10 @@ impl<H: Handler> Runtime<H> {
             state: &self.state,
             instance: &self.config.bus.instance_id,
             claims: &self.claims,
+            answers: &self.answers,
             record,
             delivery: delivery.delivered,
+            stored_at: delivery.stream_sequence,
             fence,
             history,
             inbound: live,

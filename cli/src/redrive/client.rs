@@ -1,6 +1,8 @@
 //! A small MCP Streamable HTTP client for redrive: POST JSON-RPC messages
 //! with the session headers, read SSE responses event by event, resume a
 //! stream with `GET` + `Last-Event-ID` if it ends early, DELETE the session.
+//! For a session recorded on HTTP+SSE it speaks that transport instead
+//! (see [`super::http_sse`]).
 
 use crate::error::CliError;
 use futures::{StreamExt, stream::BoxStream};
@@ -15,6 +17,8 @@ pub struct Client {
     http: reqwest::Client,
     url: String,
     session: Arc<Mutex<SessionHeaders>>,
+    /// Set for an HTTP+SSE session: its one SSE connection.
+    sse: Option<Arc<super::http_sse::Link>>,
 }
 
 #[derive(Default)]
@@ -52,6 +56,38 @@ impl Client {
             http,
             url,
             session: Arc::default(),
+            sse: None,
+        })
+    }
+
+    /// A client for an HTTP+SSE endpoint: a bare `http://host:port` gets
+    /// `/sse`, a URL ending in `/mcp` gets `/sse` in its place. Opens the
+    /// SSE connection (a new session) at once.
+    pub async fn http_sse(url: &str) -> Result<Self, CliError> {
+        let mut url = url.trim_end_matches('/').to_owned();
+        let has_path = url
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.contains('/'));
+        if let Some(base) = url.strip_suffix("/mcp") {
+            url = format!("{base}/sse");
+        } else if !has_path {
+            url.push_str("/sse");
+        }
+        jetway_shared::tls::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| gateway_error(&url, e))?;
+        let link = super::http_sse::Link::open(&http, &url).await?;
+        let session = SessionHeaders {
+            id: Some(link.session_id.clone()),
+            protocol: None,
+        };
+        Ok(Self {
+            http,
+            url,
+            session: Arc::new(Mutex::new(session)),
+            sse: Some(Arc::new(link)),
         })
     }
 
@@ -85,6 +121,9 @@ impl Client {
 
     /// POSTs one JSON-RPC message.
     pub async fn post(&self, message: &Value) -> Result<Reply, CliError> {
+        if let Some(link) = &self.sse {
+            return self.post_http_sse(link, message).await;
+        }
         let req = self
             .http
             .post(&self.url)
@@ -105,6 +144,30 @@ impl Client {
         self.reply(resp).await
     }
 
+    /// HTTP+SSE: POST to the message URL; a request's messages arrive on
+    /// the session's SSE connection.
+    async fn post_http_sse(
+        &self,
+        link: &super::http_sse::Link,
+        message: &Value,
+    ) -> Result<Reply, CliError> {
+        let request_id = message.get("method").and(message.get("id")).cloned();
+        let rx = request_id.map(|id| link.expect(id));
+        let resp = self
+            .http
+            .post(&link.endpoint)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(message).unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| gateway_error(&link.endpoint, e))?;
+        match (resp.status(), rx) {
+            (reqwest::StatusCode::ACCEPTED, Some(rx)) => Ok(Reply::Events(Events::relayed(rx))),
+            (reqwest::StatusCode::ACCEPTED, None) => Ok(Reply::Accepted),
+            _ => self.reply(resp).await,
+        }
+    }
+
     /// Resumes a stream after `last_event_id` (GET + `Last-Event-ID`).
     pub async fn resume(&self, last_event_id: &str) -> Result<Reply, CliError> {
         let req = self
@@ -120,8 +183,12 @@ impl Client {
         self.reply(resp).await
     }
 
-    /// Ends the session (DELETE).
+    /// Ends the session (DELETE). HTTP+SSE has no DELETE: its session
+    /// ends for the client when the connection closes.
     pub async fn delete(&self) -> Result<(), CliError> {
+        if self.sse.is_some() {
+            return Ok(());
+        }
         let req = self.with_session(self.http.delete(&self.url));
         let resp = req.send().await.map_err(|e| gateway_error(&self.url, e))?;
         if !resp.status().is_success() {
@@ -171,7 +238,9 @@ fn gateway_error(url: &str, e: impl Into<jetway_shared::BoxError>) -> CliError {
     CliError::gateway(url, e)
 }
 
-/// An SSE response (parsed by `sse-stream`), read one JSON message at a time.
+/// An SSE response (parsed by `sse-stream`), read one JSON message at a
+/// time; or, on HTTP+SSE, one request's messages taken from the session's
+/// connection.
 pub struct Events {
     blocks: BoxStream<'static, Result<sse_stream::Sse, sse_stream::Error>>,
     /// The last event id received (what to resume from).
@@ -182,6 +251,17 @@ impl Events {
     fn new(resp: reqwest::Response) -> Self {
         Self {
             blocks: sse_stream::SseStream::from_bytes_stream(resp.bytes_stream()).boxed(),
+            last_event_id: None,
+        }
+    }
+
+    /// One request's messages of an HTTP+SSE connection (no resume: the
+    /// connection is the session's, not the request's).
+    fn relayed(rx: tokio::sync::mpsc::Receiver<Value>) -> Self {
+        let blocks = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|m| Ok(sse_stream::Sse::default().data(m.to_string())));
+        Self {
+            blocks: blocks.boxed(),
             last_event_id: None,
         }
     }

@@ -5,6 +5,8 @@
 //!
 //! - [`plan`] — the recorded client requests and notifications, in order.
 //! - [`client`] — the MCP Streamable HTTP client that re-sends them.
+//! - [`http_sse`] — its HTTP+SSE side, for sessions recorded on that transport
+//!   (re-sent over HTTP+SSE, so `initialize` negotiates 2024-11-05 again).
 //! - [`diff`] — structural differences, volatile fields told apart.
 //! - [`report`] — the side-by-side comparison and the verdict.
 //!
@@ -16,6 +18,7 @@
 
 pub mod client;
 pub mod diff;
+pub mod http_sse;
 pub mod plan;
 pub mod report;
 
@@ -69,7 +72,15 @@ pub async fn run(
             id: found.id.to_string(),
         });
     }
-    let client = Client::new(gateway)?;
+    let on_http_sse = found
+        .record
+        .as_ref()
+        .is_some_and(|r| r.transport == jetway_shared::protocol::Transport::HttpSse);
+    let client = if on_http_sse {
+        Client::http_sse(gateway).await?
+    } else {
+        Client::new(gateway)?
+    };
     let results = drive(&client, &plan, args.timeout).await?;
     if plan.closed {
         client.delete().await?;

@@ -44,6 +44,8 @@ pub struct Row {
     pub client_name: Option<String>,
     pub client_version: Option<String>,
     pub protocol_version: Option<ProtocolVersion>,
+    /// `streamable-http` or `http+sse`; `None` when the record aged out.
+    pub transport: Option<&'static str>,
     pub messages_in: usize,
     pub messages_out: usize,
 }
@@ -103,6 +105,7 @@ pub async fn run(
                 client_name: None,
                 client_version: None,
                 protocol_version: None,
+                transport: None,
                 messages_in: *messages_in,
                 messages_out: *messages_out,
             });
@@ -123,11 +126,12 @@ pub async fn run(
         "LAST ACTIVITY",
         "CLIENT",
         "PROTOCOL",
+        "TRANSPORT",
         "STATE",
         "IN",
         "OUT",
     ])
-    .right_align(&[6, 7]);
+    .right_align(&[7, 8]);
     for r in &rows {
         let state_paint = match r.state {
             "active" => Paint::Green,
@@ -155,6 +159,7 @@ pub async fn run(
                     .to_owned(),
                 None,
             ),
+            (r.transport.unwrap_or("-").to_owned(), None),
             (r.state.to_owned(), Some(state_paint)),
             (r.messages_in.to_string(), None),
             (r.messages_out.to_string(), None),
@@ -248,6 +253,7 @@ fn row(
         client_name: client_field(record, "name"),
         client_version: client_field(record, "version"),
         protocol_version: Some(record.protocol_version),
+        transport: Some(record.transport.as_str()),
         messages_in,
         messages_out,
     }

@@ -80,6 +80,7 @@ fn write_record(
             writeln!(out, "{}{}", label("state"), state_name(r.state))?;
             writeln!(out, "{}{}", label("client"), client_name(r))?;
             writeln!(out, "{}{}", label("protocol"), r.protocol_version)?;
+            writeln!(out, "{}{}", label("transport"), r.transport)?;
             writeln!(
                 out,
                 "{}{} by {}",

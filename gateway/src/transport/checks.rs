@@ -2,7 +2,7 @@
 //! pure functions: [`post`], [`get`] and [`delete`] take the request's
 //! headers (and body) and return what the handler needs, typed, or the
 //! error the client gets, in the order the spec's error statuses imply:
-//! origin (403), Accept (406), Content-Type (415), protocol version (400),
+//! host and origin (403), Accept (406), Content-Type (415), protocol version (400),
 //! session header shape (400), body size (413), JSON (parse error), JSON-RPC
 //! shape and batch rules (invalid request).
 //!
@@ -24,6 +24,23 @@ pub use jetway_shared::protocol::{LAST_EVENT_ID, SESSION_HEADER, VERSION_HEADER}
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// 403 if the request's `Host` is not allowed (DNS rebinding: a page on
+/// another site that resolves its name to this gateway's address). A
+/// request without `Host` (HTTP/1.0) passes: browsers always send one.
+pub fn host(config: &Config, h: &HeaderMap) -> Result<(), GatewayError> {
+    match h.get(header::HOST) {
+        None => Ok(()),
+        Some(v) => {
+            let host = v.to_str().unwrap_or("<non-ascii>");
+            if config.host_allowed(host) {
+                Ok(())
+            } else {
+                Err(GatewayError::ForbiddenHost(host.to_owned()))
+            }
+        }
+    }
 }
 
 /// 403 if the request carries an `Origin` that is not allowed (DNS rebinding).
@@ -127,17 +144,23 @@ pub fn session(service: &Service, h: &HeaderMap) -> Result<Option<SessionId>, Ga
         .and_then(|raw| SessionId::parse(service, raw.trim()).ok()))
 }
 
-/// The `Last-Event-ID` to resume from, if any: 400 if it is not one of ours.
+/// The `Last-Event-ID` to resume from, if any: 400 if it is not one of
+/// ours, or if there are several.
 pub fn last_event_id(h: &HeaderMap) -> Result<Option<EventId>, GatewayError> {
-    match h.get(LAST_EVENT_ID) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(EventId::parse)
-            .map(Some)
-            .ok_or(GatewayError::MalformedEventId),
+    let mut values = h.get_all(LAST_EVENT_ID).iter();
+    let Some(v) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(GatewayError::MalformedEventId);
     }
+    v.to_str()
+        .ok()
+        .and_then(EventId::parse)
+        // Stream sequences start at 1: no event has id `…-0`.
+        .filter(|id| id.sequence > 0)
+        .map(Some)
+        .ok_or(GatewayError::MalformedEventId)
 }
 
 /// The W3C trace context to carry onto the bus, if the client sent one.
@@ -229,6 +252,7 @@ pub struct CheckedDelete {
 /// Checks a POST: headers, body size, JSON, JSON-RPC shape, batch rules,
 /// and `initialize` alone; then which session it is for.
 pub fn post(h: &HeaderMap, body: Body, limits: Limits<'_>) -> Result<CheckedPost, GatewayError> {
+    host(limits.config, h)?;
     origin(limits.config, h)?;
     accept_post(h)?;
     content_type(h)?;
@@ -236,7 +260,7 @@ pub fn post(h: &HeaderMap, body: Body, limits: Limits<'_>) -> Result<CheckedPost
     let Body::Read(bytes) = body else {
         return Err(GatewayError::TooLarge(limits.config.max_body_bytes));
     };
-    let (messages, batch) = parse(&bytes, version)?;
+    let (messages, batch) = parse(&bytes, version, limits.config.max_batch_messages)?;
     let init = messages
         .iter()
         .find(|m| matches!(&m.kind, Kind::Request { method: m, .. } if m == method::INITIALIZE));
@@ -249,6 +273,16 @@ pub fn post(h: &HeaderMap, body: Body, limits: Limits<'_>) -> Result<CheckedPost
         }
         Some(init) => {
             let params = init.value.get("params").cloned().unwrap_or(Value::Null);
+            let size = serde_json::to_vec(&params).map_or(0, |b| b.len());
+            if size > limits.config.max_initialize_bytes {
+                return Err(GatewayError::InvalidRequest(
+                    format!(
+                        "initialize params of {size} bytes exceed {} bytes",
+                        limits.config.max_initialize_bytes
+                    ),
+                    init.value.get("id").cloned(),
+                ));
+            }
             let requested = params
                 .get("protocolVersion")
                 .and_then(Value::as_str)
@@ -270,6 +304,7 @@ pub fn post(h: &HeaderMap, body: Body, limits: Limits<'_>) -> Result<CheckedPost
 
 /// Checks a GET: origin, Accept, version, session header, `Last-Event-ID`.
 pub fn get(h: &HeaderMap, limits: Limits<'_>) -> Result<CheckedGet, GatewayError> {
+    host(limits.config, h)?;
     origin(limits.config, h)?;
     accept_get(h)?;
     let version = protocol_version(h)?;
@@ -284,6 +319,7 @@ pub fn get(h: &HeaderMap, limits: Limits<'_>) -> Result<CheckedGet, GatewayError
 
 /// Checks a DELETE: origin, version, session header.
 pub fn delete(h: &HeaderMap, limits: Limits<'_>) -> Result<CheckedDelete, GatewayError> {
+    host(limits.config, h)?;
     origin(limits.config, h)?;
     let version = protocol_version(h)?;
     let session = session(limits.service, h)?;
@@ -292,7 +328,11 @@ pub fn delete(h: &HeaderMap, limits: Limits<'_>) -> Result<CheckedDelete, Gatewa
 
 /// Parses the body into checked JSON-RPC messages (a batch only where the
 /// request's protocol version allows one); the flag tells a batch.
-fn parse(bytes: &[u8], version: ProtocolVersion) -> Result<(Vec<Inbound>, bool), GatewayError> {
+fn parse(
+    bytes: &[u8],
+    version: ProtocolVersion,
+    max_batch: usize,
+) -> Result<(Vec<Inbound>, bool), GatewayError> {
     let value: Value = serde_json::from_slice(bytes).map_err(GatewayError::Parse)?;
     let batch = value.is_array();
     let values = match value {
@@ -305,6 +345,12 @@ fn parse(bytes: &[u8], version: ProtocolVersion) -> Result<(Vec<Inbound>, bool),
             }
             if items.is_empty() {
                 return Err(GatewayError::InvalidRequest("empty batch".into(), None));
+            }
+            if items.len() > max_batch {
+                return Err(GatewayError::InvalidRequest(
+                    format!("a batch of {} messages exceeds {max_batch}", items.len()),
+                    None,
+                ));
             }
             items
         }

@@ -90,11 +90,29 @@ pub async fn post(
         }
         checks::Target::Existing(named) => {
             let session = named.ok_or(GatewayError::SessionNotFound)?;
-            svc.sessions.find_for(&session, &caller).await?;
+            let record = svc.sessions.find_for(&session, &caller).await?;
+            // The header may claim 2025-03-26 (or be absent); what counts
+            // is what the session negotiated.
+            if batch && !record.protocol_version.allows_batches() {
+                return Err(GatewayError::InvalidRequest(
+                    format!(
+                        "JSON-RPC batches are not supported in protocol version {}, which this session negotiated",
+                        record.protocol_version
+                    ),
+                    None,
+                ));
+            }
             (session, false)
         }
     };
 
+    let requests = messages
+        .iter()
+        .filter(|m| matches!(m.kind, Kind::Request { .. }))
+        .count();
+    let slots = (requests > 0)
+        .then(|| gw.inflight.acquire(&session, requests))
+        .transpose()?;
     let mut readers = Vec::new();
     let mut prelude = Vec::new();
     let mut timed = None;
@@ -180,7 +198,14 @@ pub async fn post(
             kind: metrics::StreamKind::Post,
             exchange: timed.map(|m| metrics::Exchange::new(m, started)),
         };
-        respond::sse_observed(prelude, readers, ending, Some(observe))
+        let resp = respond::sse_observed(prelude, readers, ending, Some(observe));
+        // The stream holds its requests' slots until it ends.
+        let (parts, body) = resp.into_parts();
+        let body = futures::StreamExt::map(body.into_data_stream(), move |chunk| {
+            let _held = &slots;
+            chunk
+        });
+        Response::from_parts(parts, Body::from_stream(body))
     };
     if created {
         resp.headers_mut().insert(

@@ -4,19 +4,21 @@
 //! notifications not about one request (`notifications/roots/list_changed`).
 //!
 //! The listener follows the session's inbound messages with the follower
-//! every request uses ([`crate::answers`]), from the moment it starts:
-//! what the client sent before that is not looked at again.
+//! every request uses ([`crate::answers`]), from where the previous
+//! listener of the session recorded it got to ([`super::position`]), so
+//! what the client sent while nobody listened is passed on too; the first
+//! listener of a session starts from the moment it starts.
 
 use super::{
     ids,
     upstream::{SessionHeaders, Upstream},
 };
-use crate::answers::Answers;
-use async_nats::jetstream::{Context, context::GetStreamError, stream::DirectGetError};
+use crate::answers::{Answers, Sequenced};
+use async_nats::jetstream::stream::DirectGetError;
 use jetway_shared::{jsonrpc::method, session::UpstreamSession, subjects::SessionId};
 use serde_json::Value;
-use std::{sync::atomic::Ordering, time::Duration};
-use tokio::sync::{mpsc, watch};
+use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// The notification that ends a client's initialization.
 const INITIALIZED: &str = "notifications/initialized";
@@ -24,41 +26,38 @@ const INITIALIZED: &str = "notifications/initialized";
 /// Why the session's client messages cannot be followed.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
-    #[error("no stream for the session: {0}")]
-    Stream(#[source] GetStreamError),
     #[error("could not read where the session's client messages stand: {0}")]
     Position(#[source] DirectGetError),
     #[error("could not subscribe to the session's client messages: {0}")]
     Subscribe(#[source] async_nats::SubscribeError),
 }
 
-/// The client messages of one session, from when the listener started.
+/// The client messages of one session, from where the previous listener
+/// got to (or from when this one started, if none did). The worker's
+/// [`Answers`] reader catches up on what its live subscription missed
+/// whenever NATS reconnects.
 pub struct ClientMessages {
-    history: std::vec::IntoIter<Value>,
-    live: mpsc::Receiver<Value>,
-    /// Bumped when NATS reconnected, so the follower catches up on what its
-    /// live subscription missed.
-    reconnected: watch::Sender<u64>,
-    nats: async_nats::Client,
-    connects_seen: u64,
+    history: std::vec::IntoIter<Sequenced>,
+    live: mpsc::Receiver<Sequenced>,
+    /// The stream sequence of the last message read.
+    position: u64,
 }
 
 impl ClientMessages {
-    /// Starts following `session`'s client messages.
-    pub async fn follow(js: &Context, session: &SessionId) -> Result<Self, FollowError> {
-        let name = session.service().stream_name(session.partition());
-        let stream = js
-            .get_stream_no_info(name)
-            .await
-            .map_err(FollowError::Stream)?;
-        let nats = js.client();
-        let connects_seen = nats.statistics().connects.load(Ordering::Relaxed);
-        let (reconnected, connects) = watch::channel(0);
-        let answers = Answers::new(stream, nats.clone(), connects);
-        let after = answers
-            .inbound_position(session)
-            .await
-            .map_err(FollowError::Position)?;
+    /// Starts following `session`'s client messages after stream sequence
+    /// `after`, or after the last one stored if `None`.
+    pub async fn follow(
+        answers: &Answers,
+        session: &SessionId,
+        after: Option<u64>,
+    ) -> Result<Self, FollowError> {
+        let after = match after {
+            Some(a) => a,
+            None => answers
+                .inbound_position(session)
+                .await
+                .map_err(FollowError::Position)?,
+        };
         let (history, live) = answers
             .inbound_after(session, after)
             .await
@@ -66,31 +65,25 @@ impl ClientMessages {
         Ok(Self {
             history: history.into_iter(),
             live,
-            reconnected,
-            nats,
-            connects_seen,
+            position: after,
         })
     }
 
     /// The next message; `None` once the follower ended (the NATS
     /// connection closed). Cancel-safe.
     pub async fn next(&mut self) -> Option<Value> {
-        match self.history.next() {
-            Some(m) => Some(m),
-            None => self.live.recv().await,
-        }
+        let m = match self.history.next() {
+            Some(m) => m,
+            None => self.live.recv().await?,
+        };
+        self.position = m.seq;
+        Some(m.message)
     }
 
-    /// Has the follower catch up from the stream if NATS reconnected since
-    /// the last look. The worker's own reconnect signal does not reach a
-    /// handler, so the listener asks at each lease renewal: a message lost
-    /// in a reconnect arrives within one renewal, or with the next one.
-    pub fn after_reconnect(&mut self) {
-        let now = self.nats.statistics().connects.load(Ordering::Relaxed);
-        if now != self.connects_seen {
-            self.connects_seen = now;
-            self.reconnected.send_modify(|n| *n += 1);
-        }
+    /// The stream sequence of the last message [`Self::next`] returned
+    /// (where following started, before the first).
+    pub fn position(&self) -> u64 {
+        self.position
     }
 }
 

@@ -16,7 +16,8 @@
 //!   server→client requests (sampling, elicitation, roots) on the POST
 //!   stream with a session-unique id ([`ids`]); the client's answer, which
 //!   may reach any gateway, is posted back to the upstream with the
-//!   upstream's id. A client's cancellation is posted upstream too.
+//!   upstream's id. A client's cancellation is posted upstream too. One
+//!   relay loop ([`relay`]) serves every kind of upstream.
 //! - **Failures.** An upstream that cannot be reached within
 //!   `upstream_unreachable_secs` gets the client a -32001 error; one whose
 //!   stream breaks off before the answer (it died mid-call) has the request
@@ -25,7 +26,8 @@
 //!   upstream failed, until one succeeds.
 //!
 //! stdio upstreams ([`stdio`]) run as a pool of processes per worker, one
-//! request per process at a time.
+//! request per process at a time, or as one process per session on one
+//! worker that owns it ([`owned`], `upstream_stdio = "session"`).
 //!
 //! What an HTTP upstream sends outside any request, on its session's own
 //! GET stream, reaches the Jetway session's GET stream ([`listener`]):
@@ -39,14 +41,16 @@
 pub mod client_messages;
 pub mod ids;
 pub mod listener;
+pub mod owned;
+pub mod position;
+mod relay;
 pub mod stdio;
 pub mod upstream;
 
 use crate::{
-    handler::{Handler, RunContext, publish_final},
+    handler::{Handler, RunContext, Shared, publish_final},
     health::Health,
     incoming::Request,
-    publish::{Out, OutMessage},
     transport::Outcome,
 };
 use futures::StreamExt;
@@ -55,11 +59,11 @@ use jetway_shared::{
     jsonrpc::{self, method},
     protocol::{ProtocolVersion, UnknownVersion},
     session::{State, UpstreamSession, update_record},
-    subjects::{SessionId, StreamKey},
+    subjects::SessionId,
 };
+use relay::{Conversation, Ended, Io, converse, is_answer_to};
 use serde_json::{Value, json};
 use std::{
-    collections::HashMap,
     future::Future,
     sync::{Arc, OnceLock},
     time::Duration,
@@ -87,6 +91,8 @@ pub struct Bridge {
 enum Target {
     Http(Upstream),
     Stdio(Arc<stdio::Pool>),
+    /// One stdio process per session ([`owned`]).
+    PerSession(Arc<owned::Owners>),
 }
 
 impl Bridge {
@@ -112,12 +118,24 @@ impl Bridge {
         }
     }
 
+    /// A bridge to one stdio upstream process per session.
+    pub fn stdio_per_session(owners: owned::Owners) -> Self {
+        Self {
+            target: Target::PerSession(Arc::new(owners)),
+            response_timeout: Duration::ZERO,
+            unreachable_for: Duration::ZERO,
+            health: Arc::default(),
+            listeners: listener::Listeners::default(),
+        }
+    }
+
     /// Makes sure the upstream session's own stream is relayed (see [`listener`]).
     fn listen(&self, ctx: &RunContext<'_>, session: &SessionId, upstream: &UpstreamSession) {
         self.listeners
             .ensure(session, upstream, || listener::ListenerContext {
                 upstream: self.upstream().clone(),
                 claims: ctx.claims.clone(),
+                answers: ctx.answers.clone(),
                 sessions: ctx.sessions.clone(),
                 publisher: ctx.publisher.clone(),
                 timeout: self.response_timeout,
@@ -128,7 +146,9 @@ impl Bridge {
     fn upstream(&self) -> &Upstream {
         match &self.target {
             Target::Http(u) => u,
-            Target::Stdio(_) => unreachable!("stdio requests do not reach the HTTP path"),
+            Target::Stdio(_) | Target::PerSession(_) => {
+                unreachable!("stdio requests do not reach the HTTP path")
+            }
         }
     }
 }
@@ -145,10 +165,24 @@ impl Handler for Bridge {
     fn report_to(&self, health: &Arc<Health>) {
         let _ = self.health.set(health.clone());
     }
+
+    fn started(&self, shared: &Shared) {
+        if let Target::Http(upstream) = &self.target {
+            self.listeners
+                .watch_expiries(&shared.service, || listener::ListenerContext {
+                    upstream: upstream.clone(),
+                    claims: shared.claims.clone(),
+                    answers: shared.answers.clone(),
+                    sessions: shared.sessions.clone(),
+                    publisher: shared.publisher.clone(),
+                    timeout: self.response_timeout,
+                });
+        }
+    }
 }
 
 /// Why a run ends without going on.
-enum Stop {
+pub(crate) enum Stop {
     /// Answer the client with this error.
     Answer(Value),
     /// Hand the request back.
@@ -182,8 +216,10 @@ impl Bridge {
     }
 
     async fn forward(&self, ctx: &mut RunContext<'_>, request: &Request) -> Result<Outcome, Stop> {
-        if let Target::Stdio(pool) = &self.target {
-            return self.forward_stdio(pool, ctx, request).await;
+        match &self.target {
+            Target::Stdio(pool) => return self.forward_stdio(pool, ctx, request).await,
+            Target::PerSession(owners) => return self.forward_owned(owners, ctx, request).await,
+            Target::Http(_) => {}
         }
         if request.is_initialize() {
             return self.initialize(ctx, request).await;
@@ -428,48 +464,15 @@ impl Bridge {
             id: request.id.clone(),
             deadline: ctx.deadline,
         };
-        self.converse(ctx, request, &mut conversation).await
+        let ended = converse(&mut Io::of(ctx), request, &mut conversation).await?;
+        Ok(self.ended(ctx, request, ended).await)
     }
 
-    /// The one relay loop: what the upstream sends before its answer goes
-    /// to the client, what the client sends for the request (its answers
-    /// to the upstream's requests, its cancellation) goes upstream.
-    async fn converse(
-        &self,
-        ctx: &mut RunContext<'_>,
-        request: &Request,
-        upstream: &mut impl Conversation,
-    ) -> Result<Outcome, Stop> {
-        let mut relay = Relay {
-            request,
-            pending: HashMap::new(),
-            sent: 0,
-        };
-        let mut history = std::mem::take(&mut ctx.history).into_iter();
-        loop {
-            let event = match history.next() {
-                Some(m) => Event::Client(Some(m)),
-                None => tokio::select! {
-                    m = upstream.next() => Event::Upstream(m),
-                    m = ctx.inbound.recv() => Event::Client(m),
-                },
-            };
-            match event {
-                Event::Upstream(Err(stop)) => return Err(stop),
-                Event::Upstream(Ok(msg)) => {
-                    if is_answer_to(&msg, upstream.id()) {
-                        return Ok(self.answer(ctx, request, msg).await);
-                    }
-                    relay.on_upstream(ctx, msg).await?;
-                }
-                // The client's side ended: the worker is going away.
-                Event::Client(None) => return Err(Stop::HandBack("inbound ended".into())),
-                Event::Client(Some(msg)) => {
-                    if let Some(outcome) = relay.on_client(ctx, upstream, msg).await? {
-                        return Ok(outcome);
-                    }
-                }
-            }
+    /// Publishes how a conversation ended.
+    async fn ended(&self, ctx: &RunContext<'_>, request: &Request, ended: Ended) -> Outcome {
+        match ended {
+            Ended::Answer(answer) => self.answer(ctx, request, answer).await,
+            Ended::Done(outcome) => outcome,
         }
     }
 
@@ -497,27 +500,7 @@ impl Bridge {
             // Every process was initialized once, by the bridge: the client
             // gets that answer, and the version it negotiated is recorded.
             let answer = process.initialized.clone();
-            let version = match negotiated(&answer) {
-                Some(Ok(version)) => version,
-                Some(Err(unknown)) => {
-                    return Err(Stop::Answer(jsonrpc::error(
-                        Some(&request.id),
-                        jsonrpc::INTERNAL_ERROR,
-                        format!("the upstream negotiated {unknown}"),
-                    )));
-                }
-                None => ProtocolVersion::LATEST,
-            };
-            let js = ctx.publisher.jetstream();
-            let recorded = update_record(js, ctx.sessions, request.session.as_str(), |r| {
-                r.state = State::Active;
-                r.protocol_version = version;
-                true
-            });
-            if let Err(e) = recorded.await {
-                return Err(Stop::HandBack(format!("could not record the session: {e}")));
-            }
-            return Ok(self.answer(ctx, request, answer).await);
+            return self.initialized_stdio(ctx, request, answer).await;
         }
         let wire = pool.wire_id();
         let mut msg = request.raw.clone();
@@ -527,7 +510,154 @@ impl Bridge {
             id: wire,
         };
         conversation.send(&msg).await?;
-        self.converse(ctx, request, &mut conversation).await
+        let ended = converse(&mut Io::of(ctx), request, &mut conversation).await?;
+        Ok(self.ended(ctx, request, ended).await)
+    }
+
+    /// Records what a stdio process's `initialize` answer negotiated and
+    /// gives the client that answer.
+    async fn initialized_stdio(
+        &self,
+        ctx: &RunContext<'_>,
+        request: &Request,
+        answer: Value,
+    ) -> Result<Outcome, Stop> {
+        let version = match negotiated(&answer) {
+            Some(Ok(version)) => version,
+            Some(Err(unknown)) => {
+                return Err(Stop::Answer(jsonrpc::error(
+                    Some(&request.id),
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("the upstream negotiated {unknown}"),
+                )));
+            }
+            None => ProtocolVersion::LATEST,
+        };
+        let js = ctx.publisher.jetstream();
+        let recorded = update_record(js, ctx.sessions, request.session.as_str(), |r| {
+            r.state = State::Active;
+            r.protocol_version = version;
+            true
+        });
+        if let Err(e) = recorded.await {
+            return Err(Stop::HandBack(format!("could not record the session: {e}")));
+        }
+        Ok(self.answer(ctx, request, answer).await)
+    }
+
+    /// A request of a session with its own stdio process ([`owned`]): run
+    /// where the process is, starting it here if nobody runs it.
+    async fn forward_owned(
+        &self,
+        owners: &Arc<owned::Owners>,
+        ctx: &mut RunContext<'_>,
+        request: &Request,
+    ) -> Result<Outcome, Stop> {
+        let env = owned::Env {
+            publisher: ctx.publisher.clone(),
+            answers: ctx.answers.clone(),
+            claims: ctx.claims.clone(),
+            sessions: ctx.sessions.clone(),
+        };
+        let unavailable = |e: &owned::OwnError| {
+            if let (owned::OwnError::Process(_), Some(health)) = (e, self.health.get()) {
+                health.set_upstream_reachable(false);
+            }
+            Stop::Answer(jsonrpc::error(
+                Some(&request.id),
+                jsonrpc::SERVICE_UNAVAILABLE,
+                format!("upstream unavailable: {e}"),
+            ))
+        };
+        owners
+            .serve(&env)
+            .await
+            .map_err(|e| Stop::HandBack(e.to_string()))?;
+        let params = ctx.record.client.clone();
+        let mut again = Backoff::unbounded(Duration::from_millis(50), Duration::from_millis(500));
+        for _ in 0..20 {
+            let owner = match owners.owner(&env, &request.session, &params).await {
+                Ok(o) => o,
+                Err(owned::OwnError::Taken) => continue,
+                Err(e @ (owned::OwnError::Full(_) | owned::OwnError::Process(_))) => {
+                    return Err(unavailable(&e));
+                }
+                Err(e) => return Err(Stop::HandBack(e.to_string())),
+            };
+            let process = match owner {
+                owned::Owner::Here(p) => p,
+                owned::Owner::There { probe, revision } => {
+                    let forwarded = owned::forward(
+                        &env,
+                        &probe,
+                        request,
+                        ctx.delivery,
+                        ctx.stored_at,
+                        ctx.deadline,
+                    );
+                    match forwarded.await {
+                        // Between the lease and the process (it is starting,
+                        // or just ended): look again.
+                        owned::Remote::Returned(owned::Returned::NotOwner) => {
+                            again.sleep().await;
+                            continue;
+                        }
+                        owned::Remote::Returned(r) => return self.returned(ctx, request, r).await,
+                        owned::Remote::Gone => {
+                            let taken = owners
+                                .take_over(&env, &request.session, revision, &params)
+                                .await;
+                            match taken {
+                                Ok(p) => p,
+                                Err(owned::OwnError::Taken) => continue,
+                                Err(
+                                    e @ (owned::OwnError::Full(_) | owned::OwnError::Process(_)),
+                                ) => {
+                                    return Err(unavailable(&e));
+                                }
+                                Err(e) => return Err(Stop::HandBack(e.to_string())),
+                            }
+                        }
+                    }
+                }
+            };
+            if let Some(health) = self.health.get() {
+                health.set_upstream_reachable(true);
+            }
+            if request.is_initialize() {
+                let answer = process.initialized.clone();
+                return self.initialized_stdio(ctx, request, answer).await;
+            }
+            let ended = owned::run_here(&process, &mut Io::of(ctx), request).await?;
+            return Ok(self.ended(ctx, request, ended).await);
+        }
+        Err(Stop::HandBack(
+            "the session's upstream process kept changing owner".into(),
+        ))
+    }
+
+    /// What the owner of a session's process replied for a forwarded request.
+    async fn returned(
+        &self,
+        ctx: &RunContext<'_>,
+        request: &Request,
+        returned: owned::Returned,
+    ) -> Result<Outcome, Stop> {
+        match returned {
+            owned::Returned::Answer { message } => {
+                if request.is_initialize() {
+                    return self.initialized_stdio(ctx, request, message).await;
+                }
+                Ok(self.answer(ctx, request, message).await)
+            }
+            owned::Returned::Done { cancelled: true } => Ok(Outcome::Cancelled),
+            owned::Returned::Done { cancelled: false } => Ok(Outcome::Unanswered),
+            owned::Returned::Error { message } => Err(Stop::Answer(message)),
+            owned::Returned::HandBack { why } => Err(Stop::HandBack(why)),
+            owned::Returned::NotOwner => Err(Stop::HandBack(
+                "the worker named as the process owner does not run it".into(),
+            )),
+        }
     }
 
     /// Publishes the upstream's answer as the request's final message,
@@ -539,21 +669,6 @@ impl Bridge {
         answer["id"] = request.id.clone();
         publish_final(ctx.publisher, &request.session, &request.stream, answer).await
     }
-}
-
-enum Event {
-    Upstream(Result<Value, Stop>),
-    Client(Option<Value>),
-}
-
-/// One request's exchange with its upstream.
-trait Conversation: Send {
-    /// The id the upstream knows the request by.
-    fn id(&self) -> &Value;
-    /// The next message the upstream sends for the request.
-    fn next(&mut self) -> impl Future<Output = Result<Value, Stop>> + Send;
-    /// Sends the upstream a message for the request.
-    fn send(&mut self, msg: &Value) -> impl Future<Output = Result<(), Stop>> + Send;
 }
 
 /// A request's SSE stream from an HTTP upstream; messages for it are POSTed.
@@ -633,88 +748,6 @@ impl Conversation for StdioConversation<'_> {
     }
 }
 
-/// The routing state of one relayed request.
-struct Relay<'r> {
-    request: &'r Request,
-    /// The upstream's id of each server→client request, by the id the client sees.
-    pending: HashMap<String, Value>,
-    sent: u64,
-}
-
-impl Relay<'_> {
-    /// A message the upstream sent before its answer.
-    async fn on_upstream(&mut self, ctx: &RunContext<'_>, mut msg: Value) -> Result<(), Stop> {
-        let method_name = msg.get("method").and_then(Value::as_str).map(str::to_owned);
-        let stream = match method_name.as_deref() {
-            None => return Ok(()), // a response to someone else: not ours to pass on
-            Some(_) if msg.get("id").is_some() => {
-                // A server→client request: an id unique in the session.
-                let public = ids::in_request(&self.request.stream, &msg["id"]);
-                self.pending.insert(public.clone(), msg["id"].clone());
-                msg["id"] = Value::from(public);
-                self.request.stream.clone()
-            }
-            Some(method::PROGRESS | method::MESSAGE) => self.request.stream.clone(),
-            Some(_) => StreamKey::get(),
-        };
-        self.sent += 1;
-        let out = OutMessage {
-            session: &self.request.session,
-            stream: &stream,
-            payload: serde_json::to_vec(&msg).unwrap_or_default(),
-            kind: Out::Message {
-                tag: jetway_shared::msg_id::upstream_tag(
-                    &self.request.stream,
-                    ctx.delivery,
-                    self.sent,
-                ),
-            },
-        };
-        ctx.publisher
-            .publish(out)
-            .await
-            .map_err(|e| Stop::HandBack(format!("could not publish: {e}")))
-    }
-
-    /// A message the client sent the session while the request runs:
-    /// answers to the upstream's requests and this request's cancellation
-    /// go upstream. `Some` ends the request.
-    async fn on_client(
-        &mut self,
-        ctx: &RunContext<'_>,
-        upstream: &mut impl Conversation,
-        mut msg: Value,
-    ) -> Result<Option<Outcome>, Stop> {
-        if msg.get("method").and_then(Value::as_str) == Some(method::CANCELLED) {
-            if msg.pointer("/params/requestId") != Some(&self.request.id) {
-                return Ok(None);
-            }
-            msg["params"]["requestId"] = upstream.id().clone();
-            upstream.send(&msg).await?;
-            let marked = ctx
-                .publisher
-                .cancelled(&self.request.session, &self.request.stream)
-                .await;
-            return Ok(Some(match marked {
-                Ok(()) => Outcome::Cancelled,
-                Err(_) => Outcome::Unanswered,
-            }));
-        }
-        if msg.get("method").is_some() {
-            return Ok(None);
-        }
-        let original = msg
-            .get("id")
-            .and_then(Value::as_str)
-            .and_then(|public| self.pending.remove(public));
-        if let Some(original) = original {
-            msg["id"] = original;
-            upstream.send(&msg).await?;
-        }
-        Ok(None)
-    }
-}
-
 /// The version an `initialize` answer negotiated: `None` for an error
 /// answer, an error for a version Jetway does not speak.
 fn negotiated(answer: &Value) -> Option<Result<ProtocolVersion, UnknownVersion>> {
@@ -728,13 +761,6 @@ fn headers(s: &UpstreamSession) -> SessionHeaders<'_> {
         id: s.id.as_deref(),
         version: Some(s.protocol_version),
     }
-}
-
-/// True for the response (result or error) to request `id`.
-fn is_answer_to(msg: &Value, id: &Value) -> bool {
-    msg.get("method").is_none()
-        && msg.get("id") == Some(id)
-        && (msg.get("result").is_some() || msg.get("error").is_some())
 }
 
 /// Reads an SSE stream up to the response to `id`.

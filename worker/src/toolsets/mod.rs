@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod demo;
 
 use crate::Session;
+use jetway_shared::protocol::Transport;
 use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler, handler::server::router::tool::ToolRouter,
     model::*, service::RequestContext, tool_handler,
@@ -49,6 +50,20 @@ pub(crate) fn session_of(ctx: &RequestContext<RoleServer>) -> Result<Session, Mc
         .ok_or_else(|| McpError::internal_error("request is not running on a Jetway worker", None))
 }
 
+/// The version a client asking for `requested` gets on `transport`: the
+/// one it asked for if it is served there, else the newest that is.
+pub fn negotiate(requested: &str, transport: Transport) -> ProtocolVersion {
+    let wanted = jetway_shared::protocol::ProtocolVersion::parse(requested)
+        .filter(|v| v.served_on(transport))
+        .or_else(|| jetway_shared::protocol::ProtocolVersion::list(transport).next())
+        .unwrap_or(jetway_shared::protocol::ProtocolVersion::LATEST);
+    ProtocolVersion::KNOWN_VERSIONS
+        .iter()
+        .find(|v| v.as_str() == wanted.as_str())
+        .cloned()
+        .unwrap_or(ProtocolVersion::LATEST)
+}
+
 pub(crate) fn from_wire<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, McpError> {
     serde_json::from_value(v)
         .map_err(|e| McpError::internal_error(format!("building a result: {e}"), None))
@@ -79,14 +94,32 @@ impl ServerHandler for Builtin {
             )
     }
 
+    /// Negotiates among the versions served on the session's transport: a
+    /// Streamable HTTP session never gets 2024-11-05, an HTTP+SSE session
+    /// only gets it (rmcp's default negotiation knows no transports).
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, McpError> {
+        ctx.peer.set_peer_info(request.clone());
+        let transport = ctx
+            .extensions
+            .get::<Transport>()
+            .copied()
+            .unwrap_or_default();
+        let mut info = self.get_info();
+        info.protocol_version = negotiate(request.protocol_version.as_str(), transport);
+        Ok(info)
+    }
+
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         Cow::Owned(
             ProtocolVersion::KNOWN_VERSIONS
                 .iter()
                 .filter(|v| {
-                    jetway_shared::protocol::ProtocolVersion::parse(v.as_str()).is_some_and(|v| {
-                        v.served_on(jetway_shared::protocol::Transport::StreamableHttp)
-                    })
+                    jetway_shared::protocol::ProtocolVersion::parse(v.as_str())
+                        .is_some_and(|v| v.served_on(Transport::StreamableHttp))
                 })
                 .cloned()
                 .collect(),
@@ -215,5 +248,21 @@ impl ServerHandler for Builtin {
         let request = serde_json::to_value(&request)
             .map_err(|e| McpError::invalid_params(e.to_string(), None))?;
         from_wire(json!({ "completion": conformance::complete(&request) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_negotiated_per_transport() {
+        let sse = Transport::HttpSse;
+        let http = Transport::StreamableHttp;
+        assert_eq!(negotiate("2024-11-05", sse).as_str(), "2024-11-05");
+        assert_eq!(negotiate("2025-11-25", sse).as_str(), "2024-11-05");
+        assert_eq!(negotiate("2024-11-05", http).as_str(), "2025-11-25");
+        assert_eq!(negotiate("2025-06-18", http).as_str(), "2025-06-18");
+        assert_eq!(negotiate("banana", http).as_str(), "2025-11-25");
     }
 }

@@ -58,7 +58,31 @@ pub const GATEWAY: &[Setting] = &[
         "allowed `Origin` values; `*` allows any",
     )
     .noted("any port"),
-    Setting::new("max_body_bytes", &["1048576"], "larger bodies get 413"),
+    Setting::new(
+        "max_body_bytes",
+        &["1048576"],
+        "larger bodies get 413; lowered to what NATS accepts (its `max_payload` less 8 KiB for headers) if that is less",
+    ),
+    Setting::without_value(
+        "allowed_hosts",
+        "loopback names when `listen` is loopback, else any",
+        "allowed `Host` values (DNS rebinding), `*` for any; one without a port allows every port",
+    ),
+    Setting::new(
+        "max_batch_messages",
+        &["100"],
+        "messages in one JSON-RPC batch (2025-03-26 sessions only); more get 400",
+    ),
+    Setting::new(
+        "max_initialize_bytes",
+        &["65536"],
+        "size of `initialize` params, which the session record keeps; larger get 400",
+    ),
+    Setting::new(
+        "max_inflight_per_session",
+        &["64"],
+        "requests of one session a gateway replica streams at once; more get 429",
+    ),
     Setting::new(
         "json_response",
         &["false"],
@@ -186,7 +210,17 @@ pub const WORKER: &[Setting] = &[
     Setting::new(
         "upstream_processes",
         &["4"],
-        "stdio upstream processes per bridge worker (one request each at a time)",
+        "stdio upstream processes per bridge worker (one request each at a time); with `upstream_stdio = \"session\"`, the most it runs",
+    ),
+    Setting::new(
+        "upstream_stdio",
+        &["shared"],
+        "stdio upstream processes: `shared` (a pool serving every session) or `session` (one per session, on one worker)",
+    ),
+    Setting::new(
+        "upstream_idle_secs",
+        &["300"],
+        "how long a session's own stdio process (`upstream_stdio = \"session\"`) lives without a request",
     ),
     Setting::without_value(
         "upstream_headers",

@@ -1,0 +1,205 @@
+//! The relay of an HTTP+SSE session: every server message of the session,
+//! on whichever of its stream subjects a worker published it (a request's
+//! responses, progress, logs and server→client requests; the session's
+//! notifications), in stream order, exactly once, from any position.
+//!
+//! Per connection: one core subscription on the session's live `out.*`
+//! subjects, and direct gets by stream sequence. The stream interleaves
+//! every session of the partition, so a live message whose sequence does
+//! not directly follow the last one delivered may hide a missed message of
+//! this session (core delivery is at-most-once): the relay then reads the
+//! stream from the last delivered sequence up to it (`next_by_subj` on the
+//! session's `out.*`), so it never delivers out of order or skips one. The
+//! idle tick re-reads the tail, for a message lost right before a quiet
+//! period. Resume is the same path from the client's sequence.
+//!
+//! Control markers on the GET subject decide the connection's life: a
+//! `takeover` newer than the connection's own ends it (a newer connection
+//! of the session opened, on any gateway), `closed` ends it (the session
+//! ended). Other markers and empty payloads are not events.
+
+use async_nats::{
+    HeaderMap,
+    jetstream::stream::{DirectGetErrorKind, Stream},
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use jetway_shared::{
+    headers::{self, Control},
+    subjects::SessionId,
+};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// What the relay hands the HTTP side.
+#[derive(Debug)]
+pub enum Item {
+    /// A server message and its stream sequence.
+    Event { sequence: u64, payload: Bytes },
+    /// Nothing happened for a while: send a keep-alive.
+    Idle,
+    /// The connection is over: a newer one took over, or the session ended.
+    Ended(End),
+    /// The bus cannot be read; end the connection so the client resumes.
+    Failed(String),
+}
+
+/// Why a relay ended by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    TakenOver,
+    Closed,
+}
+
+/// How to read one session.
+pub struct Spec {
+    pub session: SessionId,
+    /// Deliver messages after this stream sequence.
+    pub after: u64,
+    /// The sequence of this connection's own takeover marker.
+    pub takeover: u64,
+    /// How often to send [`Item::Idle`] and re-read the tail.
+    pub idle: Duration,
+    /// Bumped on every NATS (re)connect: the relay then re-reads the stream.
+    pub connects: watch::Receiver<u64>,
+}
+
+/// Subscribes first (nothing published from now on is missed), then spawns
+/// the relay. The receiver ends after [`Item::Ended`] or [`Item::Failed`],
+/// or on `cancel`; dropping it stops the relay.
+pub async fn open(
+    nats: &async_nats::Client,
+    stream: Stream<()>,
+    spec: Spec,
+    cancel: CancellationToken,
+) -> Result<mpsc::Receiver<Item>, async_nats::SubscribeError> {
+    let sub = nats.subscribe(spec.session.live_out_all()).await?;
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(run(sub, stream, spec, tx, cancel));
+    Ok(rx)
+}
+
+async fn run(
+    mut sub: async_nats::Subscriber,
+    stream: Stream<()>,
+    spec: Spec,
+    tx: mpsc::Sender<Item>,
+    cancel: CancellationToken,
+) {
+    let mut relay = Relay {
+        stream,
+        subject: spec.session.out_all(),
+        last: spec.after,
+        takeover: spec.takeover,
+        tx,
+    };
+    if relay.catch_up(u64::MAX).await.is_break() {
+        return;
+    }
+    let mut tick = tokio::time::interval(spec.idle);
+    tick.reset();
+    let mut connects = spec.connects;
+    connects.mark_unchanged();
+    let mut watching = true;
+    loop {
+        let flow = tokio::select! {
+            changed = connects.changed(), if watching => {
+                if changed.is_err() {
+                    watching = false;
+                    Flow::Continue(())
+                } else {
+                    relay.catch_up(u64::MAX).await
+                }
+            }
+            msg = sub.next() => {
+                let Some(msg) = msg else {
+                    let _ = relay.tx.send(Item::Failed("subscription ended".into())).await;
+                    return;
+                };
+                let Some((seq, _)) = headers::republished_positions(msg.headers.as_ref()) else {
+                    continue;
+                };
+                tick.reset();
+                if seq <= relay.last {
+                    Flow::Continue(())
+                } else if seq == relay.last + 1 {
+                    relay.deliver(seq, msg.headers.as_ref(), msg.payload).await
+                } else {
+                    relay.catch_up(seq).await
+                }
+            }
+            _ = tick.tick() => {
+                match relay.catch_up(u64::MAX).await {
+                    Flow::Continue(()) if relay.tx.send(Item::Idle).await.is_err() => Flow::Break(()),
+                    flow => flow,
+                }
+            }
+            _ = cancel.cancelled() => return,
+            _ = relay.tx.closed() => return,
+        };
+        if flow.is_break() {
+            return;
+        }
+    }
+}
+
+struct Relay {
+    stream: Stream<()>,
+    /// The session's stored `out.*` subjects.
+    subject: String,
+    last: u64,
+    takeover: u64,
+    tx: mpsc::Sender<Item>,
+}
+
+type Flow = std::ops::ControlFlow<()>;
+
+impl Relay {
+    /// Delivers the session's stored messages after `last`, up to and including `until`.
+    async fn catch_up(&mut self, until: u64) -> Flow {
+        while self.last < until {
+            let next = self
+                .stream
+                .direct_get_next_for_subject(self.subject.as_str(), Some(self.last + 1))
+                .await;
+            match next {
+                Ok(m) if m.sequence <= until => {
+                    if self
+                        .deliver(m.sequence, Some(&m.headers), m.payload)
+                        .await
+                        .is_break()
+                    {
+                        return Flow::Break(());
+                    }
+                }
+                Ok(_) => break,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                Err(e) => {
+                    let _ = self.tx.send(Item::Failed(e.to_string())).await;
+                    return Flow::Break(());
+                }
+            }
+        }
+        Flow::Continue(())
+    }
+
+    async fn deliver(&mut self, seq: u64, headers: Option<&HeaderMap>, payload: Bytes) -> Flow {
+        self.last = seq;
+        let item = match Control::of(headers) {
+            Some(Control::Takeover) if seq <= self.takeover => return Flow::Continue(()),
+            Some(Control::Takeover) => Item::Ended(End::TakenOver),
+            Some(Control::Closed) => Item::Ended(End::Closed),
+            _ if Control::present(headers) || payload.is_empty() => return Flow::Continue(()),
+            _ => Item::Event {
+                sequence: seq,
+                payload,
+            },
+        };
+        let ends = matches!(item, Item::Ended(_));
+        if self.tx.send(item).await.is_err() || ends {
+            return Flow::Break(());
+        }
+        Flow::Continue(())
+    }
+}
