@@ -31,7 +31,8 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use jetway_shared::principal::Principal;
+use jetway_shared::{jsonrpc::Kind, principal::Principal};
+use serde_json::Value;
 use std::{collections::BTreeSet, sync::Arc};
 
 /// Who sent a request: anonymous when auth is off.
@@ -138,18 +139,23 @@ pub async fn authenticate(
     }
 }
 
-/// 403 unless `caller` holds every scope a request with `method` (and
-/// `tool`) needs; nothing to check when auth is off.
+/// 403 unless `caller` holds every scope the client message `message`
+/// (classified as `kind`) needs: a request's method's, and a `tools/call`'s
+/// tool's. Notifications and responses need none; nothing to check when
+/// auth is off.
 pub fn authorize(
     gw: &Gateway,
     caller: &Caller,
     path: &str,
-    method: &str,
-    tool: Option<&str>,
+    kind: &Kind,
+    message: &Value,
 ) -> Result<(), GatewayError> {
-    let Some(verifier) = &gw.auth else {
+    let (Some(verifier), Kind::Request { method, .. }) = (&gw.auth, kind) else {
         return Ok(());
     };
+    let tool = (method == "tools/call")
+        .then(|| message.pointer("/params/name").and_then(Value::as_str))
+        .flatten();
     let cfg = &verifier.cfg;
     let missing = scopes::missing(cfg, &caller.scopes, method, tool);
     if missing.is_empty() {
