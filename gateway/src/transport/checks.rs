@@ -185,6 +185,20 @@ pub enum Body {
     OverLimit,
 }
 
+/// Reads a request body: up to `max_bytes`, within `within` (408 if it
+/// takes longer: a client that stalls its body holds no slot for long).
+pub async fn read_body(
+    body: axum::body::Body,
+    max_bytes: usize,
+    within: std::time::Duration,
+) -> Result<Body, GatewayError> {
+    match tokio::time::timeout(within, axum::body::to_bytes(body, max_bytes)).await {
+        Err(_) => Err(GatewayError::BodyTimeout(within.as_secs())),
+        Ok(Ok(bytes)) => Ok(Body::Read(bytes)),
+        Ok(Err(_)) => Ok(Body::OverLimit),
+    }
+}
+
 /// One client message, checked and classified.
 #[derive(Debug, Clone)]
 pub struct Inbound {

@@ -46,10 +46,8 @@ pub async fn post(
     if gw.draining.is_cancelled() {
         return Err(GatewayError::Draining);
     }
-    let body = match axum::body::to_bytes(body, gw.config.max_body_bytes).await {
-        Ok(bytes) => checks::Body::Read(bytes),
-        Err(_) => checks::Body::OverLimit,
-    };
+    let body =
+        checks::read_body(body, gw.config.max_body_bytes, gw.config.body_read_timeout).await?;
     let checked = checks::post(&h, body, limits(&gw, &svc))?;
     for m in &checked.messages {
         auth::authorize(&gw, &caller, uri.path(), &m.kind, &m.value)?;

@@ -152,7 +152,10 @@ pub async fn messages(
     body: Body,
 ) -> Result<Response, GatewayError> {
     let limit = gw.config.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| limit);
+    let bytes = match common::read_body(body, limit, gw.config.body_read_timeout).await? {
+        common::Body::Read(bytes) => Ok(bytes),
+        common::Body::OverLimit => Err(limit),
+    };
     let msg = checks::message_post(
         &gw.config,
         &svc.service,

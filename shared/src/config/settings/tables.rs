@@ -79,6 +79,31 @@ pub const GATEWAY: &[Setting] = &[
         "size of `initialize` params, which the session record keeps; larger get 400",
     ),
     Setting::new(
+        "max_connections",
+        &["10000"],
+        "open connections per gateway; one more is closed at once",
+    ),
+    Setting::new(
+        "header_read_timeout_secs",
+        &["10"],
+        "a request's headers must arrive within this (slowloris)",
+    ),
+    Setting::new(
+        "body_read_timeout_secs",
+        &["30"],
+        "a request's body must arrive within this; else 408",
+    ),
+    Setting::new(
+        "idle_timeout_secs",
+        &["120"],
+        "a connection that reads and writes nothing for this long is closed (SSE keep-alives count)",
+    ),
+    Setting::new(
+        "write_timeout_secs",
+        &["30"],
+        "a connection whose writes have been stuck this long (the client stopped reading) is closed",
+    ),
+    Setting::new(
         "max_inflight_per_session",
         &["64"],
         "requests of one session a gateway replica streams at once; more get 429",
