@@ -42,6 +42,18 @@ pub struct Caller {
     pub scopes: BTreeSet<String>,
 }
 
+/// The protected resource a request to `path` is for: a service's MCP
+/// endpoint. The HTTP+SSE endpoints (`…/sse`, `…/messages`) belong to the
+/// same resource as `…/mcp`, so one token serves both transports.
+pub fn resource_path(path: &str) -> String {
+    for suffix in ["/sse", "/messages"] {
+        if let Some(base) = path.strip_suffix(suffix) {
+            return format!("{base}/mcp");
+        }
+    }
+    path.to_owned()
+}
+
 /// The path of the Protected Resource Metadata of the MCP endpoint at `path`.
 pub fn metadata_path(path: &str) -> String {
     format!("/.well-known/oauth-protected-resource{path}")
@@ -95,7 +107,7 @@ pub async fn authenticate(
         return next.run(req).await;
     };
     let cfg = &verifier.cfg;
-    let path = req.uri().path().to_owned();
+    let path = resource_path(req.uri().path());
     let refuse = |params: &[(&str, &str)], why: String| {
         let value = challenge(&cfg.public_url, &path, params);
         GatewayError::Unauthorized(value, why).into_response()
@@ -165,7 +177,7 @@ pub fn authorize(
     let why = format!("{method} needs the scope(s) {}", missing.join(" "));
     let value = challenge(
         &cfg.public_url,
-        path,
+        &resource_path(path),
         &[
             ("error", "insufficient_scope"),
             ("scope", &needed),
@@ -199,6 +211,15 @@ mod tests {
         assert!(bearer(&with(&["Bearer"])).is_err());
         assert!(bearer(&with(&["Bearer "])).is_err());
         assert!(bearer(&with(&["Bearer a", "Bearer b"])).is_err());
+    }
+
+    #[test]
+    fn both_transports_of_a_service_are_one_resource() {
+        assert_eq!(resource_path("/mcp"), "/mcp");
+        assert_eq!(resource_path("/sse"), "/mcp");
+        assert_eq!(resource_path("/messages"), "/mcp");
+        assert_eq!(resource_path("/services/b/sse"), "/services/b/mcp");
+        assert_eq!(resource_path("/services/b/mcp"), "/services/b/mcp");
     }
 
     #[test]
