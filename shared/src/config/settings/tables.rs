@@ -42,6 +42,38 @@ pub const BUS: &[Setting] = &[
         &["5000"],
         "JetStream API and publish-ack timeout",
     ),
+    Setting::without_value(
+        "nats_creds_file",
+        "none",
+        "NATS: a `.creds` file (JWT and NKey seed) to authenticate with",
+    ),
+    Setting::without_value(
+        "nats_nkey_seed_file",
+        "none",
+        "NATS: a file holding an NKey seed to authenticate with",
+    ),
+    Setting::without_value("nats_token", "none", "NATS: a token to authenticate with"),
+    Setting::without_value(
+        "nats_user",
+        "none",
+        "NATS: a user name, with `nats_password`",
+    ),
+    Setting::without_value("nats_password", "none", "NATS: the user's password"),
+    Setting::without_value(
+        "nats_tls_ca_file",
+        "none",
+        "NATS: CA certificates (PEM) to verify the server with; setting it requires TLS",
+    ),
+    Setting::without_value(
+        "nats_tls_cert_file",
+        "none",
+        "NATS: client certificate (PEM), with `nats_tls_key_file`",
+    ),
+    Setting::without_value(
+        "nats_tls_key_file",
+        "none",
+        "NATS: the client certificate's key (PEM)",
+    ),
 ];
 
 /// `jetway-gateway`'s own settings.
