@@ -463,7 +463,11 @@ mod tests {
             without_default, 9,
             "instance_id and the eight NATS credential and TLS settings"
         );
-        assert_eq!(checked, BUS.len() - without_default, "every bus setting with a default");
+        assert_eq!(
+            checked,
+            BUS.len() - without_default,
+            "every bus setting with a default"
+        );
     }
 
     #[test]

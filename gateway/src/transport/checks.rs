@@ -402,4 +402,6 @@ fn parse(
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
