@@ -82,7 +82,9 @@ impl<H: Handler> Runtime<H> {
             "request",
             session = %request.session,
             stream = %request.stream,
-            method = %request.method,
+            // Debug-formatted: the method is the client's text, and Debug
+            // escapes control characters a terminal would act on.
+            method = ?request.method,
             delivered = delivery.delivered,
         );
         self.handle_in(&delivery, &lease, request, &hard_stop)
