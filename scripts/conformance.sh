@@ -45,6 +45,12 @@ CONF_JS="$CONF_PKG/dist/index.js"
 
 log() { printf 'conformance.sh: %s\n' "$*" >&2; }
 
+# Several runs may start at once (the tests run the suite direct and through
+# the bridge in parallel): one installs, the others wait for it.
+mkdir -p .local
+exec 9>.local/conformance.install.lock
+flock 9
+
 # --- 1. Node >= 22 from PyPI -------------------------------------------------
 node_ok() {
   [[ -x "$NODE" ]] && [[ "$("$NODE" --version 2>/dev/null || true)" == "v$NODE_WHEEL_VERSION" ]]
@@ -72,6 +78,8 @@ if ! suite_ok; then
   "$NODE" "$NPM_CLI" ci --prefix "$CONF_DIR" --no-audit --no-fund --loglevel=error >&2
   suite_ok || { log "error: suite install in $CONF_DIR is not $CONFORMANCE_VERSION"; exit 2; }
 fi
+
+flock -u 9
 
 # --- 3. run -------------------------------------------------------------------
 RUN_DIR="$CONF_DIR/results/run-$(date -u +%Y%m%dT%H%M%SZ)-$$"

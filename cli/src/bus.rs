@@ -38,12 +38,19 @@ impl Bus {
             reason,
         };
         let timeout = config.connect_timeout();
-        let connecting = async_nats::ConnectOptions::new()
+        let options = jetway_shared::setup::with_auth(
+            async_nats::ConnectOptions::new(),
+            &config.bus.nats_auth,
+        )
+        .await
+        .map_err(|e| unreachable(Box::new(e)))?;
+        let connecting = options
             .name(format!("jetway-cli/{}", config.bus.instance_id))
             .connection_timeout(timeout)
             // Keep the client quiet: the CLI reports failures itself.
             .event_callback(|_| async {})
-            .connect(url.as_str());
+            // One URL or a comma-separated server list, as for the binaries.
+            .connect(jetway_shared::setup::server_list(&url));
         let client =
             match tokio::time::timeout(timeout + Duration::from_millis(500), connecting).await {
                 Ok(Ok(c)) => c,

@@ -57,6 +57,26 @@ pub struct Args {
     #[arg(long, value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_initialize_bytes: Option<usize>,
+    /// Open connections; one more is closed at once. [default: 10000]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Seconds a request's headers may take to arrive. [default: 10]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a request's body may take to arrive; then 408. [default: 30]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_read_timeout_secs: Option<u64>,
+    /// Seconds a connection may read and write nothing before it is closed. [default: 120]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds a connection's writes may stay stuck (the client stopped reading). [default: 30]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_timeout_secs: Option<u64>,
     /// Requests of one session this gateway streams at once; more get 429. [default: 64]
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -143,6 +163,11 @@ pub struct Config {
     pub max_batch_messages: usize,
     pub max_initialize_bytes: usize,
     pub max_inflight_per_session: usize,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
     pub json_response: bool,
     pub request_timeout: Duration,
     pub keep_alive: Duration,
@@ -203,6 +228,11 @@ impl Config {
             max_batch_messages: f.get("max_batch_messages", 100),
             max_initialize_bytes: f.get("max_initialize_bytes", 64 * 1024),
             max_inflight_per_session: f.get("max_inflight_per_session", 64),
+            max_connections: f.get("max_connections", 10_000),
+            header_read_timeout: Duration::from_secs(f.get("header_read_timeout_secs", 10)),
+            body_read_timeout: Duration::from_secs(f.get("body_read_timeout_secs", 30)),
+            idle_timeout: Duration::from_secs(f.get("idle_timeout_secs", 120)),
+            write_timeout: Duration::from_secs(f.get("write_timeout_secs", 30)),
             json_response: f.get("json_response", false),
             request_timeout: Duration::from_secs(f.get("request_timeout_secs", 600)),
             keep_alive: Duration::from_secs(f.get("keep_alive_secs", 15)),
@@ -222,6 +252,7 @@ impl Config {
             ("max_batch_messages", cfg.max_batch_messages),
             ("max_initialize_bytes", cfg.max_initialize_bytes),
             ("max_inflight_per_session", cfg.max_inflight_per_session),
+            ("max_connections", cfg.max_connections),
         ] {
             if value == 0 {
                 f.problem(format!("{key}: must be at least 1"));
@@ -229,6 +260,21 @@ impl Config {
         }
         if cfg.max_body_bytes == 0 {
             f.problem("max_body_bytes: must be greater than 0");
+        }
+        for (key, value) in [
+            ("header_read_timeout_secs", cfg.header_read_timeout),
+            ("body_read_timeout_secs", cfg.body_read_timeout),
+            ("idle_timeout_secs", cfg.idle_timeout),
+            ("write_timeout_secs", cfg.write_timeout),
+        ] {
+            if value.is_zero() {
+                f.problem(format!("{key}: must be at least 1"));
+            }
+        }
+        if cfg.idle_timeout <= cfg.keep_alive {
+            f.problem(
+                "idle_timeout_secs: must exceed keep_alive_secs, or idle SSE streams are cut",
+            );
         }
         if cfg.keep_alive.is_zero() {
             f.problem("keep_alive_secs: must be at least 1");

@@ -47,6 +47,8 @@ pub enum GatewayError {
     TooManyInFlight(usize),
     #[error("Payload Too Large: body exceeds {0} bytes")]
     TooLarge(usize),
+    #[error("Request Timeout: the body did not arrive within {0} s")]
+    BodyTimeout(u64),
     #[error("Service Unavailable: the message bus is unreachable")]
     Unavailable,
     #[error("Service Unavailable: the gateway is shutting down")]
@@ -82,6 +84,7 @@ impl GatewayError {
             Self::ForbiddenOrigin(_) | Self::ForbiddenHost(_) => StatusCode::FORBIDDEN,
             Self::TooManyInFlight(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable | Self::Draining | Self::AuthUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -10,6 +10,7 @@
 //!
 //! Layout:
 //! - [`config`] — `gateway::Config` and the `jetway-gateway` flags.
+//! - [`serve`] — the HTTP server loop and its connection limits.
 //! - [`served`] — the services a gateway serves, and which one a request is for.
 //! - [`transport`] — the MCP transports: Streamable HTTP on `/mcp` and
 //!   `/services/<name>/mcp`, HTTP+SSE (2024-11-05) on `/sse` + `/messages`
@@ -29,6 +30,7 @@ pub mod error;
 pub mod health;
 pub mod inflight;
 pub mod metrics;
+pub mod serve;
 pub mod served;
 pub mod sessions;
 pub mod sse;
@@ -40,7 +42,6 @@ use axum::{
     Router,
     http::{HeaderName, HeaderValue},
     routing::{get, post},
-    serve::ListenerExt,
 };
 use jetway_shared::setup::{self, SetupError};
 use std::sync::Arc;
@@ -177,33 +178,27 @@ pub async fn run(
         connects,
     });
     let app = router(gw.clone());
-    let drain = {
+    {
         let gw = gw.clone();
-        async move {
+        tokio::spawn(async move {
             shutdown.cancelled().await;
             tracing::info!("draining: readiness off, ending SSE streams with a retry hint");
             gw.draining.cancel();
             gw.stream_cancel.cancel();
-        }
-    };
-    // SSE writes are small and latency-bound: without TCP_NODELAY, Nagle's
-    // algorithm holds an event until the client's delayed ACK (up to 40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(drain);
+        });
+    }
+    let server = serve::serve(
+        listener,
+        app,
+        serve::Limits::of(&gw.config),
+        gw.draining.clone(),
+    );
     let deadline = async {
         gw.draining.cancelled().await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        r = server => {
-            if let Err(e) = r {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }
+        () = server => {}
         _ = deadline => tracing::warn!(?grace, "grace period over; closing remaining connections"),
     }
     tracing::info!("gateway stopped");

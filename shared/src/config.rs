@@ -60,6 +60,39 @@ pub struct Bus {
     pub duplicate_window_secs: u64,
     /// Timeout of every JetStream API call and publish acknowledgement (ms).
     pub nats_timeout_ms: u64,
+    /// How to authenticate to NATS and whether to use TLS (besides the URL).
+    #[serde(skip)]
+    pub nats_auth: NatsAuth,
+}
+
+/// NATS credentials and TLS files, from config rather than the URL.
+#[derive(Clone, Default, PartialEq)]
+pub struct NatsAuth {
+    pub creds_file: Option<PathBuf>,
+    pub nkey_seed_file: Option<PathBuf>,
+    pub token: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for NatsAuth {
+    /// Names what is set, never a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |o: bool| if o { "set" } else { "unset" };
+        f.debug_struct("NatsAuth")
+            .field("creds_file", &self.creds_file)
+            .field("nkey_seed_file", &self.nkey_seed_file)
+            .field("token", &set(self.token.is_some()))
+            .field("user", &self.user)
+            .field("password", &set(self.password.is_some()))
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .finish()
+    }
 }
 
 impl Default for Bus {
@@ -72,6 +105,7 @@ impl Default for Bus {
             replicas: 1,
             duplicate_window_secs: 600,
             nats_timeout_ms: 5000,
+            nats_auth: NatsAuth::default(),
         }
     }
 }
@@ -88,7 +122,35 @@ impl Bus {
             replicas: f.get("replicas", d.replicas),
             duplicate_window_secs: f.get("duplicate_window_secs", d.duplicate_window_secs),
             nats_timeout_ms: f.get("nats_timeout_ms", d.nats_timeout_ms),
+            nats_auth: NatsAuth {
+                creds_file: f.get("nats_creds_file", None),
+                nkey_seed_file: f.get("nats_nkey_seed_file", None),
+                token: f.get("nats_token", None),
+                user: f.get("nats_user", None),
+                password: f.get("nats_password", None),
+                tls_ca_file: f.get("nats_tls_ca_file", None),
+                tls_cert_file: f.get("nats_tls_cert_file", None),
+                tls_key_file: f.get("nats_tls_key_file", None),
+            },
         };
+        let a = &bus.nats_auth;
+        let methods = [
+            a.creds_file.is_some(),
+            a.nkey_seed_file.is_some(),
+            a.token.is_some(),
+            a.user.is_some(),
+        ];
+        if methods.iter().filter(|m| **m).count() > 1 {
+            f.problem(
+                "nats_creds_file, nats_nkey_seed_file, nats_token, nats_user: set at most one",
+            );
+        }
+        if a.user.is_some() != a.password.is_some() {
+            f.problem("nats_user and nats_password: set both or neither");
+        }
+        if a.tls_cert_file.is_some() != a.tls_key_file.is_some() {
+            f.problem("nats_tls_cert_file and nats_tls_key_file: set both or neither");
+        }
         if bus.instance_id.is_empty()
             || !bus
                 .instance_id
@@ -396,7 +458,16 @@ mod tests {
             assert_eq!(bus, base, "{}: the table says {value:?}", s.key);
             checked += 1;
         }
-        assert_eq!(checked, BUS.len() - 1, "every bus setting but instance_id");
+        let without_default = BUS.iter().filter(|s| s.default_value().is_none()).count();
+        assert_eq!(
+            without_default, 9,
+            "instance_id and the eight NATS credential and TLS settings"
+        );
+        assert_eq!(
+            checked,
+            BUS.len() - without_default,
+            "every bus setting with a default"
+        );
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub enum SetupError {
     Unavailable(#[source] crate::BoxError),
     #[error("stream {stream} exists with an incompatible configuration: {differences}")]
     Mismatch { stream: String, differences: String },
+    #[error("cannot read the NATS credentials in {path}: {source}")]
+    Credentials {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("could not create {what}: {source}")]
     Create {
         what: String,
@@ -236,7 +242,8 @@ pub async fn connect_watching(
     name: &str,
 ) -> Result<(async_nats::Client, tokio::sync::watch::Receiver<u64>), SetupError> {
     let (connects_tx, connects) = tokio::sync::watch::channel(0u64);
-    let client = async_nats::ConnectOptions::new()
+    let client = with_auth(async_nats::ConnectOptions::new(), &bus.nats_auth)
+        .await?
         .name(format!("{name}/{}", bus.instance_id))
         .connection_timeout(bus.nats_timeout())
         .retry_on_initial_connect()
@@ -265,6 +272,48 @@ pub async fn connect_watching(
         .await
         .map_err(unavailable)?;
     Ok((client, connects))
+}
+
+/// Applies the configured NATS credentials and TLS files to `options`.
+pub async fn with_auth(
+    mut options: async_nats::ConnectOptions,
+    auth: &crate::config::NatsAuth,
+) -> Result<async_nats::ConnectOptions, SetupError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| SetupError::Credentials {
+                path: path.display().to_string(),
+                source: e,
+            })
+    };
+    if let Some(path) = &auth.creds_file {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| SetupError::Credentials {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+    }
+    if let Some(path) = &auth.nkey_seed_file {
+        options = options.nkey(read(path)?);
+    }
+    if let Some(token) = &auth.token {
+        options = options.token(token.clone());
+    }
+    if let (Some(user), Some(password)) = (&auth.user, &auth.password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(ca) = &auth.tls_ca_file {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&auth.tls_cert_file, &auth.tls_key_file) {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
+    Ok(options)
 }
 
 /// The servers of a `nats_url` setting: one URL, or several separated by commas.

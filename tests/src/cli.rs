@@ -61,6 +61,15 @@ impl CliRun {
 
 /// Runs `jetway --nats-url <url> <args…>` within [`RUN_TIMEOUT`].
 pub async fn jetway(nats_url: &str, args: &[&str]) -> Result<CliRun> {
+    jetway_with_env(nats_url, args, &[]).await
+}
+
+/// [`jetway`] with these `JETWAY_*` (or other) variables set.
+pub async fn jetway_with_env(
+    nats_url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<CliRun> {
     let bin = jetway_bin("jetway")?;
     let out = tokio::time::timeout(
         RUN_TIMEOUT,
@@ -68,6 +77,7 @@ pub async fn jetway(nats_url: &str, args: &[&str]) -> Result<CliRun> {
             .arg("--nats-url")
             .arg(nats_url)
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .kill_on_drop(true)

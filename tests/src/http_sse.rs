@@ -29,6 +29,8 @@ pub struct SseSession {
     /// The id of the `endpoint` event.
     pub endpoint_id: Option<String>,
     pub stream: SseStream,
+    /// Sent as `Authorization: Bearer …` with the GET and every POST.
+    pub bearer: Option<String>,
 }
 
 /// What a POST to the message URL got.
@@ -42,17 +44,25 @@ pub struct Posted {
 impl SseSession {
     /// `GET sse_url`: a new session.
     pub async fn open(sse_url: &str) -> Result<Self> {
-        Self::connect(sse_url, None).await
+        Self::connect(sse_url, None, None).await
+    }
+
+    /// `GET sse_url` with a bearer token: a new session of its principal.
+    pub async fn open_as(sse_url: &str, bearer: &str) -> Result<Self> {
+        Self::connect(sse_url, None, Some(bearer)).await
     }
 
     /// `GET sse_url` with `Last-Event-ID`: the same session, resumed.
     pub async fn resume(sse_url: &str, last_event_id: &str) -> Result<Self> {
-        Self::connect(sse_url, Some(last_event_id)).await
+        Self::connect(sse_url, Some(last_event_id), None).await
     }
 
-    async fn connect(sse_url: &str, last: Option<&str>) -> Result<Self> {
+    async fn connect(sse_url: &str, last: Option<&str>, bearer: Option<&str>) -> Result<Self> {
         let http = http_client();
         let mut req = http.get(sse_url).header("accept", "text/event-stream");
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
         if let Some(id) = last {
             req = req.header(LAST_EVENT_ID_HEADER, id);
         }
@@ -89,15 +99,20 @@ impl SseSession {
             instance,
             endpoint_id: first.id,
             stream,
+            bearer: bearer.map(str::to_owned),
         })
     }
 
     /// POSTs one JSON-RPC message to the message URL.
     pub async fn post(&self, message: &Value) -> Result<Posted> {
-        let resp = self
+        let mut req = self
             .http
             .post(self.endpoint.clone())
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(token) = &self.bearer {
+            req = req.bearer_auth(token);
+        }
+        let resp = req
             .body(serde_json::to_vec(message)?)
             .send()
             .await

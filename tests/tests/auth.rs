@@ -470,3 +470,47 @@ async fn a_session_answers_only_to_the_principal_that_opened_it() -> Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn http_sse_sessions_are_bound_to_their_principal_too() -> Result<()> {
+    let s = Stack::start(&[]).await?;
+    let sse_url = format!("{}/sse", s.gw.base_url());
+    let http = jetway_tests::mcp::http_client();
+    let anonymous = http
+        .get(&sse_url)
+        .header("accept", "text/event-stream")
+        .send()
+        .await?;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    // Both transports of a service are one resource: /sse and /messages
+    // point to /mcp's metadata, and a token for it serves both.
+    let challenge = anonymous.headers()["www-authenticate"].to_str()?.to_owned();
+    assert_eq!(
+        challenge,
+        format!("Bearer resource_metadata=\"{METADATA}\"")
+    );
+
+    let mut alice =
+        jetway_tests::http_sse::SseSession::open_as(&sse_url, &s.token("alice", "")?).await?;
+    alice.initialize().await?;
+
+    // Bob, with alice's message URL: 404, and alice's session goes on.
+    let mut bob =
+        jetway_tests::http_sse::SseSession::open_as(&sse_url, &s.token("bob", "")?).await?;
+    bob.endpoint = alice.endpoint.clone();
+    let call = |id: i64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "increment_counter", "arguments": {}}})
+    };
+    let refused = bob.post(&call(7)).await?;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.body);
+    let posted = alice.post(&call(8)).await?;
+    assert_eq!(posted.status, StatusCode::ACCEPTED, "{}", posted.body);
+    let events = alice.until_response(8, Duration::from_secs(15)).await?;
+    let last = events
+        .last()
+        .and_then(|e| e.json.clone())
+        .context("a response")?;
+    assert_eq!(last["result"]["structuredContent"]["counter"], 1, "{last}");
+    Ok(())
+}

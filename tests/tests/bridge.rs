@@ -52,6 +52,14 @@ impl Bridged {
     }
 }
 
+/// Two gateways on `nats`, for tests that alternate between them.
+async fn two_gateways(nats: &NatsServer) -> Result<[Gateway; 2]> {
+    Ok([
+        Gateway::start(&nats.url()).await?,
+        Gateway::start(&nats.url()).await?,
+    ])
+}
+
 /// The tool names of a `tools/list` result.
 fn tool_names(list: &Value) -> Result<Vec<&str>> {
     Ok(list["tools"]
@@ -532,10 +540,7 @@ async fn a_stdio_upstream_serves_every_session_through_its_process_pool() -> Res
         let id = format!("stdio-bridge-{}", i + 1);
         workers.push(stdio_worker(&nats, &id, &command, &["--upstream-processes", "2"]).await?);
     }
-    let gateways = [
-        Gateway::start(&nats.url()).await?,
-        Gateway::start(&nats.url()).await?,
-    ];
+    let gateways = two_gateways(&nats).await?;
     let url = |i: usize| gateways[i % 2].mcp_url();
 
     let direct = McpClient::initialize(&direct_server.url()).await?;
@@ -1251,10 +1256,7 @@ async fn a_stdio_process_per_session_keeps_each_sessions_state_across_gateways_a
 -> Result<()> {
     let nats = NatsServer::start().await?;
     let workers = per_session_workers(&nats, 2, &[]).await?;
-    let gateways = [
-        Gateway::start(&nats.url()).await?,
-        Gateway::start(&nats.url()).await?,
-    ];
+    let gateways = two_gateways(&nats).await?;
     let url = |i: usize| gateways[i % 2].mcp_url();
 
     // The client's own initialize params reach the process.
@@ -1353,10 +1355,7 @@ async fn a_per_session_stdio_process_asks_on_the_get_stream_and_starts_afresh_wh
 -> Result<()> {
     let nats = NatsServer::start().await?;
     let mut workers = per_session_workers(&nats, 2, &[]).await?;
-    let gateways = [
-        Gateway::start(&nats.url()).await?,
-        Gateway::start(&nats.url()).await?,
-    ];
+    let gateways = two_gateways(&nats).await?;
     let url = |i: usize| gateways[i % 2].mcp_url();
     let client = McpClient::initialize(&url(0)).await?;
     let mut get = client.get_stream(&url(1), None).await?;
@@ -1483,10 +1482,7 @@ async fn the_reference_servers_progress_and_sampling_pass_through_its_own_per_se
         let id = format!("stdio-session-everything-{}", i + 1);
         workers.push(stdio_worker(&nats, &id, &command, &["--upstream-stdio", "session"]).await?);
     }
-    let gateways = [
-        Gateway::start(&nats.url()).await?,
-        Gateway::start(&nats.url()).await?,
-    ];
+    let gateways = two_gateways(&nats).await?;
     let url = |i: usize| gateways[i % 2].mcp_url();
     let client = McpClient::initialize(&url(0)).await?;
 
@@ -1544,10 +1540,7 @@ async fn a_cancelled_call_on_a_per_session_stdio_process_is_cancelled_upstream_a
 -> Result<()> {
     let nats = NatsServer::start().await?;
     let workers = per_session_workers(&nats, 2, &[]).await?;
-    let gateways = [
-        Gateway::start(&nats.url()).await?,
-        Gateway::start(&nats.url()).await?,
-    ];
+    let gateways = two_gateways(&nats).await?;
     let client = McpClient::initialize(&gateways[0].mcp_url()).await?;
     let id = json!("slow-to-cancel");
     let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",

@@ -176,3 +176,174 @@ async fn an_answer_too_large_for_nats_is_one_clean_error_not_a_rerun() -> Result
 fn short(v: &Value) -> String {
     v.to_string().chars().take(300).collect()
 }
+
+// ---- Connections: slowloris, stalled bodies, idle keep-alives, the cap. ----
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes the connection (EOF or reset); the bytes
+/// read, or an error if it stays open past `within`.
+async fn closed_within(tcp: &mut TcpStream, within: Duration) -> Result<Vec<u8>> {
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .context("the server kept the connection open")?;
+    Ok(got)
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS")
+}
+
+#[tokio::test]
+async fn slowloris_clients_are_cut_off_and_the_gateway_serves_others() -> Result<()> {
+    const CLIENTS: usize = 50;
+    let nats = NatsServer::start().await?;
+    let _worker = Worker::start(&nats.url()).await?;
+    let gw = Gateway::builder(&nats.url())
+        .args(["--header-read-timeout-secs", "2"])
+        .start()
+        .await?;
+    let addr = gw.addr();
+    let before = rss_kib(gw.pid())?;
+    // Each sends its request line and headers a byte every 100 ms: never
+    // done within the 2 s header timeout.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        tasks.spawn(async move {
+            let mut tcp = TcpStream::connect(addr).await?;
+            let started = std::time::Instant::now();
+            let request = b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+            for b in request {
+                if tcp.write_all(&[*b]).await.is_err() {
+                    return anyhow::Ok(started.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            closed_within(&mut tcp, Duration::from_secs(10)).await?;
+            anyhow::Ok(started.elapsed())
+        });
+    }
+    // Meanwhile a normal client is served.
+    let client = McpClient::initialize(&gw.mcp_url()).await?;
+    let echo = client
+        .call_tool(&gw.mcp_url(), "echo", json!({"text": "hi"}))
+        .await?;
+    assert_eq!(echo.structured_content()?["text"], "hi");
+    let mut cut = Vec::new();
+    while let Some(t) = tasks.join_next().await {
+        cut.push(t??);
+    }
+    cut.sort();
+    let after = rss_kib(gw.pid())?;
+    println!(
+        "slowloris: {CLIENTS} clients cut off after {:?} .. {:?}; gateway RSS {before} -> {after} KiB",
+        cut[0],
+        cut[CLIENTS - 1]
+    );
+    assert!(
+        cut[CLIENTS - 1] < Duration::from_secs(8),
+        "a slow client held on for {:?}",
+        cut[CLIENTS - 1]
+    );
+    assert!(
+        after < before + 20 * 1024,
+        "gateway memory grew: {before} -> {after} KiB"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stalled_body_gets_408_and_an_idle_connection_is_closed() -> Result<()> {
+    let nats = NatsServer::start().await?;
+    let gw = Gateway::builder(&nats.url())
+        .args([
+            "--body-read-timeout-secs",
+            "1",
+            "--idle-timeout-secs",
+            "2",
+            "--keep-alive-secs",
+            "1",
+        ])
+        .start()
+        .await?;
+    let mut tcp = TcpStream::connect(gw.addr()).await?;
+    let head = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json, text/event-stream\r\n\
+                Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n";
+    tcp.write_all(head.as_bytes()).await?;
+    tcp.write_all(&[b' '; 999]).await?;
+    let answer = closed_within(&mut tcp, Duration::from_secs(10)).await?;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("-32600"), "{text}");
+
+    // A connection that never sends a request is closed after the idle timeout.
+    let mut idle = TcpStream::connect(gw.addr()).await?;
+    let got = closed_within(&mut idle, Duration::from_secs(10)).await?;
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    Ok(())
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_at_once() -> Result<()> {
+    let nats = NatsServer::start().await?;
+    let gw = Gateway::builder(&nats.url())
+        .args(["--max-connections", "3"])
+        .start()
+        .await?;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut tcp = TcpStream::connect(gw.addr()).await?;
+        // A request on each, so the server has surely accepted them.
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await?;
+        let mut buf = [0u8; 512];
+        let n = tcp.read(&mut buf).await?;
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(tcp);
+    }
+    let mut fourth = TcpStream::connect(gw.addr()).await?;
+    let _ = fourth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await;
+    let got = closed_within(&mut fourth, Duration::from_secs(5)).await?;
+    assert!(
+        got.is_empty(),
+        "over the cap, yet answered: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    // One closes: there is room again.
+    drop(held.pop());
+    let http = jetway_tests::mcp::http_client();
+    jetway_tests::eventually_msg("a connection fits again", Duration::from_secs(10), || {
+        let url = format!("{}/healthz", gw.base_url());
+        let http = http.clone();
+        async move {
+            anyhow::Ok(
+                http.get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == StatusCode::OK),
+            )
+        }
+    })
+    .await?;
+    Ok(())
+}

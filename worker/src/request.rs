@@ -83,7 +83,9 @@ impl<H: Handler> Runtime<H> {
             "request",
             session = %request.session,
             stream = %request.stream,
-            method = %request.method,
+            // Debug-formatted: the method is the client's text, and Debug
+            // escapes control characters a terminal would act on.
+            method = ?request.method,
             delivered = delivery.delivered,
         );
         let tool = (request.method == "tools/call")

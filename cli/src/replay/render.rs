@@ -71,6 +71,7 @@ impl Human {
             Direction::Out => Paint::Green,
         };
         let (what, paint) = describe(m);
+        let what = crate::output::printable(&what);
         write!(
             out,
             "{}{time}{}  {}{}{}  {stream:<sw$}  {}{event:<ew$}{}  {}{instance:<iw$}{}  ",

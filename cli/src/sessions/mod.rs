@@ -113,9 +113,10 @@ pub fn client_name(record: &SessionRecord) -> String {
             .to_owned()
     };
     let (name, version) = (field("name"), field("version"));
-    match (name.is_empty(), version.is_empty()) {
+    let shown = match (name.is_empty(), version.is_empty()) {
         (true, _) => "-".to_owned(),
         (false, true) => name,
         (false, false) => format!("{name} {version}"),
-    }
+    };
+    crate::output::printable(&shown).into_owned()
 }

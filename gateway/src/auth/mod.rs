@@ -31,7 +31,8 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use jetway_shared::principal::Principal;
+use jetway_shared::{jsonrpc::Kind, principal::Principal};
+use serde_json::Value;
 use std::{collections::BTreeSet, sync::Arc};
 
 /// Who sent a request: anonymous when auth is off.
@@ -39,6 +40,18 @@ use std::{collections::BTreeSet, sync::Arc};
 pub struct Caller {
     pub principal: Option<Principal>,
     pub scopes: BTreeSet<String>,
+}
+
+/// The protected resource a request to `path` is for: a service's MCP
+/// endpoint. The HTTP+SSE endpoints (`…/sse`, `…/messages`) belong to the
+/// same resource as `…/mcp`, so one token serves both transports.
+pub fn resource_path(path: &str) -> String {
+    for suffix in ["/sse", "/messages"] {
+        if let Some(base) = path.strip_suffix(suffix) {
+            return format!("{base}/mcp");
+        }
+    }
+    path.to_owned()
 }
 
 /// The path of the Protected Resource Metadata of the MCP endpoint at `path`.
@@ -94,7 +107,7 @@ pub async fn authenticate(
         return next.run(req).await;
     };
     let cfg = &verifier.cfg;
-    let path = req.uri().path().to_owned();
+    let path = resource_path(req.uri().path());
     let refuse = |params: &[(&str, &str)], why: String| {
         let value = challenge(&cfg.public_url, &path, params);
         GatewayError::Unauthorized(value, why).into_response()
@@ -138,18 +151,23 @@ pub async fn authenticate(
     }
 }
 
-/// 403 unless `caller` holds every scope a request with `method` (and
-/// `tool`) needs; nothing to check when auth is off.
+/// 403 unless `caller` holds every scope the client message `message`
+/// (classified as `kind`) needs: a request's method's, and a `tools/call`'s
+/// tool's. Notifications and responses need none; nothing to check when
+/// auth is off.
 pub fn authorize(
     gw: &Gateway,
     caller: &Caller,
     path: &str,
-    method: &str,
-    tool: Option<&str>,
+    kind: &Kind,
+    message: &Value,
 ) -> Result<(), GatewayError> {
-    let Some(verifier) = &gw.auth else {
+    let (Some(verifier), Kind::Request { method, .. }) = (&gw.auth, kind) else {
         return Ok(());
     };
+    let tool = (method == "tools/call")
+        .then(|| message.pointer("/params/name").and_then(Value::as_str))
+        .flatten();
     let cfg = &verifier.cfg;
     let missing = scopes::missing(cfg, &caller.scopes, method, tool);
     if missing.is_empty() {
@@ -159,7 +177,7 @@ pub fn authorize(
     let why = format!("{method} needs the scope(s) {}", missing.join(" "));
     let value = challenge(
         &cfg.public_url,
-        path,
+        &resource_path(path),
         &[
             ("error", "insufficient_scope"),
             ("scope", &needed),
@@ -193,6 +211,15 @@ mod tests {
         assert!(bearer(&with(&["Bearer"])).is_err());
         assert!(bearer(&with(&["Bearer "])).is_err());
         assert!(bearer(&with(&["Bearer a", "Bearer b"])).is_err());
+    }
+
+    #[test]
+    fn both_transports_of_a_service_are_one_resource() {
+        assert_eq!(resource_path("/mcp"), "/mcp");
+        assert_eq!(resource_path("/sse"), "/mcp");
+        assert_eq!(resource_path("/messages"), "/mcp");
+        assert_eq!(resource_path("/services/b/sse"), "/services/b/mcp");
+        assert_eq!(resource_path("/services/b/mcp"), "/services/b/mcp");
     }
 
     #[test]

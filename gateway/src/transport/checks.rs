@@ -185,6 +185,20 @@ pub enum Body {
     OverLimit,
 }
 
+/// Reads a request body: up to `max_bytes`, within `within` (408 if it
+/// takes longer: a client that stalls its body holds no slot for long).
+pub async fn read_body(
+    body: axum::body::Body,
+    max_bytes: usize,
+    within: std::time::Duration,
+) -> Result<Body, GatewayError> {
+    match tokio::time::timeout(within, axum::body::to_bytes(body, max_bytes)).await {
+        Err(_) => Err(GatewayError::BodyTimeout(within.as_secs())),
+        Ok(Ok(bytes)) => Ok(Body::Read(bytes)),
+        Ok(Err(_)) => Ok(Body::OverLimit),
+    }
+}
+
 /// One client message, checked and classified.
 #[derive(Debug, Clone)]
 pub struct Inbound {
@@ -272,23 +286,11 @@ pub fn post(h: &HeaderMap, body: Body, limits: Limits<'_>) -> Result<CheckedPost
             ));
         }
         Some(init) => {
-            let params = init.value.get("params").cloned().unwrap_or(Value::Null);
-            let size = serde_json::to_vec(&params).map_or(0, |b| b.len());
-            if size > limits.config.max_initialize_bytes {
-                return Err(GatewayError::InvalidRequest(
-                    format!(
-                        "initialize params of {size} bytes exceed {} bytes",
-                        limits.config.max_initialize_bytes
-                    ),
-                    init.value.get("id").cloned(),
-                ));
-            }
-            let requested = params
-                .get("protocolVersion")
-                .and_then(Value::as_str)
-                .and_then(ProtocolVersion::parse)
-                .filter(|v| v.served_on(Transport::StreamableHttp))
-                .unwrap_or(ProtocolVersion::LATEST);
+            let (params, requested) = initialize(
+                &init.value,
+                limits.config.max_initialize_bytes,
+                Transport::StreamableHttp,
+            )?;
             Target::New { requested, params }
         }
         None => Target::Existing(session(limits.service, h)?),
@@ -300,6 +302,33 @@ pub fn post(h: &HeaderMap, body: Body, limits: Limits<'_>) -> Result<CheckedPost
         batch,
         traceparent: traceparent(h).map(str::to_owned),
     })
+}
+
+/// The params of the `initialize` request `message` (400 if they are over
+/// `max` bytes: the session record keeps them) and the version it
+/// negotiates on `transport`: the client's if served there, else the
+/// transport's newest.
+pub fn initialize(
+    message: &Value,
+    max: usize,
+    transport: Transport,
+) -> Result<(Value, ProtocolVersion), GatewayError> {
+    let params = message.get("params").cloned().unwrap_or(Value::Null);
+    let size = serde_json::to_vec(&params).map_or(0, |b| b.len());
+    if size > max {
+        return Err(GatewayError::InvalidRequest(
+            format!("initialize params of {size} bytes exceed {max} bytes"),
+            message.get("id").cloned(),
+        ));
+    }
+    let requested = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .and_then(ProtocolVersion::parse)
+        .filter(|v| v.served_on(transport))
+        .or_else(|| ProtocolVersion::list(transport).next())
+        .unwrap_or(ProtocolVersion::LATEST);
+    Ok((params, requested))
 }
 
 /// Checks a GET: origin, Accept, version, session header, `Last-Event-ID`.
@@ -372,5 +401,7 @@ fn parse(
     Ok((messages, batch))
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

@@ -11,5 +11,6 @@
 
 pub mod checks;
 pub mod http_sse;
+pub mod publish;
 pub mod respond;
 pub mod streamable_http;

@@ -8,7 +8,7 @@
 //!   resumption of any stream of the session.
 //! - DELETE: ends the session on every replica.
 
-use super::{checks, respond};
+use super::{checks, publish, respond};
 use crate::{
     Gateway,
     auth::{self, Caller},
@@ -17,7 +17,6 @@ use crate::{
     served::{Scope, Served},
     sse,
 };
-use async_nats::HeaderMap as NatsHeaders;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use axum::{
     Extension,
@@ -30,9 +29,7 @@ use bytes::Bytes;
 use jetway_shared::{
     headers::{self, Control},
     jsonrpc::Kind,
-    msg_id,
     protocol::ProtocolVersion,
-    publish::{PublishFailure, publish_acked},
     subjects::{EventId, SessionId, StreamKey},
 };
 use serde_json::Value;
@@ -51,20 +48,13 @@ pub async fn post(
     if gw.draining.is_cancelled() {
         return Err(GatewayError::Draining);
     }
-    let body = match axum::body::to_bytes(body, gw.config.max_body_bytes).await {
-        Ok(bytes) => checks::Body::Read(bytes),
-        Err(_) => checks::Body::OverLimit,
-    };
+    let body =
+        checks::read_body(body, gw.config.max_body_bytes, gw.config.body_read_timeout).await?;
     let checked = checks::post(&h, body, limits(&gw, &svc))?;
     for m in &checked.messages {
-        if let Kind::Request { method, .. } = &m.kind {
-            let tool = (method == "tools/call")
-                .then(|| m.value.pointer("/params/name").and_then(Value::as_str))
-                .flatten();
-            auth::authorize(&gw, &caller, uri.path(), method, tool)?;
-        }
+        auth::authorize(&gw, &caller, uri.path(), &m.kind, &m.value)?;
     }
-    gw.require_bus()?;
+    publish::require_bus(&gw)?;
     let stream_version = checked.stream_version();
     let checks::CheckedPost {
         target,
@@ -134,16 +124,16 @@ pub async fn post(
                 let rx = sse::open(&gw.nats, svc.stream.clone(), spec, gw.stream_cancel.clone())
                     .await
                     .map_err(|_| GatewayError::Unavailable)?;
-                let ack = gw
-                    .publish_inbound(
-                        &session,
-                        session.in_rpc(),
-                        headers::kind::REQUEST,
-                        Some(&key),
-                        trace.as_deref(),
-                        payload,
-                    )
-                    .await?;
+                let ack = publish::inbound(
+                    &gw,
+                    &session,
+                    session.in_rpc(),
+                    headers::kind::REQUEST,
+                    Some(&key),
+                    trace.as_deref(),
+                    payload,
+                )
+                .await?;
                 if stream_version.primes_streams() {
                     prelude.push(sse::priming(&EventId {
                         stream: key,
@@ -158,7 +148,8 @@ pub async fn post(
                 } else {
                     headers::kind::NOTIFICATION
                 };
-                gw.publish_inbound(
+                publish::inbound(
+                    &gw,
                     &session,
                     session.in_msg(),
                     kind,
@@ -230,7 +221,7 @@ pub async fn get(
         session,
         resume,
     } = checks::get(&h, limits(&gw, &svc))?;
-    gw.require_bus()?;
+    publish::require_bus(&gw)?;
     let session = session.ok_or(GatewayError::SessionNotFound)?;
     svc.sessions.find_for(&session, &caller).await?;
     let (key, after) = match &resume {
@@ -254,7 +245,7 @@ pub async fn get(
     // replicas: a new one (or a resumed one) takes over, and the marker ends
     // the older connection wherever it is. A new stream starts after it.
     let takeover = if key.is_get() {
-        let seq = gw.publish_control(&session, Control::Takeover).await?;
+        let seq = publish::control(&gw, &session, Control::Takeover).await?;
         Some(seq)
     } else {
         None
@@ -359,12 +350,12 @@ pub async fn delete(
     h: HeaderMap,
 ) -> Result<Response, GatewayError> {
     let checked = checks::delete(&h, limits(&gw, &svc))?;
-    gw.require_bus()?;
+    publish::require_bus(&gw)?;
     let session = checked.session.ok_or(GatewayError::SessionNotFound)?;
     svc.sessions.find_for(&session, &caller).await?;
     svc.sessions.close(&session).await?;
     // End the session's GET streams on every replica.
-    if let Err(e) = gw.publish_control(&session, Control::Closed).await {
+    if let Err(e) = publish::control(&gw, &session, Control::Closed).await {
         tracing::warn!(error = %e, session = %session, "could not end the session's GET streams");
     }
     tracing::info!(session = %session, "session deleted");
@@ -380,76 +371,9 @@ fn limits<'a>(gw: &'a Gateway, svc: &'a Served) -> checks::Limits<'a> {
 }
 
 impl Gateway {
-    /// 503 at once while the NATS connection is down: the client would queue
-    /// whatever we publish (a request, a takeover marker) and send it after
-    /// the HTTP client heard 503.
-    fn require_bus(&self) -> Result<(), GatewayError> {
-        match self.nats.connection_state() {
-            async_nats::connection::State::Connected => Ok(()),
-            _ => Err(GatewayError::Unavailable),
-        }
-    }
-
     /// How long a stream of this protocol version stays open in polling
     /// mode: only versions whose events carry ids a client resumes from.
     fn poll_for(&self, version: ProtocolVersion) -> Option<std::time::Duration> {
         self.config.sse_poll.filter(|_| version.primes_streams())
-    }
-
-    /// Publishes a control marker on the session's GET stream; returns its sequence.
-    async fn publish_control(
-        &self,
-        session: &SessionId,
-        control: Control,
-    ) -> Result<u64, GatewayError> {
-        let mut h = NatsHeaders::new();
-        h.insert(headers::CONTROL, control.as_str());
-        h.insert(headers::GATEWAY, self.config.bus.instance_id.as_str());
-        h.insert(headers::TIME_MS, headers::now_ms().to_string().as_str());
-        match publish_acked(&self.js, session.out(&StreamKey::get()), h, Bytes::new()).await {
-            Ok(ack) => Ok(ack.sequence),
-            Err(e) => {
-                tracing::warn!(error = %e, session = %session, "control publish failed");
-                Err(GatewayError::Unavailable)
-            }
-        }
-    }
-
-    /// Publishes one client message and waits for JetStream's acknowledgement;
-    /// returns its stream sequence.
-    async fn publish_inbound(
-        &self,
-        session: &SessionId,
-        subject: String,
-        kind: &str,
-        stream: Option<&StreamKey>,
-        trace: Option<&str>,
-        payload: Bytes,
-    ) -> Result<u64, GatewayError> {
-        let mut h = NatsHeaders::new();
-        h.insert(headers::GATEWAY, self.config.bus.instance_id.as_str());
-        h.insert(headers::KIND, kind);
-        h.insert(headers::TIME_MS, headers::now_ms().to_string().as_str());
-        if let Some(key) = stream {
-            h.insert(headers::STREAM, key.as_str());
-        }
-        if let Some(t) = trace {
-            h.insert(headers::TRACEPARENT, t);
-        }
-        let nonce = StreamKey::new_request();
-        h.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            msg_id::inbound(session, nonce.as_str()).as_str(),
-        );
-        match publish_acked(&self.js, subject, h, payload).await {
-            Ok(ack) => Ok(ack.sequence),
-            Err(PublishFailure::TooLarge) => {
-                Err(GatewayError::TooLarge(self.config.max_body_bytes))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, session = %session, "inbound publish failed");
-                Err(GatewayError::Unavailable)
-            }
-        }
     }
 }

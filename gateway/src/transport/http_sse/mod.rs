@@ -19,7 +19,6 @@
 //! session from the bus), [`stream`] (the SSE body), [`publish`].
 
 pub mod checks;
-pub mod publish;
 pub mod relay;
 pub mod stream;
 
@@ -28,7 +27,7 @@ use crate::{
     auth::{self, Caller},
     error::GatewayError,
     served::{Scope, Served},
-    transport::checks as common,
+    transport::{checks as common, publish},
 };
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use axum::{
@@ -45,10 +44,9 @@ use jetway_shared::{
     http_sse::SessionEventId,
     jsonrpc::{Kind, method},
     principal::may_use,
-    protocol::{ProtocolVersion, Transport},
+    protocol::Transport,
     subjects::{Place, SessionId, StreamKey, parse_subject},
 };
-use serde_json::Value;
 use std::sync::Arc;
 
 /// `GET /sse`: a new session, or the resumption of one.
@@ -154,7 +152,10 @@ pub async fn messages(
     body: Body,
 ) -> Result<Response, GatewayError> {
     let limit = gw.config.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| limit);
+    let bytes = match common::read_body(body, limit, gw.config.body_read_timeout).await? {
+        common::Body::Read(bytes) => Ok(bytes),
+        common::Body::OverLimit => Err(limit),
+    };
     let msg = checks::message_post(
         &gw.config,
         &svc.service,
@@ -168,30 +169,13 @@ pub async fn messages(
     let record = svc.sessions.find_on(&session, Transport::HttpSse).await?;
     owned(&record, &caller, &session)?;
     checks::admit(&msg.kind, record.state)?;
-    if let Kind::Request { method, .. } = &msg.kind {
-        let tool = (method == "tools/call")
-            .then(|| msg.value.pointer("/params/name").and_then(Value::as_str))
-            .flatten();
-        auth::authorize(&gw, &caller, uri.path(), method, tool)?;
-    }
+    auth::authorize(&gw, &caller, uri.path(), &msg.kind, &msg.value)?;
     if matches!(&msg.kind, Kind::Request { method: m, .. } if m == method::INITIALIZE) {
-        let params = msg.value.get("params").cloned().unwrap_or(Value::Null);
-        let size = serde_json::to_vec(&params).map_or(0, |b| b.len());
-        if size > gw.config.max_initialize_bytes {
-            return Err(GatewayError::InvalidRequest(
-                format!(
-                    "initialize params of {size} bytes exceed {} bytes",
-                    gw.config.max_initialize_bytes
-                ),
-                msg.value.get("id").cloned(),
-            ));
-        }
-        let version = params
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .and_then(ProtocolVersion::parse)
-            .filter(|v| v.served_on(Transport::HttpSse))
-            .unwrap_or(ProtocolVersion::V2024_11_05);
+        let (params, version) = common::initialize(
+            &msg.value,
+            gw.config.max_initialize_bytes,
+            Transport::HttpSse,
+        )?;
         svc.sessions
             .record_initialize(&session, version, params)
             .await?;

@@ -42,6 +42,38 @@ pub const BUS: &[Setting] = &[
         &["5000"],
         "JetStream API and publish-ack timeout",
     ),
+    Setting::without_value(
+        "nats_creds_file",
+        "none",
+        "NATS: a `.creds` file (JWT and NKey seed) to authenticate with",
+    ),
+    Setting::without_value(
+        "nats_nkey_seed_file",
+        "none",
+        "NATS: a file holding an NKey seed to authenticate with",
+    ),
+    Setting::without_value("nats_token", "none", "NATS: a token to authenticate with"),
+    Setting::without_value(
+        "nats_user",
+        "none",
+        "NATS: a user name, with `nats_password`",
+    ),
+    Setting::without_value("nats_password", "none", "NATS: the user's password"),
+    Setting::without_value(
+        "nats_tls_ca_file",
+        "none",
+        "NATS: CA certificates (PEM) to verify the server with; setting it requires TLS",
+    ),
+    Setting::without_value(
+        "nats_tls_cert_file",
+        "none",
+        "NATS: client certificate (PEM), with `nats_tls_key_file`",
+    ),
+    Setting::without_value(
+        "nats_tls_key_file",
+        "none",
+        "NATS: the client certificate's key (PEM)",
+    ),
 ];
 
 /// `jetway-gateway`'s own settings.
@@ -77,6 +109,31 @@ pub const GATEWAY: &[Setting] = &[
         "max_initialize_bytes",
         &["65536"],
         "size of `initialize` params, which the session record keeps; larger get 400",
+    ),
+    Setting::new(
+        "max_connections",
+        &["10000"],
+        "open connections per gateway; one more is closed at once",
+    ),
+    Setting::new(
+        "header_read_timeout_secs",
+        &["10"],
+        "a request's headers must arrive within this (slowloris)",
+    ),
+    Setting::new(
+        "body_read_timeout_secs",
+        &["30"],
+        "a request's body must arrive within this; else 408",
+    ),
+    Setting::new(
+        "idle_timeout_secs",
+        &["120"],
+        "a connection that reads and writes nothing for this long is closed (SSE keep-alives count)",
+    ),
+    Setting::new(
+        "write_timeout_secs",
+        &["30"],
+        "a connection whose writes have been stuck this long (the client stopped reading) is closed",
     ),
     Setting::new(
         "max_inflight_per_session",

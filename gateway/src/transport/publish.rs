@@ -1,8 +1,8 @@
-//! Publishing for the HTTP+SSE endpoints: client messages onto the
-//! session's inbound subjects and takeover markers onto its GET subject,
-//! each acknowledged by JetStream before the client hears of it. (The
-//! same headers as Streamable HTTP's, so workers, replay and redrive see no
-//! difference between the transports.)
+//! Publishing for both transports: client messages onto the session's
+//! inbound subjects and control markers (takeover, closed) onto its GET
+//! subject, each acknowledged by JetStream before the client hears of it.
+//! One set of headers, so workers, replay and redrive see no difference
+//! between the transports.
 
 use crate::{Gateway, error::GatewayError};
 use async_nats::HeaderMap as NatsHeaders;
