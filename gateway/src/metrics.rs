@@ -16,10 +16,10 @@
 //! with a bounded vocabulary (see `jetway_shared::metrics`).
 
 use axum::{extract::Request, http::HeaderValue, middleware::Next, response::Response};
-use jetway_shared::metrics::{self as m, latency_buckets, method_label, rpc_code_label};
+use jetway_shared::metrics::{self as m, Histograms, MethodLabels, method_label, rpc_code_label};
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::{Registry, Unit},
 };
 use std::{sync::LazyLock, time::Instant};
@@ -29,11 +29,6 @@ pub struct HttpLabels {
     pub http_request_method: &'static str,
     pub http_status_class: &'static str,
     pub rpc_error_code: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MethodLabels {
-    pub mcp_method_name: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,12 +51,6 @@ pub struct ReadLabels {
     pub reason: &'static str,
 }
 
-type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
-
-fn histogram() -> Histogram {
-    Histogram::new(latency_buckets())
-}
-
 /// Every metric of a gateway process.
 pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
@@ -80,8 +69,8 @@ pub struct Metrics {
 pub static GATEWAY: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     http_requests: Family::default(),
     requests: Family::default(),
-    first_event: Family::new_with_constructor(histogram),
-    operation: Family::new_with_constructor(histogram),
+    first_event: Family::new_with_constructor(m::latency_histogram),
+    operation: Family::new_with_constructor(m::latency_histogram),
     sessions_created: Counter::default(),
     sessions_closed: Counter::default(),
     streams_open: Family::default(),

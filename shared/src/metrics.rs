@@ -16,7 +16,7 @@
 
 use prometheus_client::{
     encoding::text,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 use std::{
@@ -34,6 +34,20 @@ pub const OTHER: &str = "other";
 /// Latency buckets in seconds: 1 ms … ~65 s, doubling.
 pub fn latency_buckets() -> impl Iterator<Item = f64> {
     prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 17)
+}
+
+/// A family of latency histograms ([`latency_histogram`] for each label set).
+pub type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// A histogram over [`latency_buckets`].
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(latency_buckets())
+}
+
+/// The `mcp_method_name` label alone.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct MethodLabels {
+    pub mcp_method_name: &'static str,
 }
 
 /// The MCP methods a `mcp_method_name` label may name; anything else is [`OTHER`].

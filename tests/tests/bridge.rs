@@ -52,6 +52,15 @@ impl Bridged {
     }
 }
 
+/// The progress values of the `notifications/progress` an exchange carried, in order.
+fn progress_values(ex: &jetway_tests::Exchange) -> Vec<f64> {
+    ex.notifications()
+        .iter()
+        .filter(|n| n["method"] == "notifications/progress")
+        .filter_map(|n| n.pointer("/params/progress").and_then(Value::as_f64))
+        .collect()
+}
+
 /// Two gateways on `nats`, for tests that alternate between them.
 async fn two_gateways(nats: &NatsServer) -> Result<[Gateway; 2]> {
     Ok([
@@ -358,12 +367,7 @@ async fn the_reference_servers_progress_and_sampling_pass_through() -> Result<()
                    "_meta": {"progressToken": "p1"}}),
         )
         .await?;
-    let progress: Vec<f64> = ex
-        .notifications()
-        .iter()
-        .filter(|n| n["method"] == "notifications/progress")
-        .filter_map(|n| n.pointer("/params/progress").and_then(Value::as_f64))
-        .collect();
+    let progress = progress_values(&ex);
     assert_eq!(progress, vec![1.0, 2.0, 3.0], "{:?}", ex.notifications());
     assert!(ex.result().is_ok(), "{:?}", ex.response());
 
@@ -590,12 +594,7 @@ async fn a_stdio_upstream_serves_every_session_through_its_process_pool() -> Res
                    "_meta": {"progressToken": 7}}),
         )
         .await?;
-    let progress: Vec<f64> = ex
-        .notifications()
-        .iter()
-        .filter(|n| n["method"] == "notifications/progress")
-        .filter_map(|n| n.pointer("/params/progress").and_then(Value::as_f64))
-        .collect();
+    let progress = progress_values(&ex);
     assert_eq!(progress, vec![1.0, 2.0]);
     let mut call = b
         .send(
@@ -1499,12 +1498,7 @@ async fn the_reference_servers_progress_and_sampling_pass_through_its_own_per_se
                        "_meta": {"progressToken": i}}),
             )
             .await?;
-        let progress: Vec<f64> = ex
-            .notifications()
-            .iter()
-            .filter(|n| n["method"] == "notifications/progress")
-            .filter_map(|n| n.pointer("/params/progress").and_then(Value::as_f64))
-            .collect();
+        let progress = progress_values(&ex);
         assert_eq!(progress, vec![1.0, 2.0]);
 
         let mut call = client

@@ -16,10 +16,10 @@
 
 use crate::bridge::upstream::{Reply, UpstreamError};
 use axum::{http::HeaderValue, response::Response};
-use jetway_shared::metrics::{self as m, ToolLabels, latency_buckets, method_label};
+use jetway_shared::metrics::{self as m, Histograms, MethodLabels, ToolLabels, method_label};
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::{Registry, Unit},
 };
 use std::{
@@ -42,20 +42,9 @@ pub struct ExecutionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MethodLabels {
-    pub mcp_method_name: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
     /// `ok`, `unreachable`, `session_not_found`, `status`, `body`.
     pub outcome: &'static str,
-}
-
-type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
-
-fn histogram() -> Histogram {
-    Histogram::new(latency_buckets())
 }
 
 /// Every metric of a worker process.
@@ -77,7 +66,7 @@ pub struct Metrics {
 
 /// This process's worker metrics.
 pub static WORKER: LazyLock<Metrics> = LazyLock::new(|| Metrics {
-    executions: Family::new_with_constructor(histogram),
+    executions: Family::new_with_constructor(m::latency_histogram),
     deliveries: Family::default(),
     redeliveries: Counter::default(),
     reruns: Counter::default(),
@@ -89,7 +78,7 @@ pub static WORKER: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     consumer_pending: Gauge::default(),
     consumer_ack_pending: Gauge::default(),
     consumer_redelivered: Gauge::default(),
-    upstream: Family::new_with_constructor(histogram),
+    upstream: Family::new_with_constructor(m::latency_histogram),
 });
 
 static TOOLS: OnceLock<ToolLabels> = OnceLock::new();
