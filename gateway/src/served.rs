@@ -23,6 +23,25 @@ pub struct Served {
 }
 
 impl Served {
+    /// The stored message at `sequence`, for checking a `Last-Event-ID`:
+    /// 400 if there is none (never stored, or aged out), 503 if the stream
+    /// cannot be read.
+    pub async fn stored(
+        &self,
+        sequence: u64,
+    ) -> Result<async_nats::jetstream::message::StreamMessage, GatewayError> {
+        match self.stream.direct_get(sequence).await {
+            Ok(m) => Ok(m),
+            Err(e) if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound => {
+                Err(GatewayError::UnknownEventId)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the stream");
+                Err(GatewayError::Unavailable)
+            }
+        }
+    }
+
     /// The handles of a service whose resources were just ensured.
     pub async fn new(
         js: &async_nats::jetstream::Context,

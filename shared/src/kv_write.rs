@@ -152,47 +152,25 @@ pub async fn landed(
         .max(1);
     let mut next = after + 1;
     let mut seen = 0;
-    let mut backoff = Backoff::new();
-    loop {
-        // Asked of the stream's leader: a replica that lags behind could
-        // miss the write and make a landed write look lost.
-        let found = store
-            .stream
-            .raw_message_builder()
-            .sequence(next)
-            .next_by_subject(subject.as_str())
-            .send()
-            .await;
-        match found {
-            Ok(m) => {
-                let id = m.headers.get(async_nats::header::NATS_MESSAGE_ID);
-                if id.map(|v| v.as_str()) == Some(write_id) {
-                    return Ok(m.sequence);
-                }
-                // A landed compare-and-set is the first message after `after`;
-                // it can only be missing if history pushed it out.
-                seen += 1;
-                if seen >= history {
-                    return Err(WriteError::Unknown);
-                }
-                next = m.sequence + 1;
-            }
-            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {
-                return Err(WriteError::Conflict);
-            }
-            Err(e) => {
-                if !backoff.wait().await {
-                    return Err(PublishFailure::Unavailable(Box::new(e)).into());
-                }
-            }
+    while let Some(m) = next_on(store, &subject, next).await? {
+        let id = m.headers.get(async_nats::header::NATS_MESSAGE_ID);
+        if id.map(|v| v.as_str()) == Some(write_id) {
+            return Ok(m.sequence);
         }
+        // A landed compare-and-set is the first message after `after`;
+        // it can only be missing if history pushed it out.
+        seen += 1;
+        if seen >= history {
+            return Err(WriteError::Unknown);
+        }
+        next = m.sequence + 1;
     }
+    Err(WriteError::Conflict)
 }
 
 /// The value of the write to `key` whose message id starts with
 /// `id_prefix`, among the messages the bucket still keeps for the key
-/// (at most [`HISTORY`]), oldest first; `None` if there is none. Asked of
-/// the stream's leader, so a lagging replica cannot hide a write.
+/// (at most [`HISTORY`]), oldest first; `None` if there is none.
 pub async fn find_write(
     store: &kv::Store,
     key: &str,
@@ -200,23 +178,35 @@ pub async fn find_write(
 ) -> Result<Option<Bytes>, WriteError> {
     let subject = subject_of(store, key);
     let mut next = 1;
+    while let Some(m) = next_on(store, &subject, next).await? {
+        let id = m.headers.get(async_nats::header::NATS_MESSAGE_ID);
+        if id.is_some_and(|v| v.as_str().starts_with(id_prefix)) {
+            return Ok(Some(m.payload));
+        }
+        next = m.sequence + 1;
+    }
+    Ok(None)
+}
+
+/// The first message on `subject` at or after sequence `from`, or `None`;
+/// asked of the stream's leader (a replica that lags behind could hide a
+/// write), retried with backoff for up to [`RETRY_FOR`](crate::publish::RETRY_FOR).
+async fn next_on(
+    store: &kv::Store,
+    subject: &str,
+    from: u64,
+) -> Result<Option<async_nats::jetstream::message::StreamMessage>, WriteError> {
     let mut backoff = Backoff::new();
     loop {
         let found = store
             .stream
             .raw_message_builder()
-            .sequence(next)
-            .next_by_subject(subject.as_str())
+            .sequence(from)
+            .next_by_subject(subject)
             .send()
             .await;
         match found {
-            Ok(m) => {
-                let id = m.headers.get(async_nats::header::NATS_MESSAGE_ID);
-                if id.is_some_and(|v| v.as_str().starts_with(id_prefix)) {
-                    return Ok(Some(m.payload));
-                }
-                next = m.sequence + 1;
-            }
+            Ok(m) => return Ok(Some(m)),
             Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(None),
             Err(e) => {
                 if !backoff.wait().await {

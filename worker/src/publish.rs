@@ -63,27 +63,14 @@ impl Publisher {
     }
 
     pub async fn publish(&self, msg: OutMessage<'_>) -> Result<(), PublishFailure> {
-        let mut h = HeaderMap::new();
-        h.insert(headers::WORKER, self.instance.as_str());
-        h.insert(headers::STREAM, msg.stream.as_str());
-        h.insert(headers::TIME_MS, headers::now_ms().to_string().as_str());
-        let id = match &msg.kind {
-            Out::Message { tag } => msg_id::out(msg.session, tag),
-            Out::Final | Out::Cancelled => {
-                h.insert(headers::FINAL, "1");
-                msg_id::final_response(msg.session, msg.stream)
-            }
-        };
-        if matches!(msg.kind, Out::Cancelled) {
-            h.insert(headers::CONTROL, headers::Control::Cancelled.as_str());
-        }
-        h.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
-        let subject = msg.session.out(msg.stream);
         let payload = bytes::Bytes::from(msg.payload);
-        match publish_acked(&self.js, subject.clone(), h.clone(), payload.clone()).await {
+        let subject = msg.session.out(msg.stream);
+        let headers = || self.headers(msg.session, msg.stream, &msg.kind);
+        match publish_acked(&self.js, subject, headers(), payload.clone()).await {
             Err(PublishFailure::TooLarge) if matches!(msg.kind, Out::Final) => {
                 // Running the request again would give the same answer: the
-                // client gets one clean error in its place instead.
+                // client gets one clean error in its place instead (same
+                // message id, so it still counts as the one final answer).
                 let max = self.js.client().server_info().max_payload;
                 let size = payload.len();
                 tracing::warn!(
@@ -92,11 +79,32 @@ impl Publisher {
                     "the answer exceeds max_payload; answering an error"
                 );
                 let body = too_large(&payload, max);
-                publish_acked(&self.js, subject, h, body.into()).await?;
+                let subject = msg.session.out(msg.stream);
+                publish_acked(&self.js, subject, headers(), body.into()).await?;
                 Ok(())
             }
             done => done.map(|_| ()),
         }
+    }
+
+    /// The provenance and deduplication headers of a server message.
+    fn headers(&self, session: &SessionId, stream: &StreamKey, kind: &Out) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(headers::WORKER, self.instance.as_str());
+        h.insert(headers::STREAM, stream.as_str());
+        h.insert(headers::TIME_MS, headers::now_ms().to_string().as_str());
+        let id = match kind {
+            Out::Message { tag } => msg_id::out(session, tag),
+            Out::Final | Out::Cancelled => {
+                h.insert(headers::FINAL, "1");
+                msg_id::final_response(session, stream)
+            }
+        };
+        if matches!(kind, Out::Cancelled) {
+            h.insert(headers::CONTROL, headers::Control::Cancelled.as_str());
+        }
+        h.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+        h
     }
 }
 

@@ -17,7 +17,6 @@ use crate::{
     served::{Scope, Served},
     sse,
 };
-use async_nats::jetstream::stream::DirectGetErrorKind;
 use axum::{
     Extension,
     body::Body,
@@ -304,19 +303,7 @@ async fn check_resume(
     session: &SessionId,
     id: &EventId,
 ) -> Result<Position, GatewayError> {
-    if id.sequence == 0 && id.stream.is_get() {
-        return Ok(Position::Within);
-    }
-    let msg = match svc.stream.direct_get(id.sequence).await {
-        Ok(m) => m,
-        Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
-            return Err(GatewayError::UnknownEventId);
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the stream");
-            return Err(GatewayError::Unavailable);
-        }
-    };
+    let msg = svc.stored(id.sequence).await?;
     let opened_it = msg.subject.as_str() == session.in_rpc()
         && msg.headers.get(headers::STREAM).map(|v| v.as_str()) == Some(id.stream.as_str());
     if opened_it {

@@ -29,7 +29,6 @@ use crate::{
     served::{Scope, Served},
     transport::{checks as common, publish},
 };
-use async_nats::jetstream::stream::DirectGetErrorKind;
 use axum::{
     Extension,
     body::Body,
@@ -126,16 +125,7 @@ fn owned(
 /// message, a client message, one that never existed or aged out — is
 /// refused, so a resume never reads another session's messages.
 async fn check_resume(svc: &Served, id: &SessionEventId) -> Result<(), GatewayError> {
-    let msg = match svc.stream.direct_get(id.sequence).await {
-        Ok(m) => m,
-        Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
-            return Err(GatewayError::UnknownEventId);
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the stream");
-            return Err(GatewayError::Unavailable);
-        }
-    };
+    let msg = svc.stored(id.sequence).await?;
     match parse_subject(msg.subject.as_str()) {
         Some((session, Place::Out(_))) if session == id.session => Ok(()),
         _ => Err(GatewayError::UnknownEventId),
