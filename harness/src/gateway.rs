@@ -10,6 +10,7 @@ pub struct GatewayRole;
 impl Role for GatewayRole {
     const BIN: &'static str = "jetway-gateway";
     const ID_PREFIX: &'static str = "gw";
+    const NATS_ROLE: crate::nats_users::NatsRole = crate::nats_users::NatsRole::Gateway;
 }
 
 /// A running `jetway-gateway` process.

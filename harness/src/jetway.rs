@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::instance::{jetway_args, next_instance_id};
 use crate::launch::{Launch, launch_methods};
 use crate::log::ProcessLog;
+use crate::nats_users::{self, NatsRole};
 use crate::process::ProcessGuard;
 use crate::service::{Service, ServiceBuilder};
 
@@ -25,6 +26,8 @@ pub trait Role: std::fmt::Debug + Clone + Send + Sync + 'static {
     const BIN: &'static str;
     /// The prefix of generated instance ids (`gw-1`, `wk-1`).
     const ID_PREFIX: &'static str;
+    /// The NATS user of this role in the shipped permissions.
+    const NATS_ROLE: NatsRole;
 }
 
 /// Options for starting a [`Jetway`] process.
@@ -63,6 +66,12 @@ impl<R: Role> JetwayBuilder<R> {
             .unwrap_or_else(|| next_instance_id(R::ID_PREFIX));
         let mut launch = self.launch;
         launch.args.splice(0..0, jetway_args(&self.nats_url, &id));
+        if nats_users::enabled() && !nats_users::has_credentials(launch.envs.iter().map(|(k, _)| k))
+        {
+            for (k, v) in R::NATS_ROLE.client_env() {
+                launch.envs.push((k.into(), v.into()));
+            }
+        }
         let service = ServiceBuilder::new(id.clone(), bin)
             .with_launch(launch)
             .start()

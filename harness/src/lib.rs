@@ -12,6 +12,8 @@
 //! Layout:
 //! - [`nats`]: [`NatsServer`] and [`NatsServerBuilder`] — temp store, free
 //!   ports, `kill`, `restart` (same ports, same store).
+//! - [`nats_users`]: the shipped least-privilege NATS users
+//!   (`deploy/nats/permissions.conf`), [`NatsRole`](nats_users::NatsRole).
 //! - [`cluster`]: [`NatsCluster`] — nodes from config files, or
 //!   [`NatsCluster::local`]; healthy when every node's `/healthz` is.
 //! - [`jetway`]: [`Jetway`](jetway::Jetway), a gateway or worker process, generic over its role;
@@ -53,6 +55,7 @@ pub mod lb;
 pub mod listen;
 pub mod log;
 pub mod nats;
+pub mod nats_users;
 pub mod process;
 pub mod ready;
 pub mod service;

@@ -32,6 +32,7 @@ use crate::error::{HarnessError, Result};
 use crate::launch::Launch;
 use crate::listen::wait_address;
 use crate::log::ProcessLog;
+use crate::nats_users;
 use crate::process::ProcessGuard;
 use crate::ready::{Ready, wait_ready};
 
@@ -49,6 +50,7 @@ pub struct NatsServerBuilder {
     bin: Option<PathBuf>,
     log_dir: Option<PathBuf>,
     start_timeout: Option<Duration>,
+    jetway_users: Option<bool>,
 }
 
 impl NatsServerBuilder {
@@ -102,8 +104,24 @@ impl NatsServerBuilder {
         self
     }
 
+    /// Require the shipped least-privilege users
+    /// ([`crate::nats_users`]): gateways, workers and operators then need
+    /// their role's user, and the server's log is checked for permission
+    /// violations when it is dropped. By default only when
+    /// `JETWAY_TEST_NATS_USERS=1` and neither a config nor flags are given.
+    pub fn jetway_users(mut self) -> Self {
+        self.jetway_users = Some(true);
+        self
+    }
+
     /// Start the server and wait until it is ready.
-    pub async fn start(self) -> Result<NatsServer> {
+    pub async fn start(mut self) -> Result<NatsServer> {
+        let jetway_users = self.jetway_users.unwrap_or_else(|| {
+            nats_users::enabled() && self.config.is_none() && self.args.is_empty()
+        });
+        if jetway_users {
+            self.config = Some(nats_users::server_config()?);
+        }
         let bin = match self.bin {
             Some(bin) => bin,
             None => nats_server_bin()?,
@@ -125,9 +143,18 @@ impl NatsServerBuilder {
             None => None,
         };
         let name = self.name.unwrap_or_else(|| "nats".to_owned());
+        let envs = if jetway_users {
+            nats_users::server_env()
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let launch = Launch {
             log_dir: self.log_dir,
             start_timeout: self.start_timeout.unwrap_or(crate::START_TIMEOUT),
+            envs,
             ..Launch::default()
         };
         let log = launch.log(&name)?;
@@ -141,6 +168,7 @@ impl NatsServerBuilder {
             extra_args: self.args,
             name,
             launch,
+            jetway_users,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             monitor: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
@@ -162,6 +190,8 @@ pub struct NatsServer {
     extra_args: Vec<OsString>,
     name: String,
     launch: Launch,
+    /// Runs the shipped least-privilege users: violations fail the test.
+    jetway_users: bool,
     addr: SocketAddr,
     monitor: SocketAddr,
 }
@@ -219,6 +249,23 @@ impl NatsServer {
         self.log
             .set_prefix(format!("{}:{}", self.name, addr.port()));
         Ok(())
+    }
+
+    /// The permission violations the server logged (clients that tried a
+    /// subject their user may not use).
+    pub fn permission_violations(&self) -> Vec<String> {
+        self.log
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains(nats_users::VIOLATION_MARKER))
+            .collect()
+    }
+
+    /// The violations logged so far, for a test that provokes them on
+    /// purpose: they no longer fail the test when the server is dropped.
+    pub fn expect_violations(&mut self) -> Vec<String> {
+        self.jetway_users = false;
+        self.permission_violations()
     }
 
     /// Client URL, `nats://127.0.0.1:PORT`.
@@ -322,5 +369,21 @@ impl NatsServer {
         self.process = None;
         self.spawn(Some(self.addr.port()), Some(self.monitor.port()))
             .await
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if !self.jetway_users || std::thread::panicking() {
+            return;
+        }
+        let violations = self.permission_violations();
+        assert!(
+            violations.is_empty(),
+            "{} logged permission violations of {}:\n{}",
+            self.name,
+            nats_users::PERMISSIONS_FILE,
+            violations.join("\n")
+        );
     }
 }

@@ -11,6 +11,7 @@ pub struct WorkerRole;
 impl Role for WorkerRole {
     const BIN: &'static str = "jetway-worker";
     const ID_PREFIX: &'static str = "wk";
+    const NATS_ROLE: crate::nats_users::NatsRole = crate::nats_users::NatsRole::Worker;
 }
 
 /// A running `jetway-worker` process.

@@ -78,6 +78,9 @@ HAPROXY_CFG = "deploy/lb/haproxy.cfg"
 DOCKERFILE = "Dockerfile"
 NATS_CONF = "nats.conf"
 NATS_CLUSTER_GLOB = "deploy/nats/cluster/*.conf"
+NATS_PERMISSIONS = "deploy/nats/permissions.conf"
+# Test passwords for `nats-server -t` (the permissions read them).
+NATS_PASSWORDS = {f"NATS_{role}_PASSWORD": f"validate-{role.lower()}" for role in ("GATEWAY", "WORKER", "OPERATOR")}
 
 # API groups whose kinds are custom resources (validated against their CRDs).
 CRD_GROUPS = {"keda.sh", "monitoring.coreos.com"}
@@ -824,9 +827,16 @@ def check_nats(k8s_confs: dict, out: Path) -> None:
         routes = re.findall(r"nats://([\w.-]+):6222", uncommented)
         R.check(len(routes) == 3, f"{NATS_CONF}: the cluster block lists three routes", str(routes))
         p = out / "nats-with-cluster-block.conf"
+        # Written elsewhere: nats-server includes relative to the file, so
+        # the permissions go along at the same relative path.
         p.write_text(text.replace(block.group(0), uncommented), encoding="utf-8")
+        (out / NATS_PERMISSIONS).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / NATS_PERMISSIONS, out / NATS_PERMISSIONS)
         confs.append((f"{NATS_CONF} with its cluster block uncommented", p, {}))
+    permissions = (ROOT / NATS_PERMISSIONS).read_text(encoding="utf-8")
+    R.check(f'include "{NATS_PERMISSIONS}"' in text, f"{NATS_CONF}: includes {NATS_PERMISSIONS}")
     for name, (conf, pod) in k8s_confs.items():
+        R.check(permissions in conf, f"{name}: the ConfigMap's nats.conf holds {NATS_PERMISSIONS} verbatim")
         p = out / f"k8s-{name.replace('/', '_')}-nats.conf"
         p.write_text(conf, encoding="utf-8")
         confs.append((f"{name}: ConfigMap nats.conf (POD_NAME={pod})", p, {"POD_NAME": pod}))
@@ -836,7 +846,7 @@ def check_nats(k8s_confs: dict, out: Path) -> None:
     confs += [(rel(p), p, {}) for p in cluster]
     for label, path, env in confs:
         res = subprocess.run([bin_, "-t", "-c", str(path)], capture_output=True, text=True,
-                             cwd=path.parent, env={**os.environ, **env})
+                             cwd=path.parent, env={**os.environ, **NATS_PASSWORDS, **env})
         R.check(res.returncode == 0, f"{label}: accepted by {version}", (res.stderr + res.stdout).strip())
     for key in ("max_payload", "max_memory_store", "max_file_store", "store_dir", "sync_interval"):
         R.check(nats_conf_value(text, key) is not None, f"{NATS_CONF}: sets {key}")

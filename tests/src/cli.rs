@@ -8,6 +8,7 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
 use crate::jetway_bin;
+use jetway_harness::nats_users::{self, NatsRole};
 
 /// Bound on one `jetway` run (it must not hang, e.g. on an unreachable NATS).
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -71,12 +72,22 @@ pub async fn jetway_with_env(
     env: &[(&str, &str)],
 ) -> Result<CliRun> {
     let bin = jetway_bin("jetway")?;
+    // On the shipped NATS users (JETWAY_TEST_NATS_USERS=1), the CLI is an
+    // operator unless the caller logs in otherwise.
+    let operator = NatsRole::Operator.client_env();
+    let role_env: &[(&str, &str)] =
+        if nats_users::enabled() && !env.iter().any(|(k, _)| k.starts_with("JETWAY_NATS_")) {
+            &operator
+        } else {
+            &[]
+        };
     let out = tokio::time::timeout(
         RUN_TIMEOUT,
         tokio::process::Command::new(&bin)
             .arg("--nats-url")
             .arg(nats_url)
             .args(args)
+            .envs(role_env.iter().copied())
             .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
