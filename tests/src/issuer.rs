@@ -1,9 +1,16 @@
 //! [`TestIssuer`]: a real OAuth token issuer for the auth tests: P-256 keys
 //! generated in the test, its metadata (RFC 8414) and JWKS served over HTTP
-//! on loopback, and tokens signed with those keys.
+//! on loopback, and tokens signed with those keys; opaque tokens too, with
+//! an RFC 7662 introspection endpoint at `/introspect` that only its
+//! client ([`INTROSPECTION_CLIENT`]) may call.
 
 use anyhow::{Context, Result};
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{
+    Form, Json, Router,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    routing::{get, post},
+};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::{
@@ -11,6 +18,7 @@ use p256::{
     pkcs8::{EncodePrivateKey, LineEnding},
 };
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::{
     Arc, Mutex,
     atomic::{AtomicUsize, Ordering},
@@ -50,10 +58,39 @@ impl SigningKey {
     }
 }
 
+/// The client id and secret the introspection endpoint accepts.
+pub const INTROSPECTION_CLIENT: (&str, &str) = ("jetway-gateway", "introspection-secret");
+
 struct Shared {
     issuer: String,
     published: Mutex<Vec<Value>>,
     jwks_fetches: AtomicUsize,
+    /// Opaque token -> its introspection answer.
+    opaque: Mutex<HashMap<String, Value>>,
+    introspections: AtomicUsize,
+}
+
+#[derive(serde::Deserialize)]
+struct IntrospectForm {
+    token: String,
+}
+
+/// RFC 7662: 401 without the client's credentials; `{"active": false}`
+/// for a token it does not know.
+async fn introspect(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<IntrospectForm>,
+) -> Result<Json<Value>, StatusCode> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (id, secret) = INTROSPECTION_CLIENT;
+    let want = format!("Basic {}", b64.encode(format!("{id}:{secret}")));
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    s.introspections.fetch_add(1, Ordering::SeqCst);
+    let answer = s.opaque.lock().unwrap().get(&form.token).cloned();
+    Ok(Json(answer.unwrap_or_else(|| json!({"active": false}))))
 }
 
 /// The issuer; stops serving when dropped.
@@ -74,6 +111,8 @@ impl TestIssuer {
             issuer,
             published: Mutex::new(vec![first.jwk.clone()]),
             jwks_fetches: AtomicUsize::new(0),
+            opaque: Mutex::new(HashMap::new()),
+            introspections: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route(
@@ -94,6 +133,7 @@ impl TestIssuer {
                     Json(json!({ "keys": keys }))
                 }),
             )
+            .route("/introspect", post(introspect))
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -129,6 +169,28 @@ impl TestIssuer {
         }
         self.keys.lock().unwrap().push(key);
         Ok(())
+    }
+
+    /// The introspection endpoint's URL.
+    pub fn introspection_url(&self) -> String {
+        format!("{}/introspect", self.shared.issuer)
+    }
+
+    /// A new opaque token (no dots) whose introspection answer is `answer`.
+    pub fn issue_opaque(&self, answer: Value) -> String {
+        let bytes: [u8; 24] = rand::random();
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        self.shared
+            .opaque
+            .lock()
+            .unwrap()
+            .insert(token.clone(), answer);
+        token
+    }
+
+    /// How often the introspection endpoint answered an authenticated call.
+    pub fn introspections(&self) -> usize {
+        self.shared.introspections.load(Ordering::SeqCst)
     }
 
     /// A token with `claims`, signed ES256 with key `kid`.

@@ -31,7 +31,10 @@ struct Stack {
 
 impl Stack {
     async fn start(extra: &[(&str, &str)]) -> Result<Self> {
-        let issuer = TestIssuer::start().await?;
+        Self::start_with(TestIssuer::start().await?, extra).await
+    }
+
+    async fn start_with(issuer: TestIssuer, extra: &[(&str, &str)]) -> Result<Self> {
         let nats = NatsServer::start().await?;
         let worker = Worker::start(&nats.url()).await?;
         let mut b = Gateway::builder(&nats.url())
@@ -512,5 +515,145 @@ async fn http_sse_sessions_are_bound_to_their_principal_too() -> Result<()> {
         .and_then(|e| e.json.clone())
         .context("a response")?;
     assert_eq!(last["result"]["structuredContent"]["counter"], 1, "{last}");
+    Ok(())
+}
+
+/// A stack whose gateway introspects opaque tokens at the test issuer.
+async fn introspecting(extra: &[(&str, &str)]) -> Result<Stack> {
+    let issuer = TestIssuer::start().await?;
+    let (id, secret) = jetway_tests::issuer::INTROSPECTION_CLIENT;
+    let url = issuer.introspection_url();
+    let mut env = vec![
+        ("JETWAY_AUTH_INTROSPECTION_URL", url.as_str()),
+        ("JETWAY_AUTH_INTROSPECTION_CLIENT_ID", id),
+        ("JETWAY_AUTH_INTROSPECTION_CLIENT_SECRET", secret),
+    ];
+    env.extend_from_slice(extra);
+    Stack::start_with(issuer, &env).await
+}
+
+/// An active introspection answer for `subject`, for `/mcp`, for an hour.
+fn active(s: &Stack, subject: &str) -> Value {
+    let now = jetway_tests::issuer::now_secs();
+    json!({"active": true, "sub": subject, "aud": RESOURCE, "iss": s.issuer.issuer(),
+           "exp": now + 3600, "scope": "mcp:tools", "client_id": "opaque-app"})
+}
+
+#[tokio::test]
+async fn opaque_tokens_are_checked_by_introspection_and_bound_to_their_principal() -> Result<()> {
+    let s = introspecting(&[]).await?;
+    let url = s.gw.mcp_url();
+    let alice = s.issuer.issue_opaque(active(&s, "alice"));
+    let client = McpClient::new()
+        .with_bearer(Some(alice.clone()))
+        .initialize_session(&url, jetway_tests::mcp::default_initialize_params())
+        .await?;
+    for want in 1..=5 {
+        let out = client
+            .call_tool_structured(&url, "increment_counter", json!({}))
+            .await?;
+        assert_eq!(out["counter"], want);
+    }
+    // One introspection for the whole session: the answer is cached.
+    assert_eq!(s.issuer.introspections(), 1);
+
+    // Another principal's opaque token, on alice's session: 404.
+    let mallory = s.issuer.issue_opaque(active(&s, "mallory"));
+    let mut other = McpClient::new().with_bearer(Some(mallory));
+    other.set_session_id(client.session_id().map(str::to_owned));
+    other.set_protocol_version(client.protocol_version().map(str::to_owned));
+    let ex = other
+        .call_tool(&url, "increment_counter", json!({}))
+        .await?;
+    assert_eq!(ex.status, StatusCode::NOT_FOUND);
+    assert_eq!(ex.error_code(), Some(SESSION_NOT_FOUND));
+
+    // JWTs are still verified locally, next to opaque tokens.
+    let jwt_client = s.client("bob").await?;
+    let out = jwt_client
+        .call_tool_structured(&url, "increment_counter", json!({}))
+        .await?;
+    assert_eq!(out["counter"], 1);
+
+    // The record keeps the principal, never the token.
+    let nats = async_nats::connect(s.nats.url()).await?;
+    let js = async_nats::jetstream::new(nats);
+    let sessions = js.get_key_value("jetway_sessions").await?;
+    let sid = client.session_id().context("no session id")?;
+    let record = sessions.get(sid).await?.context("no record")?;
+    let text = String::from_utf8_lossy(&record);
+    assert!(
+        text.contains("alice") && text.contains("opaque-app"),
+        "{text}"
+    );
+    assert!(!text.contains(&alice), "the token is in the record");
+    Ok(())
+}
+
+#[tokio::test]
+async fn opaque_tokens_that_introspection_does_not_vouch_for_are_refused() -> Result<()> {
+    let s = introspecting(&[]).await?;
+    let url = s.gw.mcp_url();
+    let now = jetway_tests::issuer::now_secs();
+    let base = active(&s, "alice");
+    let with = |k: &str, v: Value| {
+        let mut a = base.clone();
+        a[k] = v;
+        a
+    };
+    let cases = [
+        ("unknown to the issuer", None, "the token is not active"),
+        (
+            "inactive",
+            Some(with("active", json!(false))),
+            "the token is not active",
+        ),
+        (
+            "expired",
+            Some(with("exp", json!(now - 120))),
+            "the token has expired",
+        ),
+        (
+            "another resource",
+            Some(with("aud", json!("https://elsewhere.test/mcp"))),
+            "the token is not meant for this resource (aud)",
+        ),
+        (
+            "another issuer",
+            Some(with("iss", json!("https://evil.test"))),
+            "the token is from another issuer",
+        ),
+        (
+            "no subject",
+            Some(with("sub", json!(""))),
+            "the introspection answer names no subject (sub)",
+        ),
+    ];
+    for (what, answer, why) in cases {
+        let token = match answer {
+            Some(a) => s.issuer.issue_opaque(a),
+            None => "never-issued-opaque-token".to_owned(),
+        };
+        let (status, challenge, code) = try_initialize(&url, Some(token)).await?;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(code, Some(UNAUTHORIZED), "{what}");
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{what}: {challenge}"
+        );
+        assert!(challenge.contains(why), "{what}: {challenge}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_introspection_endpoint_that_refuses_the_gateway_gives_503_not_401() -> Result<()> {
+    // Wrong client secret: the endpoint answers 401 to the gateway, which
+    // cannot tell whether the token is good, so the client gets 503.
+    let s = introspecting(&[("JETWAY_AUTH_INTROSPECTION_CLIENT_SECRET", "wrong")]).await?;
+    let token = s.issuer.issue_opaque(active(&s, "alice"));
+    let (status, _, _) = try_initialize(&s.gw.mcp_url(), Some(token)).await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(s.issuer.introspections(), 0);
     Ok(())
 }

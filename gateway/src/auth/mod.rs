@@ -15,9 +15,11 @@
 //! - [`settings`] — the `auth_*` settings.
 //! - [`jwks`] — the issuer's keys, discovered, cached and refreshed.
 //! - [`verify`] — one token's checks.
+//! - [`introspect`] — opaque tokens, through RFC 7662 introspection.
 //! - [`scopes`] — which scopes a request needs.
 //! - [`metadata`] — `/.well-known/oauth-protected-resource…`.
 
+pub mod introspect;
 pub mod jwks;
 pub mod metadata;
 pub mod scopes;
@@ -40,6 +42,22 @@ use std::{collections::BTreeSet, sync::Arc};
 pub struct Caller {
     pub principal: Option<Principal>,
     pub scopes: BTreeSet<String>,
+}
+
+/// The scopes a token grants: `scope` (space-separated, RFC 8693 / 9068 /
+/// 7662) and `scp` (a list or a string, as some issuers send).
+fn scopes_of(scope: Option<&str>, scp: Option<verify::Scp>) -> BTreeSet<String> {
+    let mut scopes: BTreeSet<String> = scope
+        .iter()
+        .flat_map(|s| s.split_whitespace())
+        .map(str::to_owned)
+        .collect();
+    match scp {
+        Some(verify::Scp::List(l)) => scopes.extend(l),
+        Some(verify::Scp::Text(t)) => scopes.extend(t.split_whitespace().map(str::to_owned)),
+        None => {}
+    }
+    scopes
 }
 
 /// The protected resource a request to `path` is for: a service's MCP

@@ -75,6 +75,7 @@ mod tests {
             ],
             jwks_refresh: Duration::ZERO,
             fetch_timeout: Duration::ZERO,
+            introspection: None,
         }
     }
 

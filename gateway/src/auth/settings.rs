@@ -27,6 +27,31 @@ pub struct AuthConfig {
     pub tool_scopes: Vec<(String, String)>,
     pub jwks_refresh: Duration,
     pub fetch_timeout: Duration,
+    /// Opaque tokens through RFC 7662; `None`: only JWTs are accepted.
+    pub introspection: Option<Introspection>,
+}
+
+/// Where and as whom the gateway introspects opaque tokens.
+#[derive(Clone, PartialEq)]
+pub struct Introspection {
+    pub url: String,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub cache_for: Duration,
+}
+
+impl std::fmt::Debug for Introspection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Introspection")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<hidden>"),
+            )
+            .field("cache_for", &self.cache_for)
+            .finish()
+    }
 }
 
 /// Every asymmetric algorithm `jsonwebtoken` verifies: the default list.
@@ -59,6 +84,7 @@ pub fn load(f: &mut Fields) -> Option<AuthConfig> {
     let tool_scopes = pairs(f, "auth_tool_scopes");
     let jwks_refresh = Duration::from_secs(f.get("auth_jwks_refresh_secs", 300));
     let fetch_timeout = Duration::from_millis(f.get("auth_fetch_timeout_ms", 5000));
+    let introspection = introspection(f);
 
     let mut algorithms = Vec::new();
     for name in &names {
@@ -98,6 +124,35 @@ pub fn load(f: &mut Fields) -> Option<AuthConfig> {
         tool_scopes,
         jwks_refresh,
         fetch_timeout,
+        introspection,
+    })
+}
+
+/// The `auth_introspection_*` settings; `None` without a URL.
+fn introspection(f: &mut Fields) -> Option<Introspection> {
+    let url: Option<String> = f.get("auth_introspection_url", None);
+    let client_id: Option<String> = f.get("auth_introspection_client_id", None);
+    let client_secret: Option<String> = f.get("auth_introspection_client_secret", None);
+    let cache_for = Duration::from_secs(f.get("auth_introspection_cache_secs", 60));
+    let Some(url) = url else {
+        if client_id.is_some() || client_secret.is_some() {
+            f.problem("auth_introspection_client_id/secret: set auth_introspection_url too");
+        }
+        return None;
+    };
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        f.problem(format!(
+            "auth_introspection_url: {url:?} is not an http(s) URL"
+        ));
+    }
+    if client_secret.is_some() && client_id.is_none() {
+        f.problem("auth_introspection_client_secret: set auth_introspection_client_id too");
+    }
+    Some(Introspection {
+        url,
+        client_id,
+        client_secret,
+        cache_for,
     })
 }
 

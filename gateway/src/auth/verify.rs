@@ -4,13 +4,14 @@
 
 use super::{
     Caller,
+    introspect::{IntrospectionError, Introspector, looks_like_jwt},
     jwks::{Jwks, KeyError},
+    scopes_of,
     settings::AuthConfig,
 };
 use jetway_shared::principal::Principal;
 use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use serde::Deserialize;
-use std::collections::BTreeSet;
 
 /// Why a token is refused.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,8 @@ pub enum TokenError {
     Algorithm(Algorithm),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Introspection(#[from] IntrospectionError),
     #[error("{what}")]
     Invalid {
         what: &'static str,
@@ -32,10 +35,11 @@ pub enum TokenError {
 impl TokenError {
     /// True when the issuer's keys could not be had: the token may be fine.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            TokenError::Key(KeyError::Unavailable(_) | KeyError::NotFetched)
-        )
+        match self {
+            TokenError::Key(KeyError::Unavailable(_) | KeyError::NotFetched) => true,
+            TokenError::Introspection(e) => e.is_unavailable(),
+            _ => false,
+        }
     }
 }
 
@@ -58,7 +62,7 @@ struct Claims {
 
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum Scp {
+pub(super) enum Scp {
     List(Vec<String>),
     Text(String),
 }
@@ -66,6 +70,7 @@ enum Scp {
 pub struct Verifier {
     pub cfg: AuthConfig,
     jwks: Jwks,
+    introspector: Option<Introspector>,
 }
 
 impl Verifier {
@@ -76,12 +81,28 @@ impl Verifier {
             cfg.jwks_refresh,
             cfg.fetch_timeout,
         )?;
-        Ok(Self { cfg, jwks })
+        let introspector = match &cfg.introspection {
+            Some(i) => Some(Introspector::new(i.clone(), cfg.fetch_timeout)?),
+            None => None,
+        };
+        Ok(Self {
+            cfg,
+            jwks,
+            introspector,
+        })
     }
 
     /// Verifies `token` for the resource `resource` (the URL of the MCP
     /// endpoint it was sent to).
     pub async fn verify(&self, token: &str, resource: &str) -> Result<Caller, TokenError> {
+        if let Some(introspector) = &self.introspector
+            && !looks_like_jwt(token)
+        {
+            let audience = self.cfg.audience.as_deref().unwrap_or(resource);
+            return Ok(introspector
+                .check(token, audience, &self.cfg.issuer, self.cfg.leeway)
+                .await?);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(TokenError::Malformed)?;
         if !self.cfg.algorithms.contains(&header.alg) {
             return Err(TokenError::Algorithm(header.alg));
@@ -95,17 +116,7 @@ impl Verifier {
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(invalid)?;
         let c = data.claims;
-        let mut scopes: BTreeSet<String> = c
-            .scope
-            .iter()
-            .flat_map(|s| s.split_whitespace())
-            .map(str::to_owned)
-            .collect();
-        match c.scp {
-            Some(Scp::List(l)) => scopes.extend(l),
-            Some(Scp::Text(t)) => scopes.extend(t.split_whitespace().map(str::to_owned)),
-            None => {}
-        }
+        let scopes = scopes_of(c.scope.as_deref(), c.scp);
         Ok(Caller {
             principal: Some(Principal {
                 issuer: c.iss,

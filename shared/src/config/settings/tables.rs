@@ -212,7 +212,27 @@ pub const GATEWAY: &[Setting] = &[
     Setting::new(
         "auth_fetch_timeout_ms",
         &["5000"],
-        "OAuth: timeout of a metadata or JWKS fetch",
+        "OAuth: timeout of a metadata, JWKS or introspection request",
+    ),
+    Setting::without_value(
+        "auth_introspection_url",
+        "off",
+        "OAuth: the issuer's RFC 7662 introspection endpoint; set, opaque (non-JWT) bearer tokens are checked there",
+    ),
+    Setting::without_value(
+        "auth_introspection_client_id",
+        "none",
+        "OAuth: the gateway's client id at the introspection endpoint (HTTP Basic)",
+    ),
+    Setting::without_value(
+        "auth_introspection_client_secret",
+        "none",
+        "OAuth: the gateway's client secret at the introspection endpoint",
+    ),
+    Setting::new(
+        "auth_introspection_cache_secs",
+        &["60"],
+        "OAuth: how long an active introspection answer is reused (never past the token's `exp`)",
     ),
     GRACE_PERIOD_SECS,
 ];
