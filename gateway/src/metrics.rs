@@ -9,8 +9,9 @@
 //!   first event and to the final response by method and JSON-RPC error code
 //!   (`mcp_server_operation_duration_seconds`).
 //! - [`StreamGuard`]: open SSE streams by kind.
-//! - sessions created/closed, resumes, events replayed and live-delivery
-//!   gaps filled from the stream, counted where they happen.
+//! - sessions created/closed, resumes (and the time from a resuming GET to
+//!   its first event), events replayed and live-delivery gaps filled from
+//!   the stream, counted where they happen.
 //!
 //! The metrics are process-wide ([`GATEWAY`]): atomics, and label families
 //! with a bounded vocabulary (see `jetway_shared::metrics`).
@@ -19,7 +20,7 @@ use axum::{extract::Request, http::HeaderValue, middleware::Next, response::Resp
 use jetway_shared::metrics::{self as m, Histograms, MethodLabels, method_label, rpc_code_label};
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::{Registry, Unit},
 };
 use std::{sync::LazyLock, time::Instant};
@@ -61,6 +62,7 @@ pub struct Metrics {
     pub sessions_closed: Counter,
     pub streams_open: Family<StreamLabels, Gauge>,
     pub resumes: Counter,
+    pub resume_first_event: Histogram,
     pub stream_reads: Family<ReadLabels, Counter>,
     pub gaps_filled: Counter,
 }
@@ -75,6 +77,7 @@ pub static GATEWAY: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     sessions_closed: Counter::default(),
     streams_open: Family::default(),
     resumes: Counter::default(),
+    resume_first_event: m::latency_histogram(),
     stream_reads: Family::default(),
     gaps_filled: Counter::default(),
 });
@@ -132,6 +135,12 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         "jetway_gateway_resumes",
         "GET requests resuming a stream with Last-Event-ID",
         g.resumes.clone(),
+    );
+    r.register_with_unit(
+        "jetway_gateway_resume_first_event_duration",
+        "Time from a resuming GET's arrival (Last-Event-ID) to its first replayed or live event",
+        Unit::Seconds,
+        g.resume_first_event.clone(),
     );
     r.register(
         "jetway_gateway_stream_reads",
@@ -196,6 +205,13 @@ pub fn session_closed() {
 /// Counts a resume (`Last-Event-ID`).
 pub fn resumed() {
     GATEWAY.resumes.inc();
+}
+
+/// A resumed stream's first event went out; the GET arrived at `start`.
+pub fn resume_first_event(start: Instant) {
+    GATEWAY
+        .resume_first_event
+        .observe(start.elapsed().as_secs_f64());
 }
 
 /// Counts `events` read from the stream, for `reason`.

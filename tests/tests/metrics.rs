@@ -300,6 +300,12 @@ async fn prometheus_scrapes_the_counts_of_known_traffic() -> Result<()> {
     ensure!(replayed == 1, "replayed {replayed} messages");
     prom.expect("sum(jetway_gateway_resumes_total)", 1.0)
         .await?;
+    // Its time to the first replayed event is in the resume histogram.
+    prom.expect(
+        "sum(jetway_gateway_resume_first_event_duration_seconds_count)",
+        1.0,
+    )
+    .await?;
     prom.expect(
         r#"sum(jetway_gateway_stream_reads_total{reason="replay"})"#,
         1.0,

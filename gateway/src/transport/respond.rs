@@ -41,6 +41,9 @@ pub struct Ending {
 pub struct Observe {
     pub kind: StreamKind,
     pub exchange: Option<Exchange>,
+    /// A resume (`Last-Event-ID`): when its GET arrived, to time its first
+    /// event.
+    pub resumed_at: Option<std::time::Instant>,
 }
 
 /// An SSE response over `readers`, starting with `prelude` (priming events).
@@ -82,7 +85,10 @@ async fn pump(
     observe: Option<Observe>,
 ) {
     let _open = observe.as_ref().map(|o| StreamGuard::open(o.kind));
-    let mut exchange = observe.and_then(|o| o.exchange);
+    let (mut exchange, mut resumed_at) = match observe {
+        Some(o) => (o.exchange, o.resumed_at),
+        None => (None, None),
+    };
     let Ending {
         mut finals,
         deadline,
@@ -126,8 +132,13 @@ async fn pump(
                             x.event();
                         }
                     }
-                    if !d.payload.is_empty() && out.send(sse::frame(&d.id, &d.payload)).await.is_err() {
-                        return;
+                    if !d.payload.is_empty() {
+                        if let Some(start) = resumed_at.take() {
+                            crate::metrics::resume_first_event(start);
+                        }
+                        if out.send(sse::frame(&d.id, &d.payload)).await.is_err() {
+                            return;
+                        }
                     }
                     if last {
                         return;

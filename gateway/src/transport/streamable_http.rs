@@ -187,6 +187,7 @@ pub async fn post(
         let observe = respond::Observe {
             kind: metrics::StreamKind::Post,
             exchange: timed.map(|m| metrics::Exchange::new(m, started)),
+            resumed_at: None,
         };
         let resp = respond::sse_observed(prelude, readers, ending, Some(observe));
         // The stream holds its requests' slots until it ends.
@@ -212,6 +213,7 @@ pub async fn get(
     Extension(caller): Extension<Caller>,
     h: HeaderMap,
 ) -> Result<Response, GatewayError> {
+    let arrived = std::time::Instant::now();
     if gw.draining.is_cancelled() {
         return Err(GatewayError::Draining);
     }
@@ -284,6 +286,7 @@ pub async fn get(
     let observe = respond::Observe {
         kind: metrics::StreamKind::Get,
         exchange: None,
+        resumed_at: resume.is_some().then_some(arrived),
     };
     Ok(respond::sse_observed(
         prelude,
