@@ -470,21 +470,53 @@ async fn a_bridge_worker_counts_its_upstream_requests() -> Result<()> {
     client
         .call_tool_structured(&gateway.mcp_url(), "whoami", json!({}))
         .await?;
-    let http = reqwest::Client::new();
-    let scrape = http
-        .get(format!("{}/metrics", worker.base_url()))
+    let (ok, scrape) = scraped(
+        worker.base_url(),
+        "jetway_bridge_upstream_request_duration_seconds_count{outcome=\"ok\"}",
+    )
+    .await?;
+    // initialize and tools/call at least (the client's notification too).
+    ensure!(ok.is_some_and(|n| n >= 2.0), "{scrape}");
+    Ok(())
+}
+
+/// The value of the sample `series` (name and labels, exactly) in the
+/// `/metrics` of the process at `base_url`, and the whole scrape.
+async fn scraped(base_url: &str, series: &str) -> Result<(Option<f64>, String)> {
+    let scrape = reqwest::Client::new()
+        .get(format!("{base_url}/metrics"))
         .send()
         .await?
         .text()
         .await?;
-    let ok = scrape
+    let value = scrape
         .lines()
-        .find(|l| {
-            l.starts_with("jetway_bridge_upstream_request_duration_seconds_count{outcome=\"ok\"}")
-        })
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok());
-    // initialize and tools/call at least (the client's notification too).
-    ensure!(ok.is_some_and(|n| n >= 2.0), "{scrape}");
+    Ok((value, scrape))
+}
+
+#[tokio::test]
+async fn a_stdio_bridge_worker_times_its_process_requests() -> Result<()> {
+    let nats = NatsServer::start().await?;
+    let gateway = Gateway::builder(&nats.url()).start().await?;
+    let cmd = jetway_tests::upstream::everything_stdio_command()?;
+    let worker = Worker::builder(&nats.url())
+        .args(["--upstream-cmd", cmd.as_str(), "--upstream-processes", "1"])
+        .start()
+        .await?;
+    let client = McpClient::initialize(&gateway.mcp_url()).await?;
+    for _ in 0..3 {
+        client
+            .call_tool(&gateway.mcp_url(), "echo", json!({"message": "hi"}))
+            .await?
+            .result()?;
+    }
+    let series = "jetway_bridge_stdio_request_duration_seconds_count{mode=\"pool\",outcome=\"ok\"}";
+    let (ok, scrape) = scraped(worker.base_url(), series).await?;
+    // The three calls (initialize is answered from the process's own
+    // handshake, not a request).
+    ensure!(ok == Some(3.0), "{series}: {ok:?}\n{scrape}");
     Ok(())
 }

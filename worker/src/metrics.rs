@@ -9,7 +9,8 @@
 //! - Slots busy and free ([`Slot`]).
 //! - The shared consumer's pending, ack-pending and redelivered counts, read
 //!   from consumer info every [`CONSUMER_POLL`] ([`watch_consumer`]).
-//! - Bridge mode: upstream calls, errors and latency ([`upstream_call`]).
+//! - Bridge mode: upstream calls, errors and latency ([`upstream_call`]),
+//!   and requests to stdio processes ([`stdio_call`]).
 //! - NATS connection and publishes (`jetway_shared::metrics::BUS`).
 //!
 //! Process-wide atomics and bounded label families, like the gateway's.
@@ -47,6 +48,14 @@ pub struct UpstreamLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StdioLabels {
+    /// `pool` (`upstream_stdio = "pool"`) or `session` (one process per session).
+    pub mode: &'static str,
+    /// `ok` (the process answered), `failed` (it ended or could not be used).
+    pub outcome: &'static str,
+}
+
 /// Every metric of a worker process.
 pub struct Metrics {
     pub executions: Histograms<ExecutionLabels>,
@@ -62,6 +71,7 @@ pub struct Metrics {
     pub consumer_ack_pending: Gauge,
     pub consumer_redelivered: Gauge,
     pub upstream: Histograms<UpstreamLabels>,
+    pub stdio: Histograms<StdioLabels>,
 }
 
 /// This process's worker metrics.
@@ -79,6 +89,7 @@ pub static WORKER: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     consumer_ack_pending: Gauge::default(),
     consumer_redelivered: Gauge::default(),
     upstream: Family::new_with_constructor(m::latency_histogram),
+    stdio: Family::new_with_constructor(m::latency_histogram),
 });
 
 static TOOLS: OnceLock<ToolLabels> = OnceLock::new();
@@ -161,6 +172,12 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         "Bridge mode: HTTP requests to the upstream MCP server, by outcome",
         Unit::Seconds,
         w.upstream.clone(),
+    );
+    r.register_with_unit(
+        "jetway_bridge_stdio_request_duration",
+        "Bridge mode: requests to a stdio upstream process, from writing the request to its answer, by mode and outcome",
+        Unit::Seconds,
+        w.stdio.clone(),
     );
     m::register_bus(&mut r);
     r
@@ -309,6 +326,16 @@ pub fn upstream_call(start: Instant, result: &Result<Reply, UpstreamError>) {
     WORKER
         .upstream
         .get_or_create(&UpstreamLabels { outcome })
+        .observe(start.elapsed().as_secs_f64());
+}
+
+/// Bridge mode: records one request to a stdio process (`mode`: `pool` or
+/// `session`) that started at `start`.
+pub fn stdio_call(mode: &'static str, start: Instant, ok: bool) {
+    let outcome = if ok { "ok" } else { "failed" };
+    WORKER
+        .stdio
+        .get_or_create(&StdioLabels { mode, outcome })
         .observe(start.elapsed().as_secs_f64());
 }
 

@@ -509,9 +509,13 @@ impl Bridge {
             slot: &mut lease.slot,
             id: wire,
         };
-        conversation.send(&msg).await?;
-        let ended = converse(&mut Io::of(ctx), request, &mut conversation).await?;
-        Ok(self.ended(ctx, request, ended).await)
+        let started = std::time::Instant::now();
+        let ended = match conversation.send(&msg).await {
+            Ok(()) => converse(&mut Io::of(ctx), request, &mut conversation).await,
+            Err(stop) => Err(stop),
+        };
+        crate::metrics::stdio_call("pool", started, ended.is_ok());
+        Ok(self.ended(ctx, request, ended?).await)
     }
 
     /// Records what a stdio process's `initialize` answer negotiated and

@@ -368,8 +368,13 @@ pub(crate) async fn run_here(
         inbox,
         id: wire,
     };
-    conversation.send(&msg).await?;
-    converse(io, request, &mut conversation).await
+    let started = std::time::Instant::now();
+    let ended = match conversation.send(&msg).await {
+        Ok(()) => converse(io, request, &mut conversation).await,
+        Err(stop) => Err(stop),
+    };
+    crate::metrics::stdio_call("session", started, ended.is_ok());
+    ended
 }
 
 struct OwnedConversation<'a> {
