@@ -9,6 +9,10 @@ use axum::{
 use jetway_shared::jsonrpc;
 use serde_json::Value;
 
+/// `Retry-After` of a 507 for a full store: space frees when an operator
+/// acts or old messages age out, not within a second.
+pub const STORAGE_RETRY_AFTER: &str = "10";
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("Parse error: {0}")]
@@ -51,6 +55,13 @@ pub enum GatewayError {
     BodyTimeout(u64),
     #[error("Service Unavailable: the message bus is unreachable")]
     Unavailable,
+    /// 507: JetStream refused the message for lack of room (stream, bucket
+    /// or server store full); nothing was stored.
+    #[error("Insufficient Storage: the message store is full; retry later")]
+    StorageFull,
+    /// 507: this session's subject holds `session_max_messages` messages.
+    #[error("Insufficient Storage: this session has stored its maximum number of messages")]
+    SessionStorageFull,
     #[error("Service Unavailable: the gateway is shutting down")]
     Draining,
     #[error("Gateway Timeout: the request did not complete in time")]
@@ -89,6 +100,7 @@ impl GatewayError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::StorageFull | Self::SessionStorageFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Unauthorized(..) => StatusCode::UNAUTHORIZED,
             Self::InsufficientScope(..) => StatusCode::FORBIDDEN,
         }
@@ -104,6 +116,8 @@ impl GatewayError {
             Self::Unauthorized(..) => jsonrpc::UNAUTHORIZED,
             Self::InsufficientScope(..) => jsonrpc::INSUFFICIENT_SCOPE,
             Self::TooManyInFlight(_) => jsonrpc::TOO_MANY_REQUESTS,
+            Self::StorageFull => jsonrpc::STORAGE_FULL,
+            Self::SessionStorageFull => jsonrpc::SESSION_STORAGE_FULL,
             Self::Timeout => jsonrpc::REQUEST_FAILED,
             _ => jsonrpc::INVALID_REQUEST,
         }
@@ -131,6 +145,12 @@ impl IntoResponse for GatewayError {
                 resp.headers_mut().insert(
                     axum::http::header::RETRY_AFTER,
                     axum::http::HeaderValue::from_static("1"),
+                );
+            }
+            Self::StorageFull => {
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static(STORAGE_RETRY_AFTER),
                 );
             }
             Self::Unauthorized(challenge, _) | Self::InsufficientScope(challenge, _) => {

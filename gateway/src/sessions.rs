@@ -11,6 +11,7 @@ use jetway_shared::{
     kv_write,
     principal::{Principal, may_use},
     protocol::{ProtocolVersion, Transport},
+    publish::full,
     session::{SessionRecord, State, UpdateError, update_record},
     subjects::SessionId,
 };
@@ -51,8 +52,11 @@ impl Sessions {
         if let Err(e) = self.store.create(session.as_str(), record.to_bytes()).await {
             // The create may still be queued in the client or have landed
             // unacknowledged; nobody will ever use this session id, so remove
-            // whatever it wrote once NATS answers again.
-            tokio::spawn(remove_orphan(self.store.clone(), session.clone()));
+            // whatever it wrote once NATS answers again. (A create refused
+            // for lack of room wrote nothing.)
+            if full(&e).is_none() {
+                tokio::spawn(remove_orphan(self.store.clone(), session.clone()));
+            }
             return Err(unavailable("create session", e));
         }
         crate::metrics::session_created();
@@ -76,7 +80,9 @@ impl Sessions {
         .on(Transport::HttpSse);
         record.principal = principal;
         if let Err(e) = self.store.create(session.as_str(), record.to_bytes()).await {
-            tokio::spawn(remove_orphan(self.store.clone(), session.clone()));
+            if full(&e).is_none() {
+                tokio::spawn(remove_orphan(self.store.clone(), session.clone()));
+            }
             return Err(unavailable("create session", e));
         }
         Ok(())
@@ -215,7 +221,13 @@ async fn remove_orphan(store: kv::Store, session: SessionId) {
     }
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> GatewayError {
+/// The answer for a session store that failed: 507 when the bucket is
+/// full (`kv_max_bytes`), else 503.
+fn unavailable(what: &str, e: impl std::error::Error + 'static) -> GatewayError {
+    if full(&e).is_some() {
+        tracing::warn!(error = %e, "{what}: session store full");
+        return GatewayError::StorageFull;
+    }
     tracing::warn!(error = %e, "{what}: session store unavailable");
     GatewayError::Unavailable
 }

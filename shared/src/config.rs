@@ -60,6 +60,14 @@ pub struct Bus {
     pub duplicate_window_secs: u64,
     /// Timeout of every JetStream API call and publish acknowledgement (ms).
     pub nats_timeout_ms: u64,
+    /// Most bytes each session stream holds (0: no limit).
+    pub stream_max_bytes: u64,
+    /// What a full stream does: refuse new messages, or drop the oldest.
+    pub stream_discard: Discard,
+    /// Most messages on each subject of a session (0: no cap).
+    pub session_max_messages: u64,
+    /// Most bytes each KV bucket holds (0: no limit).
+    pub kv_max_bytes: u64,
     /// How to authenticate to NATS and whether to use TLS (besides the URL).
     #[serde(skip)]
     pub nats_auth: NatsAuth,
@@ -105,6 +113,10 @@ impl Default for Bus {
             replicas: 1,
             duplicate_window_secs: 600,
             nats_timeout_ms: 5000,
+            stream_max_bytes: 2 << 30,
+            stream_discard: Discard::New,
+            session_max_messages: 10_000,
+            kv_max_bytes: 256 << 20,
             nats_auth: NatsAuth::default(),
         }
     }
@@ -122,6 +134,10 @@ impl Bus {
             replicas: f.get("replicas", d.replicas),
             duplicate_window_secs: f.get("duplicate_window_secs", d.duplicate_window_secs),
             nats_timeout_ms: f.get("nats_timeout_ms", d.nats_timeout_ms),
+            stream_max_bytes: f.get("stream_max_bytes", d.stream_max_bytes),
+            stream_discard: f.get("stream_discard", d.stream_discard),
+            session_max_messages: f.get("session_max_messages", d.session_max_messages),
+            kv_max_bytes: f.get("kv_max_bytes", d.kv_max_bytes),
             nats_auth: NatsAuth {
                 creds_file: f.get("nats_creds_file", None),
                 nkey_seed_file: f.get("nats_nkey_seed_file", None),
@@ -171,6 +187,15 @@ impl Bus {
         if bus.nats_timeout_ms == 0 {
             f.problem("nats_timeout_ms: must be greater than 0");
         }
+        for (key, value) in [
+            ("stream_max_bytes", bus.stream_max_bytes),
+            ("kv_max_bytes", bus.kv_max_bytes),
+            ("session_max_messages", bus.session_max_messages),
+        ] {
+            if value > i64::MAX as u64 {
+                f.problem(format!("{key}: must be at most {}", i64::MAX));
+            }
+        }
         bus
     }
 
@@ -185,6 +210,17 @@ impl Bus {
     pub fn nats_timeout(&self) -> Duration {
         Duration::from_millis(self.nats_timeout_ms)
     }
+}
+
+/// What a full session stream does with one more message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Discard {
+    /// Refuse it: the client gets 507 and nothing stored is lost.
+    New,
+    /// Store it and drop the oldest messages (breaks resume and replay of
+    /// what was dropped, silently).
+    Old,
 }
 
 /// Log output format.

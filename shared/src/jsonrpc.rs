@@ -30,6 +30,13 @@ pub const UNAUTHORIZED: i64 = -32005;
 pub const INSUFFICIENT_SCOPE: i64 = -32006;
 /// Too many requests of one session in flight (HTTP 429).
 pub const TOO_MANY_REQUESTS: i64 = -32007;
+/// JetStream's storage is full (HTTP 507, `Retry-After`): nothing was
+/// stored; the same message may be sent again once space frees.
+pub const STORAGE_FULL: i64 = -32010;
+/// The session stored as many messages as `session_max_messages` allows
+/// (HTTP 507): it frees as its oldest messages age out; a new session is
+/// not affected.
+pub const SESSION_STORAGE_FULL: i64 = -32011;
 
 /// Method names the gateway and worker runtime treat specially.
 pub mod method {

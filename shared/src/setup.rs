@@ -9,7 +9,7 @@
 
 use crate::backoff::Backoff;
 use crate::{
-    config::Bus,
+    config::{Bus, Discard},
     kv_write,
     service::{Bucket, Service},
     subjects,
@@ -18,7 +18,7 @@ use async_nats::jetstream::{
     self, Context,
     context::{CreateStreamErrorKind, GetStreamErrorKind, KeyValueErrorKind},
     kv,
-    stream::{self, RetentionPolicy, StorageType},
+    stream::{self, DiscardPolicy, RetentionPolicy, StorageType},
 };
 use std::time::Duration;
 
@@ -67,12 +67,29 @@ pub fn stream_config(bus: &Bus, service: &Service, partition: u32) -> stream::Co
         duplicate_window: bus.duplicate_window(),
         num_replicas: bus.replicas,
         allow_direct: true,
+        max_bytes: limit(bus.stream_max_bytes),
+        discard: match bus.stream_discard {
+            Discard::New => DiscardPolicy::New,
+            Discard::Old => DiscardPolicy::Old,
+        },
+        max_messages_per_subject: limit(bus.session_max_messages),
+        // A full subject refuses one more message (JetStream allows this
+        // only with the `new` discard policy); with `old` it drops its oldest.
+        discard_new_per_subject: bus.stream_discard == Discard::New && bus.session_max_messages > 0,
         republish: Some(stream::Republish {
             source,
             destination,
             headers_only: false,
         }),
         ..Default::default()
+    }
+}
+
+/// A configured bound as JetStream spells it: `-1` for none.
+fn limit(value: u64) -> i64 {
+    match value {
+        0 => -1,
+        v => i64::try_from(v).unwrap_or(i64::MAX),
     }
 }
 
@@ -87,9 +104,14 @@ pub fn context(client: async_nats::Client, bus: &Bus) -> Context {
 /// and its KV buckets.
 pub async fn ensure(js: &Context, bus: &Bus, service: &Service) -> Result<Resources, SetupError> {
     let stream = ensure_stream(js, stream_config(bus, service, 0)).await?;
-    let sessions = ensure_bucket(js, bus, service, Bucket::Sessions).await?;
-    let state = ensure_bucket(js, bus, service, Bucket::State).await?;
-    let claims = ensure_bucket(js, bus, service, Bucket::Claims).await?;
+    let sessions = ensure_bucket(js, bus, service, Bucket::Sessions, true).await?;
+    let markers = has_markers(&sessions);
+    if !markers {
+        tracing::warn!(bucket = %sessions.name,
+            "the sessions bucket predates expiry markers: state keys age out with the retention, also under an active session");
+    }
+    let state = ensure_bucket(js, bus, service, Bucket::State, markers).await?;
+    let claims = ensure_bucket(js, bus, service, Bucket::Claims, markers).await?;
     Ok(Resources {
         service: service.clone(),
         js: js.clone(),
@@ -109,8 +131,19 @@ async fn ensure_stream(js: &Context, want: stream::Config) -> Result<stream::Str
                 Err(e) if matches!(e.kind(), CreateStreamErrorKind::TimedOut) => {
                     return Err(unavailable(e));
                 }
-                // Another process may have created it first: look again below.
-                Err(_) => js.get_stream(&want.name).await.map_err(unavailable)?,
+                // Another process may have created it first: look again.
+                Err(create) => match js.get_stream(&want.name).await {
+                    Ok(s) => s,
+                    // Not there: the create itself was refused (its
+                    // max_bytes exceeds what the server may store, say).
+                    Err(e) if is_not_found(&e) => {
+                        return Err(SetupError::Create {
+                            what: format!("stream {}", want.name),
+                            source: Box::new(create),
+                        });
+                    }
+                    Err(e) => return Err(unavailable(e)),
+                },
             }
         }
         Err(e) => return Err(unavailable(e)),
@@ -182,14 +215,50 @@ pub fn differences(want: &stream::Config, have: &stream::Config) -> (Vec<String>
             have.duplicate_window, want.duplicate_window
         ));
     }
+    if want.max_bytes != have.max_bytes {
+        tunable.push(format!(
+            "max_bytes {}, configured {}",
+            have.max_bytes, want.max_bytes
+        ));
+    }
+    if want.discard != have.discard {
+        tunable.push(format!(
+            "discard {:?}, configured {:?}",
+            have.discard, want.discard
+        ));
+    }
+    if want.max_messages_per_subject != have.max_messages_per_subject
+        || want.discard_new_per_subject != have.discard_new_per_subject
+    {
+        tunable.push(format!(
+            "max_msgs_per_subject {} (discard_new_per_subject {}), configured {} ({})",
+            have.max_messages_per_subject,
+            have.discard_new_per_subject,
+            want.max_messages_per_subject,
+            want.discard_new_per_subject
+        ));
+    }
     (fatal, tunable)
 }
 
+/// True if `sessions` leaves a delete marker when a record ages out.
+fn has_markers(sessions: &kv::Store) -> bool {
+    sessions
+        .stream
+        .cached_info()
+        .config
+        .subject_delete_marker_ttl
+        .is_some()
+}
+
+/// Finds or creates one bucket; `markers` (for the state bucket: the
+/// sessions bucket has expiry markers) lets state keys live without a max age.
 async fn ensure_bucket(
     js: &Context,
     bus: &Bus,
     service: &Service,
     kind: Bucket,
+    markers: bool,
 ) -> Result<kv::Store, SetupError> {
     let bucket = service.bucket(kind);
     let bucket = bucket.as_str();
@@ -198,16 +267,27 @@ async fn ensure_bucket(
         Err(e) if e.kind() == KeyValueErrorKind::GetBucket => {}
         Err(e) => return Err(unavailable(e)),
     }
-    let claims = kind == Bucket::Claims;
     let config = kv::Config {
         bucket: bucket.to_owned(),
         history: kv_write::HISTORY,
-        max_age: bus.retention(),
+        max_age: match kind {
+            // Removed with its session (crate::expiry), not by age.
+            Bucket::State if markers => Duration::ZERO,
+            _ => bus.retention(),
+        },
+        max_bytes: limit(bus.kv_max_bytes),
         storage: StorageType::File,
         num_replicas: bus.replicas,
-        // Claims carry their own TTL; an expired one leaves a marker that
-        // goes a second later, so the bucket holds only running requests.
-        limit_markers: claims.then_some(Duration::from_secs(1)),
+        limit_markers: match kind {
+            // Claims carry their own TTL; an expired one leaves a marker that
+            // goes a second later, so the bucket holds only running requests.
+            Bucket::Claims => Some(Duration::from_secs(1)),
+            // An aged-out record leaves a marker the workers' expiry
+            // consumer reads; it stays a retention long, so a marker stored
+            // while every worker is down is still read when one is back.
+            Bucket::Sessions => Some(bus.retention().max(Duration::from_secs(1))),
+            Bucket::State => None,
+        },
         ..Default::default()
     };
     match js.create_key_value(config).await {
@@ -376,5 +456,31 @@ mod tests {
         assert!(fatal[0].starts_with("republish"));
         assert_eq!(tunable.len(), 1, "{tunable:?}");
         assert!(tunable[0].starts_with("max_age"));
+    }
+
+    #[test]
+    fn storage_is_bounded_and_a_full_stream_refuses() {
+        let bus = Bus::default();
+        let want = stream_config(&bus, &Service::default(), 0);
+        assert_eq!(want.max_bytes, 2 << 30);
+        assert_eq!(want.discard, DiscardPolicy::New);
+        assert_eq!(want.max_messages_per_subject, 10_000);
+        assert!(want.discard_new_per_subject);
+
+        let unbounded = Bus {
+            stream_max_bytes: 0,
+            session_max_messages: 0,
+            stream_discard: Discard::Old,
+            ..Bus::default()
+        };
+        let have = stream_config(&unbounded, &Service::default(), 0);
+        assert_eq!((have.max_bytes, have.max_messages_per_subject), (-1, -1));
+        assert!(
+            !have.discard_new_per_subject,
+            "JetStream allows it only with `new`"
+        );
+        let (fatal, tunable) = differences(&want, &have);
+        assert!(fatal.is_empty(), "{fatal:?}");
+        assert_eq!(tunable.len(), 3, "{tunable:?}");
     }
 }

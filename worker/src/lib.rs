@@ -34,6 +34,7 @@
 //!   server→client request ids, the request's outcome).
 //! - [`publish`] — publishing server messages with provenance headers.
 //! - [`session`] — [`Session`], the tool-facing session handle.
+//! - [`expiry`] — removing the state of sessions whose record aged out.
 //! - [`health`] — the worker's HTTP port: `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`] — what the worker counts and times.
 //! - [`toolsets`] — the built-in demo and conformance servers of `jetway-worker`.
@@ -44,6 +45,7 @@ pub mod claim;
 pub mod config;
 pub mod consumer;
 pub mod delivery;
+pub mod expiry;
 pub mod handler;
 pub mod health;
 pub mod in_process;
@@ -135,7 +137,7 @@ pub async fn run_handler<H: handler::Handler>(
         .await
         .map_err(|e| WorkerError::Consumer(Box::new(e)))?;
     let claims = claim::Claims::start(
-        resources.claims,
+        resources.claims.clone(),
         js.clone(),
         nats.client.clone(),
         nats.connects.clone(),
@@ -145,6 +147,21 @@ pub async fn run_handler<H: handler::Handler>(
     )
     .await?;
     tokio::spawn(metrics::watch_consumer(consumer.clone(), http_stop.clone()));
+    tokio::spawn(metrics::watch_storage(
+        vec![
+            ("stream", resources.stream.clone()),
+            ("sessions", resources.sessions.stream.clone()),
+            ("state", resources.state.stream.clone()),
+            ("claims", resources.claims.stream.clone()),
+        ],
+        http_stop.clone(),
+    ));
+    tokio::spawn(expiry::run(
+        config.service.clone(),
+        resources.sessions.clone(),
+        resources.state.clone(),
+        http_stop.clone(),
+    ));
     let puller = pull::Puller::new(consumer, &nats.client, js.clone()).await?;
     let runtime = Arc::new(request::Runtime {
         publisher: publish::Publisher::new(js, config.bus.instance_id.clone()),

@@ -9,6 +9,9 @@
 //! - Slots busy and free ([`Slot`]).
 //! - The shared consumer's pending, ack-pending and redelivered counts, read
 //!   from consumer info every [`CONSUMER_POLL`] ([`watch_consumer`]).
+//! - Storage: bytes held and the `max_bytes` bound of the session stream and
+//!   each KV bucket, read every [`CONSUMER_POLL`] ([`watch_storage`]), and
+//!   sessions expired (their record aged out; [`crate::expiry`]).
 //! - Bridge mode: upstream calls, errors and latency ([`upstream_call`]),
 //!   and requests to stdio processes ([`stdio_call`]).
 //! - NATS connection and publishes (`jetway_shared::metrics::BUS`).
@@ -42,6 +45,13 @@ pub struct ExecutionLabels {
     pub outcome: &'static str,
 }
 
+/// Which store a storage gauge describes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    /// `stream` (the session stream), `sessions`, `state`, `claims` (buckets).
+    pub store: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
     /// `ok`, `unreachable`, `session_not_found`, `status`, `body`.
@@ -70,6 +80,9 @@ pub struct Metrics {
     pub consumer_pending: Gauge,
     pub consumer_ack_pending: Gauge,
     pub consumer_redelivered: Gauge,
+    pub storage_bytes: Family<StoreLabels, Gauge>,
+    pub storage_max_bytes: Family<StoreLabels, Gauge>,
+    pub sessions_expired: Counter,
     pub upstream: Histograms<UpstreamLabels>,
     pub stdio: Histograms<StdioLabels>,
 }
@@ -88,6 +101,9 @@ pub static WORKER: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     consumer_pending: Gauge::default(),
     consumer_ack_pending: Gauge::default(),
     consumer_redelivered: Gauge::default(),
+    storage_bytes: Family::default(),
+    storage_max_bytes: Family::default(),
+    sessions_expired: Counter::default(),
     upstream: Family::new_with_constructor(m::latency_histogram),
     stdio: Family::new_with_constructor(m::latency_histogram),
 });
@@ -166,6 +182,23 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         "jetway_worker_consumer_redelivered",
         "Messages the consumer is redelivering (its num_redelivered)",
         w.consumer_redelivered.clone(),
+    );
+    r.register_with_unit(
+        "jetway_storage",
+        "Bytes stored in the session stream and each KV bucket, read every 5 s",
+        Unit::Bytes,
+        w.storage_bytes.clone(),
+    );
+    r.register_with_unit(
+        "jetway_storage_max",
+        "The max_bytes bound of the session stream and each KV bucket (0: none)",
+        Unit::Bytes,
+        w.storage_max_bytes.clone(),
+    );
+    r.register(
+        "jetway_sessions_expired",
+        "Sessions whose record aged out (retention_secs without use); their state was removed",
+        w.sessions_expired.clone(),
     );
     r.register_with_unit(
         "jetway_bridge_upstream_request_duration",
@@ -310,6 +343,42 @@ pub async fn watch_consumer(
                 w.consumer_redelivered.set(info.num_redelivered as i64);
             }
             Err(e) => tracing::debug!(error = %e, "could not read the consumer's info"),
+        }
+    }
+}
+
+/// Counts a session whose record aged out.
+pub fn session_expired() {
+    WORKER.sessions_expired.inc();
+}
+
+/// Reads the stored bytes and `max_bytes` of each of `stores` every
+/// [`CONSUMER_POLL`] into the storage gauges, until `stop`.
+pub async fn watch_storage(
+    stores: Vec<(&'static str, async_nats::jetstream::stream::Stream)>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(CONSUMER_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        for (store, stream) in &stores {
+            match stream.get_info().await {
+                Ok(info) => {
+                    let labels = StoreLabels { store };
+                    let w = &*WORKER;
+                    w.storage_bytes
+                        .get_or_create(&labels)
+                        .set(i64::try_from(info.state.bytes).unwrap_or(i64::MAX));
+                    w.storage_max_bytes
+                        .get_or_create(&labels)
+                        .set(info.config.max_bytes.max(0));
+                }
+                Err(e) => tracing::debug!(error = %e, store, "could not read the store's info"),
+            }
         }
     }
 }

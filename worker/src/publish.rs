@@ -1,11 +1,25 @@
 //! Publishing what a request's handler sends onto the session's out subjects.
+//!
+//! A final answer the stream refuses because it is full
+//! ([`PublishFailure::StorageFull`]) is tried again, holding the request
+//! (its lease is renewed meanwhile), for up to [`STORAGE_WAIT`]: an operator
+//! freeing space, or old messages ageing out, lets it land without running
+//! the request again. After that the request is handed back (nak), and runs
+//! again later, at most `max_deliver` times: the answer is never acknowledged
+//! and lost. Progress and notifications are not waited for (the handler
+//! hears the error).
 
 use async_nats::{HeaderMap, jetstream::Context};
 use jetway_shared::{
+    backoff::Backoff,
     headers, msg_id,
     publish::{PublishFailure, publish_acked},
     subjects::{SessionId, StreamKey},
 };
+
+/// How long a final answer waits for room in a full stream before its
+/// request is handed back.
+pub const STORAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a server message is to its stream.
 pub enum Out {
@@ -82,6 +96,25 @@ impl Publisher {
                 let subject = msg.session.out(msg.stream);
                 publish_acked(&self.js, subject, headers(), body.into()).await?;
                 Ok(())
+            }
+            Err(PublishFailure::StorageFull(e)) if matches!(msg.kind, Out::Final) => {
+                tracing::warn!(error = %e, "the stream is full; waiting for room for the answer");
+                let mut backoff = Backoff::lasting(STORAGE_WAIT);
+                let mut last = e;
+                while backoff.wait().await {
+                    let subject = msg.session.out(msg.stream);
+                    match publish_acked(&self.js, subject, headers(), payload.clone()).await {
+                        Err(PublishFailure::StorageFull(e)) => last = e,
+                        done => return done.map(|_| ()),
+                    }
+                }
+                tracing::error!(error = %last, "no room for the answer; handing the request back");
+                Err(PublishFailure::StorageFull(last))
+            }
+            Err(e @ PublishFailure::SubjectFull(_)) => {
+                tracing::error!(error = %e, stream = %msg.stream,
+                    "the request's stream holds session_max_messages messages; this message is not stored");
+                Err(e)
             }
             done => done.map(|_| ()),
         }

@@ -38,6 +38,9 @@ use std::sync::{
 pub enum StateError {
     #[error("session state store unavailable: {0}")]
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The state bucket is full (`kv_max_bytes`): nothing was written.
+    #[error("session state storage is full: {0}")]
+    Full(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("could not publish a notification: {0}")]
     Publish(#[source] jetway_shared::publish::PublishFailure),
     #[error("stored value of {key} is not what the tool expects: {source}")]
@@ -418,5 +421,8 @@ async fn keys_of(store: &kv::Store, session: &SessionId) -> Result<Vec<String>, 
 }
 
 fn store(e: impl std::error::Error + Send + Sync + 'static) -> StateError {
+    if jetway_shared::publish::full(&e).is_some() {
+        return StateError::Full(Box::new(e));
+    }
     StateError::Store(Box::new(e))
 }

@@ -35,6 +35,10 @@ pub async fn control(
     h.insert(headers::TIME_MS, headers::now_ms().to_string().as_str());
     match publish_acked(&gw.js, session.out(&StreamKey::get()), h, Bytes::new()).await {
         Ok(ack) => Ok(ack.sequence),
+        Err(e @ (PublishFailure::StorageFull(_) | PublishFailure::SubjectFull(_))) => {
+            tracing::warn!(error = %e, session = %session, "control marker refused: storage full");
+            Err(refused(e))
+        }
         Err(e) => {
             tracing::warn!(error = %e, session = %session, "control publish failed");
             Err(GatewayError::Unavailable)
@@ -71,9 +75,21 @@ pub async fn inbound(
     match publish_acked(&gw.js, subject, h, payload).await {
         Ok(ack) => Ok(ack.sequence),
         Err(PublishFailure::TooLarge) => Err(GatewayError::TooLarge(gw.config.max_body_bytes)),
+        Err(e @ (PublishFailure::StorageFull(_) | PublishFailure::SubjectFull(_))) => {
+            tracing::warn!(error = %e, session = %session, "inbound message refused: storage full");
+            Err(refused(e))
+        }
         Err(e) => {
             tracing::warn!(error = %e, session = %session, "inbound publish failed");
             Err(GatewayError::Unavailable)
         }
+    }
+}
+
+/// The 507 for a publish refused for lack of room.
+fn refused(e: PublishFailure) -> GatewayError {
+    match e {
+        PublishFailure::SubjectFull(_) => GatewayError::SessionStorageFull,
+        _ => GatewayError::StorageFull,
     }
 }

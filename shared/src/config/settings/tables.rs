@@ -42,6 +42,26 @@ pub const BUS: &[Setting] = &[
         &["5000"],
         "JetStream API and publish-ack timeout",
     ),
+    Setting::new(
+        "stream_max_bytes",
+        &["2147483648"],
+        "most bytes a session stream stores (2 GiB; `0`: no limit; JetStream reserves it in `max_file_store`); when full, writes get 507",
+    ),
+    Setting::new(
+        "stream_discard",
+        &["new"],
+        "a full stream: `new` refuses writes (507), `old` drops its oldest messages (breaks their resume and replay)",
+    ),
+    Setting::new(
+        "session_max_messages",
+        &["10000"],
+        "most messages stored on each subject of one session (its requests; its notifications; each SSE stream) within the retention; more get 507 (`0`: no cap)",
+    ),
+    Setting::new(
+        "kv_max_bytes",
+        &["268435456"],
+        "most bytes each KV bucket (sessions, state, claims) stores (256 MiB; `0`: no limit; reserved like `stream_max_bytes`)",
+    ),
     Setting::without_value(
         "nats_creds_file",
         "none",
