@@ -1,0 +1,145 @@
+//! Clients that misbehave on purpose, with real processes: a session that
+//! floods a worker with long calls, and one that reuses a request id while
+//! the first request with it still runs. Each must leave other sessions
+//! (and the session's other requests) served.
+
+use anyhow::Result;
+use jetway_tests::{Gateway, McpClient, NatsServer, Worker};
+use reqwest::StatusCode;
+use serde_json::json;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_second_request_with_an_id_in_flight_is_refused_and_a_cancel_stops_only_the_first()
+-> Result<()> {
+    let nats = NatsServer::start().await?;
+    let _worker = Worker::start(&nats.url()).await?;
+    let gw = Gateway::start(&nats.url()).await?;
+    let url = gw.mcp_url();
+    let client = McpClient::initialize(&url).await?;
+    let call = |id: i64, name: &str, arguments: serde_json::Value| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": name, "arguments": arguments}})
+    };
+
+    let mut first = client
+        .send_message(&url, &call(7, "sleep_ms", json!({"ms": 8000})), Some(json!(7)))
+        .await?;
+    assert_eq!(first.status, StatusCode::OK);
+    first.next_event(EVENT_TIMEOUT).await?; // priming: it is on the stream
+
+    // The same id again while the first runs: 400 -32600 naming the id,
+    // and it never runs.
+    let dup = client
+        .send_message(&url, &call(7, "increment_counter", json!({})), Some(json!(7)))
+        .await?
+        .finish()
+        .await?;
+    assert_eq!(dup.status, StatusCode::BAD_REQUEST);
+    assert_eq!(dup.error_code(), Some(-32600));
+    let body = dup.json_body().unwrap_or_default();
+    assert_eq!(body["id"], 7, "{body}");
+    // Another request of the session runs meanwhile.
+    let other = client
+        .send_message(&url, &call(8, "sleep_ms", json!({"ms": 300})), Some(json!(8)))
+        .await?;
+
+    // Cancelling 7 stops the running first request (no answer, per the
+    // spec) and nothing else.
+    let cancel = client
+        .notify(
+            &url,
+            "notifications/cancelled",
+            json!({"requestId": 7, "reason": "enough"}),
+        )
+        .await?;
+    assert_eq!(cancel.status, StatusCode::ACCEPTED);
+    while let Some(ev) = first.next_event(EVENT_TIMEOUT).await? {
+        assert!(
+            ev.json.as_ref().is_none_or(|j| j.get("result").is_none()),
+            "the cancelled request was answered: {ev:?}"
+        );
+    }
+    assert!(first.final_response().is_none());
+    let other = other.finish().await?;
+    assert_eq!(other.structured_content()?["slept_ms"], 300);
+    let counter = client
+        .call_tool_structured(&url, "get_counter", json!({}))
+        .await?;
+    assert_eq!(counter["counter"], 0, "the refused duplicate ran");
+
+    // Once its request ended, the id may name a new request (the gateway
+    // refuses only ids in flight).
+    let again = client
+        .send_message(&url, &call(7, "echo", json!({"text": "again"})), Some(json!(7)))
+        .await?
+        .finish()
+        .await?;
+    assert_eq!(again.structured_content()?["text"], "again");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_session_queueing_many_long_calls_does_not_hold_up_another_session() -> Result<()> {
+    const CALLS: usize = 6;
+    let nats = NatsServer::start().await?;
+    // Two slots; a session's share is one (half), so the busy session's
+    // queued calls are parked and the other session's call gets a slot.
+    let _worker = Worker::builder(&nats.url())
+        .args(["--max-concurrency", "2"])
+        .start()
+        .await?;
+    let gw = Gateway::start(&nats.url()).await?;
+    let url = gw.mcp_url();
+    let busy = McpClient::initialize(&url).await?;
+    let other = McpClient::initialize(&url).await?;
+
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..CALLS {
+        // `send` returns once the request is on the stream, in this order.
+        let stream = busy
+            .send(
+                &url,
+                "tools/call",
+                json!({"name": "sleep_ms", "arguments": {"ms": 1500}}),
+            )
+            .await?;
+        let answered = answered.clone();
+        calls.spawn(async move {
+            let ex = stream.finish().await?;
+            answered.fetch_add(1, Ordering::SeqCst);
+            anyhow::Ok(ex)
+        });
+    }
+    // Queued behind all of them in the consumer.
+    let echo = other
+        .call_tool(&url, "echo", json!({"text": "not last"}))
+        .await?;
+    let busy_answered_before = answered.load(Ordering::SeqCst);
+    assert_eq!(echo.structured_content()?["text"], "not last");
+    // Without fairness the echo would wait until the fifth call has a
+    // slot: four answered. With it, it runs once the first one ends.
+    assert!(
+        busy_answered_before <= 2,
+        "the other session waited behind {busy_answered_before} of {CALLS} calls"
+    );
+    // Every call of the busy session is answered, once.
+    let mut done = 0;
+    while let Some(ex) = calls.join_next().await {
+        let ex = ex??;
+        assert_eq!(ex.structured_content()?["slept_ms"], 1500);
+        done += 1;
+    }
+    assert_eq!(done, CALLS);
+    println!("fairness: the other session was answered after {busy_answered_before} of {CALLS} long calls");
+    Ok(())
+}
