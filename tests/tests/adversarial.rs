@@ -1,7 +1,8 @@
 //! Clients that misbehave on purpose, with real processes: a session that
-//! floods a worker with long calls, and one that reuses a request id while
-//! the first request with it still runs. Each must leave other sessions
-//! (and the session's other requests) served.
+//! floods a worker with long calls, one that reuses a request id while the
+//! first request with it still runs, and one that never answers the
+//! server's question (elicitation). Each must leave other sessions (and
+//! the session's other requests) served.
 
 use anyhow::Result;
 use jetway_tests::{Gateway, McpClient, NatsServer, Worker};
@@ -31,7 +32,11 @@ async fn a_second_request_with_an_id_in_flight_is_refused_and_a_cancel_stops_onl
     };
 
     let mut first = client
-        .send_message(&url, &call(7, "sleep_ms", json!({"ms": 8000})), Some(json!(7)))
+        .send_message(
+            &url,
+            &call(7, "sleep_ms", json!({"ms": 8000})),
+            Some(json!(7)),
+        )
         .await?;
     assert_eq!(first.status, StatusCode::OK);
     first.next_event(EVENT_TIMEOUT).await?; // priming: it is on the stream
@@ -39,7 +44,11 @@ async fn a_second_request_with_an_id_in_flight_is_refused_and_a_cancel_stops_onl
     // The same id again while the first runs: 400 -32600 naming the id,
     // and it never runs.
     let dup = client
-        .send_message(&url, &call(7, "increment_counter", json!({})), Some(json!(7)))
+        .send_message(
+            &url,
+            &call(7, "increment_counter", json!({})),
+            Some(json!(7)),
+        )
         .await?
         .finish()
         .await?;
@@ -49,7 +58,11 @@ async fn a_second_request_with_an_id_in_flight_is_refused_and_a_cancel_stops_onl
     assert_eq!(body["id"], 7, "{body}");
     // Another request of the session runs meanwhile.
     let other = client
-        .send_message(&url, &call(8, "sleep_ms", json!({"ms": 300})), Some(json!(8)))
+        .send_message(
+            &url,
+            &call(8, "sleep_ms", json!({"ms": 300})),
+            Some(json!(8)),
+        )
         .await?;
 
     // Cancelling 7 stops the running first request (no answer, per the
@@ -79,7 +92,11 @@ async fn a_second_request_with_an_id_in_flight_is_refused_and_a_cancel_stops_onl
     // Once its request ended, the id may name a new request (the gateway
     // refuses only ids in flight).
     let again = client
-        .send_message(&url, &call(7, "echo", json!({"text": "again"})), Some(json!(7)))
+        .send_message(
+            &url,
+            &call(7, "echo", json!({"text": "again"})),
+            Some(json!(7)),
+        )
         .await?
         .finish()
         .await?;
@@ -141,6 +158,55 @@ async fn a_session_queueing_many_long_calls_does_not_hold_up_another_session() -
         done += 1;
     }
     assert_eq!(done, CALLS);
-    println!("fairness: the other session was answered after {busy_answered_before} of {CALLS} long calls");
+    println!(
+        "fairness: the other session was answered after {busy_answered_before} of {CALLS} long calls"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unanswered_elicitation_frees_its_slot_at_the_deadline_and_another_session_is_served()
+-> Result<()> {
+    const DEADLINE_EXCEEDED: i64 = -32004;
+    let nats = NatsServer::start().await?;
+    // One slot, so the other session's call can only run once the stuck
+    // one has let it go.
+    let _worker = Worker::builder(&nats.url())
+        .args(["--max-concurrency", "1", "--deadline-secs", "3"])
+        .start()
+        .await?;
+    let gw = Gateway::start(&nats.url()).await?;
+    let url = gw.mcp_url();
+    let stuck = McpClient::initialize(&url).await?;
+    let other = McpClient::initialize(&url).await?;
+
+    let mut asking = stuck
+        .send(
+            &url,
+            "tools/call",
+            json!({"name": "test_elicitation", "arguments": {"message": "who are you?"}}),
+        )
+        .await?;
+    let request = asking.next_request(EVENT_TIMEOUT).await?;
+    assert_eq!(request["method"], "elicitation/create");
+    let ex = asking.finish().await?;
+    assert_eq!(
+        ex.error_code(),
+        Some(DEADLINE_EXCEEDED),
+        "{:?}",
+        ex.response()
+    );
+    // Right after, the one slot serves another session. (A call sent while
+    // the question was pending would share its deadline, give or take the
+    // milliseconds between them, and expire before it could run.)
+    let served = other
+        .call_tool(&url, "echo", json!({"text": "me too"}))
+        .await?;
+    assert_eq!(served.structured_content()?["text"], "me too");
+    // The stuck session goes on too.
+    let echo = stuck
+        .call_tool(&url, "echo", json!({"text": "back"}))
+        .await?;
+    assert_eq!(echo.structured_content()?["text"], "back");
     Ok(())
 }
