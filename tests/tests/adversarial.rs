@@ -210,3 +210,166 @@ async fn an_unanswered_elicitation_frees_its_slot_at_the_deadline_and_another_se
     assert_eq!(echo.structured_content()?["text"], "back");
     Ok(())
 }
+
+/// `name{labels} value` of a gateway's `/metrics`, if present.
+async fn metric(gw: &Gateway, series: &str) -> Result<f64> {
+    let text = McpClient::new()
+        .http()
+        .get(format!("{}/metrics", gw.base_url()))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0))
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    anyhow::Context::context(
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok()),
+        "VmRSS",
+    )
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_a_large_stream_is_cut_off_and_resumes_the_rest() -> Result<()>
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const LOGS: u64 = 300;
+    const BYTES: usize = 60_000; // 18 MB in all: more than any socket buffer
+    let nats = NatsServer::start().await?;
+    let _worker = Worker::start(&nats.url()).await?;
+    let gw = Gateway::builder(&nats.url())
+        .args(["--write-timeout-secs", "2"])
+        .start()
+        .await?;
+    let url = gw.mcp_url();
+    let client = McpClient::initialize(&url).await?;
+    let before = rss_kib(gw.pid())?;
+
+    // A raw HTTP/1 client with a tiny receive buffer that reads the
+    // response head and the priming event, then nothing more.
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(4096)?;
+    let mut tcp = socket.connect(gw.addr()).await?;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "emit_logs", "arguments": {"count": LOGS, "bytes": BYTES}}})
+    .to_string();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json, text/event-stream\r\n\
+         Content-Type: application/json\r\nMcp-Session-Id: {}\r\nMCP-Protocol-Version: 2025-11-25\r\n\
+         Content-Length: {}\r\n\r\n",
+        client.session_id().unwrap_or_default(),
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await?;
+    tcp.write_all(body.as_bytes()).await?;
+    let mut got = Vec::new();
+    let priming = loop {
+        let mut buf = [0u8; 512];
+        let n = tcp.read(&mut buf).await?;
+        anyhow::ensure!(n > 0, "closed before the priming event");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some(id) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("id:"))
+            .filter(|_| text.contains("\n\n"))
+        {
+            break id.trim().to_owned();
+        }
+    };
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // The gateway's writes stall; after write_timeout it closes the
+    // connection and its reader of the stream ends.
+    jetway_tests::eventually_msg(
+        "the gateway closes the stalled connection",
+        Duration::from_secs(60),
+        || async {
+            anyhow::Ok(
+                metric(
+                    &gw,
+                    "jetway_limit_rejections_total{limit=\"write_timeout\"} ",
+                )
+                .await?
+                    >= 1.0,
+            )
+        },
+    )
+    .await?;
+    jetway_tests::eventually_msg(
+        "no POST stream open on the gateway",
+        Duration::from_secs(30),
+        || async {
+            anyhow::Ok(metric(&gw, "jetway_gateway_sse_streams_open{kind=\"post\"} ").await? == 0.0)
+        },
+    )
+    .await?;
+    let after = rss_kib(gw.pid())?;
+    // What the kernel still holds for us, then the end: the connection is closed.
+    let mut rest = 0usize;
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => rest += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection stayed open");
+    println!(
+        "stalled reader: cut off after {} KiB of ~{} KiB; gateway RSS {before} -> {after} KiB",
+        (got.len() + rest) / 1024,
+        (LOGS as usize * BYTES) / 1024
+    );
+    assert!(
+        ((got.len() + rest) as u64) < LOGS * BYTES as u64,
+        "the whole stream was delivered; nothing stalled"
+    );
+    assert!(
+        after < before + 64 * 1024,
+        "gateway memory grew: {before} -> {after} KiB"
+    );
+
+    // It comes back with the priming event's id and gets all of it.
+    let ex = client
+        .get_stream(&url, Some(&priming))
+        .await?
+        .finish()
+        .await?;
+    let logs = ex
+        .notifications()
+        .into_iter()
+        .filter(|n| n["method"] == "notifications/message")
+        .count();
+    assert_eq!(logs as u64, LOGS);
+    let answer = ex
+        .messages()
+        .into_iter()
+        .find(|m| m.get("id") == Some(&json!(1)))
+        .cloned();
+    assert_eq!(
+        answer
+            .as_ref()
+            .map(|a| a["result"]["structuredContent"]["sent"].clone()),
+        Some(json!(LOGS)),
+        "{answer:?}"
+    );
+    Ok(())
+}
