@@ -19,16 +19,26 @@ use super::rate::Key;
 use crate::error::GatewayError;
 use async_nats::jetstream::{self, kv};
 use futures::future::join_all;
+use jetway_shared::backoff::Backoff;
 use jetway_shared::{config::Bus, subjects::SessionId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::future::Future;
+use std::{future::Future, time::Duration};
+
+/// Waits between contended compare-and-sets: jittered, so that writers
+/// spread out, for at most [`CONTENTION_FOR`].
+fn contention() -> Backoff {
+    Backoff::unbounded(Duration::from_millis(2), Duration::from_millis(50))
+        .jitter()
+        .within(CONTENTION_FOR)
+}
 
 /// The bucket of per-owner session lists.
 pub const BUCKET: &str = "jetway_quotas";
 
-/// Attempts at a compare-and-set before giving up with 503.
-const ATTEMPTS: usize = 16;
+/// How long an `initialize` keeps retrying a contended compare-and-set
+/// (many sessions of one owner opened at once) before 503.
+const CONTENTION_FOR: Duration = Duration::from_secs(5);
 
 /// What one owner holds.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -88,7 +98,8 @@ impl SessionQuota {
         Fut: Future<Output = Result<bool, GatewayError>>,
     {
         let key = owner_key(owner, service);
-        for _ in 0..ATTEMPTS {
+        let mut backoff = contention();
+        loop {
             let (mut held, revision) = self.read(&key).await?;
             if held.sessions.len() >= self.max {
                 let alive = join_all(held.sessions.iter().cloned().map(&live)).await;
@@ -107,16 +118,19 @@ impl SessionQuota {
             if self.write(&key, &held, revision).await? {
                 return Ok(());
             }
+            if !backoff.wait().await {
+                tracing::warn!("session quota: the owner's list kept changing; answering 503");
+                return Err(GatewayError::Unavailable);
+            }
         }
-        tracing::warn!("session quota: the owner's list kept changing; answering 503");
-        Err(GatewayError::Unavailable)
     }
 
     /// Stops counting `session` for `owner` (a DELETE). Best effort: a
     /// session left in the list is dropped once the list is full.
     pub async fn release(&self, owner: &Key, service: &str, session: &SessionId) {
         let key = owner_key(owner, service);
-        for _ in 0..ATTEMPTS {
+        let mut backoff = contention();
+        loop {
             let Ok((mut held, revision)) = self.read(&key).await else {
                 return;
             };
@@ -127,7 +141,8 @@ impl SessionQuota {
             }
             match self.write(&key, &held, revision).await {
                 Ok(true) | Err(_) => return,
-                Ok(false) => continue,
+                Ok(false) if backoff.wait().await => continue,
+                Ok(false) => return,
             }
         }
     }
