@@ -267,6 +267,14 @@ impl Stack {
             .instance_id(format!("{}-gw{}", self.name, i + 1))
             .bin(self.env.bins.require("jetway-gateway")?)
             .args(["--grace-period-secs", "1"])
+            // Every bench client is one address: the per-address quotas
+            // would measure themselves, not the gateway.
+            .args([
+                "--rate-limit-per-sec",
+                "0",
+                "--max-sessions-per-principal",
+                "0",
+            ])
             .log_dir(&self.env.log_dir)
             .clean_env()
             .start_timeout(START_TIMEOUT);

@@ -81,6 +81,25 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_inflight_per_session: Option<usize>,
+    /// Live sessions of one principal (client address when auth is off),
+    /// across replicas; more `initialize`s get 429. 0 is no limit. [default: 100]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sessions_per_principal: Option<usize>,
+    /// Requests per second of one principal (client address when auth is
+    /// off) on this replica; more get 429. 0 is no limit. [default: 50]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_sec: Option<u32>,
+    /// Requests a principal or address may send at once above the rate. [default: 200]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_burst: Option<u32>,
+    /// CIDRs of load balancers whose `Forwarded`/`X-Forwarded-For` names
+    /// the client address, comma-separated. [default: none]
+    #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_proxies: Option<Vec<String>>,
     /// Answer requests with a single JSON response instead of an SSE stream. [default: false]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,6 +183,12 @@ pub struct Config {
     pub max_initialize_bytes: usize,
     pub max_inflight_per_session: usize,
     pub max_connections: usize,
+    /// 0: no limit.
+    pub max_sessions_per_principal: usize,
+    /// 0: no limit.
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub idle_timeout: Duration,
@@ -218,7 +243,16 @@ impl Config {
                 Err(e) => f.problem(format!("services: {e}")),
             }
         }
-        let cfg = Self {
+        let mut trusted_proxies = Vec::new();
+        for cidr in f.get_list("trusted_proxies", Vec::new()) {
+            match crate::quota::client_addr::parse_cidr(&cidr) {
+                Some(net) => trusted_proxies.push(net),
+                None => f.problem(format!(
+                    "trusted_proxies: {cidr:?} is not an address or CIDR like 10.0.0.0/8"
+                )),
+            }
+        }
+        let mut cfg = Self {
             bus,
             services,
             listen: parsed_listen.unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -229,6 +263,10 @@ impl Config {
             max_initialize_bytes: f.get("max_initialize_bytes", 64 * 1024),
             max_inflight_per_session: f.get("max_inflight_per_session", 64),
             max_connections: f.get("max_connections", 10_000),
+            max_sessions_per_principal: f.get("max_sessions_per_principal", 100),
+            rate_limit_per_sec: f.get("rate_limit_per_sec", 50),
+            rate_limit_burst: f.get("rate_limit_burst", 200),
+            trusted_proxies: Vec::new(),
             header_read_timeout: Duration::from_secs(f.get("header_read_timeout_secs", 10)),
             body_read_timeout: Duration::from_secs(f.get("body_read_timeout_secs", 30)),
             idle_timeout: Duration::from_secs(f.get("idle_timeout_secs", 120)),
@@ -240,6 +278,10 @@ impl Config {
             grace_period: Duration::from_secs(f.get("grace_period_secs", 20)),
             auth: crate::auth::settings::load(&mut f),
         };
+        cfg.trusted_proxies = trusted_proxies;
+        if cfg.rate_limit_per_sec > 0 && cfg.rate_limit_burst == 0 {
+            f.problem("rate_limit_burst: must be at least 1");
+        }
         if cfg.services.is_empty() {
             f.problem("services: name at least one service");
         }

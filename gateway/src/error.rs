@@ -49,6 +49,13 @@ pub enum GatewayError {
     /// requests of the session.
     #[error("Too Many Requests: the session has {0} requests in flight on this gateway")]
     TooManyInFlight(usize),
+    /// 429: the principal's (or address's) rate bucket is empty; retry
+    /// after this many seconds.
+    #[error("Too Many Requests: request rate limit reached; retry in {0} s")]
+    RateLimited(u64),
+    /// 429: the principal (or address) holds this many live sessions.
+    #[error("Too Many Requests: {0} live sessions already; end one (DELETE) or let one expire")]
+    TooManySessions(usize),
     #[error("Payload Too Large: body exceeds {0} bytes")]
     TooLarge(usize),
     #[error("Request Timeout: the body did not arrive within {0} s")]
@@ -93,7 +100,9 @@ impl GatewayError {
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ForbiddenOrigin(_) | Self::ForbiddenHost(_) => StatusCode::FORBIDDEN,
-            Self::TooManyInFlight(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyInFlight(_) | Self::RateLimited(_) | Self::TooManySessions(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable | Self::Draining | Self::AuthUnavailable => {
@@ -115,12 +124,29 @@ impl GatewayError {
             }
             Self::Unauthorized(..) => jsonrpc::UNAUTHORIZED,
             Self::InsufficientScope(..) => jsonrpc::INSUFFICIENT_SCOPE,
-            Self::TooManyInFlight(_) => jsonrpc::TOO_MANY_REQUESTS,
+            Self::TooManyInFlight(_) | Self::RateLimited(_) | Self::TooManySessions(_) => {
+                jsonrpc::TOO_MANY_REQUESTS
+            }
             Self::StorageFull => jsonrpc::STORAGE_FULL,
             Self::SessionStorageFull => jsonrpc::SESSION_STORAGE_FULL,
             Self::Timeout => jsonrpc::REQUEST_FAILED,
             _ => jsonrpc::INVALID_REQUEST,
         }
+    }
+
+    /// The limit this error enforces, for `jetway_limit_rejections_total`.
+    pub fn limit(&self) -> Option<crate::metrics::Limit> {
+        use crate::metrics::Limit;
+        Some(match self {
+            Self::TooManyInFlight(_) => Limit::Inflight,
+            Self::RateLimited(_) => Limit::Rate,
+            Self::TooManySessions(_) => Limit::Sessions,
+            Self::TooLarge(_) => Limit::BodySize,
+            Self::BodyTimeout(_) => Limit::BodyTimeout,
+            Self::ForbiddenHost(_) => Limit::Host,
+            Self::ForbiddenOrigin(_) => Limit::Origin,
+            _ => return None,
+        })
     }
 
     fn id(&self) -> Option<&Value> {
@@ -131,13 +157,30 @@ impl GatewayError {
     }
 }
 
+/// `Retry-After` of a refused `initialize`: a session frees when its owner
+/// ends one, which the gateway cannot predict.
+pub const SESSIONS_RETRY_AFTER: &str = "60";
+
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let body = jsonrpc::error(self.id(), self.code(), self.to_string());
         let mut resp = (self.status(), axum::Json(body)).into_response();
         resp.extensions_mut()
             .insert(crate::metrics::RpcCode(self.code()));
+        if let Some(limit) = self.limit() {
+            crate::metrics::limit_rejected(limit);
+        }
         match &self {
+            Self::RateLimited(secs) => {
+                resp.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, (*secs).into());
+            }
+            Self::TooManySessions(_) => {
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static(SESSIONS_RETRY_AFTER),
+                );
+            }
             Self::Unavailable
             | Self::Draining
             | Self::AuthUnavailable

@@ -22,6 +22,8 @@
 //! - [`health`] — `/healthz` and `/readyz`.
 //! - [`metrics`] — `/metrics`: what the gateway counts and times.
 //! - [`inflight`] — requests in flight per session, bounded.
+//! - [`quota`] — request rates and live sessions per principal or client
+//!   address.
 //! - [`error`] — `GatewayError`, the HTTP edge's errors as values.
 
 pub mod auth;
@@ -30,6 +32,7 @@ pub mod error;
 pub mod health;
 pub mod inflight;
 pub mod metrics;
+pub mod quota;
 pub mod serve;
 pub mod served;
 pub mod sessions;
@@ -72,6 +75,8 @@ pub struct Gateway {
     pub auth: Option<auth::verify::Verifier>,
     /// Requests each session streams on this replica.
     pub inflight: Arc<inflight::InFlight>,
+    /// Rate and session quotas per principal or client address.
+    pub quotas: quota::Quotas,
 }
 
 /// The axum application for a gateway.
@@ -98,6 +103,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             "/services/{service}/messages",
             post(transport::http_sse::messages),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            quota::layer,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             gw.clone(),
             auth::authenticate,
@@ -166,8 +175,18 @@ pub async fn run(
         );
         config.max_body_bytes = fits.max(1);
     }
+    let quotas = quota::Quotas {
+        rate: quota::rate::Rate::new(config.rate_limit_per_sec, config.rate_limit_burst),
+        sessions: quota::sessions::SessionQuota::open(
+            &js,
+            &config.bus,
+            config.max_sessions_per_principal,
+        )
+        .await?,
+    };
     let gw = Arc::new(Gateway {
         auth,
+        quotas,
         inflight: inflight::InFlight::new(config.max_inflight_per_session),
         services: served::Services::new(services),
         config,
@@ -177,6 +196,9 @@ pub async fn run(
         stream_cancel: CancellationToken::new(),
         connects,
     });
+    if let Some(rate) = &gw.quotas.rate {
+        rate.spawn_pruning(gw.draining.clone());
+    }
     let app = router(gw.clone());
     {
         let gw = gw.clone();

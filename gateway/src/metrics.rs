@@ -9,6 +9,9 @@
 //!   first event and to the final response by method and JSON-RPC error code
 //!   (`mcp_server_operation_duration_seconds`).
 //! - [`StreamGuard`]: open SSE streams by kind.
+//! - every limit's refusals by limit (`jetway_limit_rejections_total`):
+//!   [`crate::error::GatewayError`]'s conversion counts the request
+//!   limits, the server loop the connection limits.
 //! - sessions created/closed, resumes (and the time from a resuming GET to
 //!   its first event), events replayed and live-delivery gaps filled from
 //!   the stream, counted where they happen.
@@ -52,6 +55,76 @@ pub struct ReadLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: &'static str,
+}
+
+/// Every limit whose refusals are counted: the label vocabulary of
+/// `jetway_limit_rejections_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Inflight,
+    Rate,
+    Sessions,
+    BodySize,
+    BodyTimeout,
+    Batch,
+    InitializeSize,
+    Host,
+    Origin,
+    Connections,
+    HeaderTimeout,
+    IdleTimeout,
+    WriteTimeout,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 13] = [
+        Limit::Inflight,
+        Limit::Rate,
+        Limit::Sessions,
+        Limit::BodySize,
+        Limit::BodyTimeout,
+        Limit::Batch,
+        Limit::InitializeSize,
+        Limit::Host,
+        Limit::Origin,
+        Limit::Connections,
+        Limit::HeaderTimeout,
+        Limit::IdleTimeout,
+        Limit::WriteTimeout,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::Inflight => "inflight",
+            Limit::Rate => "rate",
+            Limit::Sessions => "sessions",
+            Limit::BodySize => "body_size",
+            Limit::BodyTimeout => "body_timeout",
+            Limit::Batch => "batch",
+            Limit::InitializeSize => "initialize_size",
+            Limit::Host => "host",
+            Limit::Origin => "origin",
+            Limit::Connections => "connections",
+            Limit::HeaderTimeout => "header_timeout",
+            Limit::IdleTimeout => "idle_timeout",
+            Limit::WriteTimeout => "write_timeout",
+        }
+    }
+}
+
+/// Counts one refusal by `limit`.
+pub fn limit_rejected(limit: Limit) {
+    GATEWAY
+        .limit_rejections
+        .get_or_create(&LimitLabels {
+            limit: limit.label(),
+        })
+        .inc();
+}
+
 /// Every metric of a gateway process.
 pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
@@ -65,6 +138,7 @@ pub struct Metrics {
     pub resume_first_event: Histogram,
     pub stream_reads: Family<ReadLabels, Counter>,
     pub gaps_filled: Counter,
+    pub limit_rejections: Family<LimitLabels, Counter>,
 }
 
 /// This process's gateway metrics.
@@ -80,6 +154,7 @@ pub static GATEWAY: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     resume_first_event: m::latency_histogram(),
     stream_reads: Family::default(),
     gaps_filled: Counter::default(),
+    limit_rejections: Family::default(),
 });
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
@@ -92,6 +167,11 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     }
     for reason in ["replay", "gap"] {
         let _ = g.stream_reads.get_or_create(&ReadLabels { reason });
+    }
+    for limit in Limit::ALL {
+        let _ = g.limit_rejections.get_or_create(&LimitLabels {
+            limit: limit.label(),
+        });
     }
     let mut r = Registry::default();
     r.register(
@@ -151,6 +231,11 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         "jetway_gateway_gaps_filled",
         "Times live delivery missed messages and read them from the stream",
         g.gaps_filled.clone(),
+    );
+    r.register(
+        "jetway_limit_rejections",
+        "Requests and connections refused or closed by a limit, by limit",
+        g.limit_rejections.clone(),
     );
     m::register_bus(&mut r);
     r

@@ -18,7 +18,11 @@
 //! Request bodies have their own read timeout where they are read
 //! (`body_read_timeout_secs`, 408).
 
-use crate::config::Config;
+use crate::{
+    config::Config,
+    metrics::{self, Limit},
+    quota::client_addr::Peer,
+};
 use axum::Router;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -92,6 +96,7 @@ pub async fn serve(
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, max = limits.max_connections, "connection limit reached; closing a new connection");
+            metrics::limit_rejected(Limit::Connections);
             drop(tcp);
             continue;
         };
@@ -106,17 +111,28 @@ pub async fn serve(
             clock: clock.clone(),
             started,
         });
-        let service = TowerToHyperService::new(app.clone());
+        // Every request learns its socket peer (the quotas key on it).
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(Peer(peer));
+                req
+            },
+        ));
         let conn = graceful.watch(http.serve_connection(io, service));
         tokio::spawn(async move {
             let _permit = permit;
             tokio::select! {
                 r = conn => {
                     if let Err(e) = r {
+                        if e.is_timeout() {
+                            metrics::limit_rejected(Limit::HeaderTimeout);
+                        }
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
                 }
-                why = watchdog(limits, &clock, started) => {
+                (limit, why) = watchdog(limits, &clock, started) => {
+                    metrics::limit_rejected(limit);
                     tracing::info!(%peer, why, "closing a connection");
                 }
             }
@@ -137,7 +153,7 @@ struct Clock {
 
 /// Resolves, saying why, once the connection was idle for `idle_timeout`
 /// or its writes were stuck for `write_timeout`.
-async fn watchdog(limits: Limits, clock: &Clock, started: Instant) -> &'static str {
+async fn watchdog(limits: Limits, clock: &Clock, started: Instant) -> (Limit, &'static str) {
     let tick = limits
         .write_timeout
         .min(limits.idle_timeout)
@@ -147,13 +163,16 @@ async fn watchdog(limits: Limits, clock: &Clock, started: Instant) -> &'static s
         let now = started.elapsed();
         let active = Duration::from_millis(clock.active.load(Ordering::Relaxed));
         if now.saturating_sub(active) >= limits.idle_timeout {
-            return "idle";
+            return (Limit::IdleTimeout, "idle");
         }
         let blocked = clock.blocked.load(Ordering::Relaxed);
         if blocked > 0
             && now.saturating_sub(Duration::from_millis(blocked - 1)) >= limits.write_timeout
         {
-            return "the client stopped reading (write timeout)";
+            return (
+                Limit::WriteTimeout,
+                "the client stopped reading (write timeout)",
+            );
         }
     }
 }

@@ -173,6 +173,20 @@ impl Sessions {
         Ok(record)
     }
 
+    /// True if `session` has a record that is not closed, on either
+    /// transport (for the session quota; no refresh).
+    pub async fn is_live(&self, session: &SessionId) -> Result<bool, GatewayError> {
+        let entry = self
+            .store
+            .entry(session.as_str())
+            .await
+            .map_err(|e| unavailable("read session", e))?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .and_then(|e| SessionRecord::from_bytes(&e.value).ok())
+            .is_some_and(|r| r.state != State::Closed))
+    }
+
     /// Marks the session closed; 404 if it was not live.
     pub async fn close(&self, session: &SessionId) -> Result<(), GatewayError> {
         let closed = update_record(&self.js, &self.store, session.as_str(), |r| {

@@ -421,7 +421,13 @@ async fn one_session() -> Result<OneSession> {
     let nats = NatsServer::start().await?;
     let monitor = nats.monitor_port();
     let _worker = Worker::start(&nats.url()).await?;
-    let gw = Gateway::start(&nats.url()).await?;
+    // Without the session quota: its KV read would refuse an `initialize`
+    // on a frozen NATS before the session record is written, and these
+    // tests follow what happens to that record.
+    let gw = Gateway::builder(&nats.url())
+        .args(["--max-sessions-per-principal", "0"])
+        .start()
+        .await?;
     let url = gw.mcp_url();
     let http = http_client();
     let _kept = McpClient::initialize(&url).await?;

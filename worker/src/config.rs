@@ -32,6 +32,11 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<usize>,
+    /// Slots one session's requests may hold at once; its further requests
+    /// wait in the worker until one of its own ends. [default: half of max_concurrency, at least 1]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_slots_per_session: Option<usize>,
     /// Distinct tool names the worker's metrics label by; further tools
     /// count as `other`. [default: 50]
     #[arg(long, value_name = "N")]
@@ -111,6 +116,8 @@ pub struct Config {
     pub service: Service,
     pub listen: SocketAddr,
     pub max_concurrency: usize,
+    /// A session's share of the slots ([`crate::fair`]).
+    pub max_slots_per_session: usize,
     /// Distinct tool names metrics label by (the rest are `other`).
     pub metrics_max_tool_labels: usize,
     pub ack_wait: Duration,
@@ -158,11 +165,13 @@ impl Config {
                 "listen: {listen:?} is not an address like {DEFAULT_LISTEN}"
             ));
         }
+        let share: Option<usize> = f.get("max_slots_per_session", None);
         let cfg = Self {
             bus,
             service: f.get("service", Service::default()),
             listen: parsed_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9090))),
             max_concurrency: f.get("max_concurrency", 64),
+            max_slots_per_session: 0,
             metrics_max_tool_labels: f.get("metrics_max_tool_labels", 50),
             ack_wait: Duration::from_secs(f.get("ack_wait_secs", 2)),
             deadline: Duration::from_secs(f.get("deadline_secs", 600)),
@@ -215,6 +224,11 @@ impl Config {
         }
         if cfg.max_concurrency == 0 {
             f.problem("max_concurrency: must be at least 1");
+        }
+        cfg.max_slots_per_session =
+            share.unwrap_or_else(|| crate::fair::default_share(cfg.max_concurrency));
+        if cfg.max_slots_per_session == 0 {
+            f.problem("max_slots_per_session: must be at least 1");
         }
         if cfg.ack_wait < Duration::from_secs(1) {
             f.problem("ack_wait_secs: must be at least 1");

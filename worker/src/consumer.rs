@@ -5,12 +5,19 @@
 //! idle workers get work before busy ones, and nothing waits in a worker
 //! without a slot and a renewed lease. Each request runs in its own task
 //! and span; a failing message is logged and handed back, never stops the
-//! loop. On shutdown the loop stops pulling, lets in-flight requests
-//! finish within the grace period, then hands the rest back (nak) for
-//! other workers.
+//! loop. A session gets at most its share of the slots ([`crate::fair`]);
+//! its further requests are parked until one of its own ends. On shutdown
+//! the loop stops pulling, hands parked requests back, lets in-flight
+//! requests finish within the grace period, then hands the rest back (nak)
+//! for other workers.
 
 use crate::{
-    config::CONSUMER, delivery::Delivery, handler::Handler, health::Health, pull::Puller,
+    config::CONSUMER,
+    delivery::Delivery,
+    fair::{Admit, Fair},
+    handler::Handler,
+    health::Health,
+    pull::Puller,
     request::Runtime,
 };
 use async_nats::jetstream::{
@@ -52,6 +59,30 @@ pub async fn ensure_consumer(
     }
 }
 
+/// Runs `delivery` of `session` in `slot`, then the session's parked
+/// requests, if any, in the same slot.
+fn spawn_run<H: Handler>(
+    tracker: &TaskTracker,
+    runtime: &Arc<Runtime<H>>,
+    fair: &Arc<Fair>,
+    hard_stop: &CancellationToken,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    session: String,
+    delivery: Delivery,
+) {
+    let (rt, fair, stop) = (runtime.clone(), fair.clone(), hard_stop.clone());
+    let busy = crate::metrics::Slot::busy();
+    tracker.spawn(async move {
+        let mut next = Some(delivery);
+        while let Some(delivery) = next {
+            rt.clone().handle(delivery, stop.clone()).await;
+            next = fair.finished(&session);
+        }
+        drop(busy);
+        drop(slot);
+    });
+}
+
 /// Pulls requests until `shutdown`, then drains.
 pub async fn run<H: Handler>(
     runtime: Arc<Runtime<H>>,
@@ -60,6 +91,11 @@ pub async fn run<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(runtime.config.max_concurrency));
+    let fair = Arc::new(Fair::new(
+        runtime.config.max_slots_per_session,
+        runtime.config.max_concurrency,
+        (runtime.config.lease_renewal(), runtime.config.ack_wait),
+    ));
     crate::metrics::slots(runtime.config.max_concurrency);
     let tracker = TaskTracker::new();
     let hard_stop = CancellationToken::new();
@@ -80,6 +116,13 @@ pub async fn run<H: Handler>(
             },
             _ = shutdown.cancelled() => break 'pull,
         };
+        // Nothing waits in the consumer: a parked request takes the slot.
+        if let Some((session, delivery)) = fair.idle_slot() {
+            spawn_run(
+                &tracker, &runtime, &fair, &hard_stop, slot, session, delivery,
+            );
+            continue;
+        }
         let next = tokio::select! {
             m = puller.next() => m,
             _ = shutdown.cancelled() => break 'pull,
@@ -88,18 +131,20 @@ pub async fn run<H: Handler>(
             Ok(Some(msg)) => {
                 retry.reset();
                 health.set_consuming(true);
-                let rt = runtime.clone();
-                let stop = hard_stop.clone();
-                let busy = crate::metrics::Slot::busy();
-                tracker.spawn(async move {
-                    rt.handle(Delivery::new(msg), stop).await;
-                    drop(busy);
-                    drop(slot);
-                });
+                let delivery = Delivery::new(msg);
+                let session = Fair::session_of(&delivery);
+                let Admit::Run(delivery) = fair.admit(&session, delivery) else {
+                    // Parked: the slot is free for the next pull.
+                    continue;
+                };
+                spawn_run(
+                    &tracker, &runtime, &fair, &hard_stop, slot, session, *delivery,
+                );
             }
             Ok(None) => {
                 retry.reset();
                 health.set_consuming(true);
+                fair.nothing_pending();
             }
             Err(e) => {
                 health.set_consuming(false);
@@ -112,6 +157,13 @@ pub async fn run<H: Handler>(
         }
     }
     health.set_draining();
+    let parked = fair.drain();
+    if !parked.is_empty() {
+        tracing::info!(parked = parked.len(), "handing parked requests back");
+    }
+    for delivery in parked {
+        delivery.nak(None).await;
+    }
     tracker.close();
     let grace = runtime.config.grace_period;
     tracing::info!(in_flight = tracker.len(), ?grace, "draining");

@@ -21,25 +21,30 @@ pub struct Delivery {
     pub stream_sequence: u64,
     /// When the gateway stored the request (the stream's clock).
     pub published: SystemTime,
+    /// Requests waiting in the consumer behind this one when it was
+    /// delivered.
+    pub pending: u64,
 }
 
 impl Delivery {
     pub fn new(msg: Message) -> Self {
-        let (delivered, stream_sequence, published) = match msg.info() {
+        let (delivered, stream_sequence, published, pending) = match msg.info() {
             Ok(i) => (
                 i.delivered.max(1) as u64,
                 i.stream_sequence,
                 SystemTime::UNIX_EPOCH
                     + Duration::from_nanos(i.published.unix_timestamp_nanos().max(0) as u64),
+                i.pending,
             ),
             // Not from a consumer (no ack subject): treat as new, now.
-            Err(_) => (1, 0, SystemTime::now()),
+            Err(_) => (1, 0, SystemTime::now(), 0),
         };
         Self {
             msg,
             delivered,
             stream_sequence,
             published,
+            pending,
         }
     }
 

@@ -18,6 +18,7 @@
 //! Layout, in the order a request passes through it:
 //! - [`config`] — `worker::Config` and the `jetway-worker` flags.
 //! - [`consumer`] — the consumer loop: slots, fair pulls, drain.
+//! - [`fair`] — each session's share of the slots; parked requests.
 //! - [`pull`] — asking the consumer for one request per free slot.
 //! - [`delivery`] — one delivery: ack, nak, term, and its lease.
 //! - [`incoming`] — a request as parsed from its delivery, once.
@@ -46,6 +47,7 @@ pub mod config;
 pub mod consumer;
 pub mod delivery;
 pub mod expiry;
+pub mod fair;
 pub mod handler;
 pub mod health;
 pub mod in_process;

@@ -316,6 +316,7 @@ pub fn initialize(
     let params = message.get("params").cloned().unwrap_or(Value::Null);
     let size = serde_json::to_vec(&params).map_or(0, |b| b.len());
     if size > max {
+        crate::metrics::limit_rejected(crate::metrics::Limit::InitializeSize);
         return Err(GatewayError::InvalidRequest(
             format!("initialize params of {size} bytes exceed {max} bytes"),
             message.get("id").cloned(),
@@ -376,6 +377,7 @@ fn parse(
                 return Err(GatewayError::InvalidRequest("empty batch".into(), None));
             }
             if items.len() > max_batch {
+                crate::metrics::limit_rejected(crate::metrics::Limit::Batch);
                 return Err(GatewayError::InvalidRequest(
                     format!("a batch of {} messages exceeds {max_batch}", items.len()),
                     None,

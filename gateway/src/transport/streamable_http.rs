@@ -13,7 +13,7 @@ use crate::{
     Gateway,
     auth::{self, Caller},
     error::GatewayError,
-    metrics,
+    metrics, quota,
     served::{Scope, Served},
     sse,
 };
@@ -39,6 +39,7 @@ pub async fn post(
     State(gw): State<Arc<Gateway>>,
     Scope(svc): Scope,
     Extension(caller): Extension<Caller>,
+    Extension(owner): Extension<quota::Owner>,
     uri: Uri,
     h: HeaderMap,
     body: Body,
@@ -65,7 +66,9 @@ pub async fn post(
     let (session, created) = match target {
         checks::Target::New { requested, params } => {
             let session = SessionId::generate(&svc.service, 0);
-            svc.sessions
+            quota::open_session(&gw, &svc, &owner, &session).await?;
+            if let Err(e) = svc
+                .sessions
                 .create(
                     &session,
                     requested,
@@ -73,7 +76,11 @@ pub async fn post(
                     &gw.config.bus.instance_id,
                     caller.principal.clone(),
                 )
-                .await?;
+                .await
+            {
+                quota::close_session(&gw, &svc, &owner, &session).await;
+                return Err(e);
+            }
             tracing::info!(session = %session, "session created");
             (session, true)
         }
@@ -95,12 +102,13 @@ pub async fn post(
         }
     };
 
-    let requests = messages
+    let ids: Vec<&Value> = messages
         .iter()
         .filter(|m| matches!(m.kind, Kind::Request { .. }))
-        .count();
-    let slots = (requests > 0)
-        .then(|| gw.inflight.acquire(&session, requests))
+        .filter_map(|m| m.value.get("id"))
+        .collect();
+    let slots = (!ids.is_empty())
+        .then(|| gw.inflight.acquire(&session, &ids))
         .transpose()?;
     let mut readers = Vec::new();
     let mut prelude = Vec::new();
@@ -337,6 +345,7 @@ pub async fn delete(
     State(gw): State<Arc<Gateway>>,
     Scope(svc): Scope,
     Extension(caller): Extension<Caller>,
+    Extension(owner): Extension<quota::Owner>,
     h: HeaderMap,
 ) -> Result<Response, GatewayError> {
     let checked = checks::delete(&h, limits(&gw, &svc))?;
@@ -344,6 +353,7 @@ pub async fn delete(
     let session = checked.session.ok_or(GatewayError::SessionNotFound)?;
     svc.sessions.find_for(&session, &caller).await?;
     svc.sessions.close(&session).await?;
+    quota::close_session(&gw, &svc, &owner, &session).await;
     // End the session's GET streams on every replica.
     if let Err(e) = publish::control(&gw, &session, Control::Closed).await {
         tracing::warn!(error = %e, session = %session, "could not end the session's GET streams");

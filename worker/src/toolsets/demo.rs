@@ -48,6 +48,14 @@ pub struct Echo {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+pub struct EmitLogs {
+    /// How many log notifications to send (at most 1000).
+    pub count: u64,
+    /// Bytes of text in each (at most 65536).
+    pub bytes: usize,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct SleepMs {
     /// How long to sleep, in milliseconds (at most 10000).
     pub ms: u64,
@@ -75,6 +83,8 @@ struct Change {
 const MAX_ANALYZE_ITEMS: u64 = 1000;
 const MAX_WATCH_SECS: u64 = 30;
 const MAX_SLEEP_MS: u64 = 10_000;
+const MAX_EMIT_LOGS: u64 = 1000;
+const MAX_EMIT_BYTES: usize = 64 * 1024;
 
 #[tool_router(router = demo_router, vis = "pub(crate)")]
 impl Builtin {
@@ -142,6 +152,27 @@ impl Builtin {
         Ok(structured(
             json!({"text": text, "instance": session.instance_id()}),
         ))
+    }
+
+    #[tool(
+        description = "Send count log notifications of bytes bytes each (max 1000 × 64 KiB), then answer: a large stream, for testing clients that read slowly."
+    )]
+    async fn emit_logs(
+        &self,
+        Parameters(EmitLogs { count, bytes }): Parameters<EmitLogs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        if count > MAX_EMIT_LOGS || bytes > MAX_EMIT_BYTES {
+            return Err(McpError::invalid_params(
+                format!("count must be at most {MAX_EMIT_LOGS}, bytes at most {MAX_EMIT_BYTES}"),
+                None,
+            ));
+        }
+        let text = "x".repeat(bytes);
+        for i in 0..count {
+            log(&ctx.peer, LoggingLevel::Info, format!("{i} {text}")).await;
+        }
+        Ok(structured(json!({"sent": count})))
     }
 
     #[tool(description = "Sleep ms milliseconds (max 10000): a tool that waits, not computes.")]

@@ -26,6 +26,7 @@ use crate::{
     Gateway,
     auth::{self, Caller},
     error::GatewayError,
+    quota,
     served::{Scope, Served},
     transport::{checks as common, publish},
 };
@@ -53,6 +54,7 @@ pub async fn sse(
     State(gw): State<Arc<Gateway>>,
     Scope(svc): Scope,
     Extension(caller): Extension<Caller>,
+    Extension(owner): Extension<quota::Owner>,
     h: HeaderMap,
 ) -> Result<Response, GatewayError> {
     let open = checks::sse_get(&gw.config, &svc.service, &h, gw.draining.is_cancelled())?;
@@ -60,13 +62,19 @@ pub async fn sse(
     let (first, takeover) = match open {
         Open::New => {
             let session = SessionId::generate(&svc.service, 0);
-            svc.sessions
+            quota::open_session(&gw, &svc, &owner, &session).await?;
+            if let Err(e) = svc
+                .sessions
                 .create_http_sse(
                     &session,
                     &gw.config.bus.instance_id,
                     caller.principal.clone(),
                 )
-                .await?;
+                .await
+            {
+                quota::close_session(&gw, &svc, &owner, &session).await;
+                return Err(e);
+            }
             let marker = publish::control(&gw, &session, Control::Takeover).await?;
             tracing::info!(session = %session, "HTTP+SSE session created");
             let id = SessionEventId {

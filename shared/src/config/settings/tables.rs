@@ -161,6 +161,26 @@ pub const GATEWAY: &[Setting] = &[
         "requests of one session a gateway replica streams at once; more get 429",
     ),
     Setting::new(
+        "max_sessions_per_principal",
+        &["100"],
+        "live sessions of one principal (of one client address when auth is off), counted across replicas; more `initialize`s get 429; 0 is no limit",
+    ),
+    Setting::new(
+        "rate_limit_per_sec",
+        &["50"],
+        "requests per second of one principal (client address when auth is off) on one gateway replica; more get 429; 0 is no limit",
+    ),
+    Setting::new(
+        "rate_limit_burst",
+        &["200"],
+        "requests a principal or address may send at once above the rate",
+    ),
+    Setting::without_value(
+        "trusted_proxies",
+        "none",
+        "CIDRs of load balancers whose `Forwarded`/`X-Forwarded-For` names the client address",
+    ),
+    Setting::new(
         "json_response",
         &["false"],
         "answer requests with one JSON object instead of SSE",
@@ -273,6 +293,11 @@ pub const WORKER: &[Setting] = &[
         "max_concurrency",
         &["64"],
         "requests run at once by one worker (its slots)",
+    ),
+    Setting::without_value(
+        "max_slots_per_session",
+        "half of max_concurrency, at least 1",
+        "slots one session's requests may hold at once in a worker; its further requests wait in the worker (fairness between sessions)",
     ),
     Setting::new(
         "ack_wait_secs",
