@@ -5,7 +5,9 @@ use jetway_shared::{
     headers, msg_id,
     publish::{PublishFailure, publish_acked},
     subjects::{SessionId, StreamKey},
+    telemetry::propagation,
 };
+use tracing::Instrument;
 
 /// What a server message is to its stream.
 pub enum Out {
@@ -65,26 +67,46 @@ impl Publisher {
     pub async fn publish(&self, msg: OutMessage<'_>) -> Result<(), PublishFailure> {
         let payload = bytes::Bytes::from(msg.payload);
         let subject = msg.session.out(msg.stream);
-        let headers = || self.headers(msg.session, msg.stream, &msg.kind);
-        match publish_acked(&self.js, subject, headers(), payload.clone()).await {
-            Err(PublishFailure::TooLarge) if matches!(msg.kind, Out::Final) => {
-                // Running the request again would give the same answer: the
-                // client gets one clean error in its place instead (same
-                // message id, so it still counts as the one final answer).
-                let max = self.js.client().server_info().max_payload;
-                let size = payload.len();
-                tracing::warn!(
-                    size,
-                    max,
-                    "the answer exceeds max_payload; answering an error"
-                );
-                let body = too_large(&payload, max);
-                let subject = msg.session.out(msg.stream);
-                publish_acked(&self.js, subject, headers(), body.into()).await?;
-                Ok(())
+        let span = jetway_shared::otel_span!(
+            "publish",
+            otel.name = match msg.kind {
+                Out::Message { .. } => "publish message",
+                Out::Final => "publish final",
+                Out::Cancelled => "publish cancelled",
+            },
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.operation.type = "send",
+            messaging.destination.name = subject.as_str(),
+        );
+        let headers = || {
+            let mut h = self.headers(msg.session, msg.stream, &msg.kind);
+            // The gateway's resume of this stream continues this trace.
+            propagation::inject(&span, &mut h);
+            h
+        };
+        let publishing = async {
+            match publish_acked(&self.js, subject, headers(), payload.clone()).await {
+                Err(PublishFailure::TooLarge) if matches!(msg.kind, Out::Final) => {
+                    // Running the request again would give the same answer: the
+                    // client gets one clean error in its place instead (same
+                    // message id, so it still counts as the one final answer).
+                    let max = self.js.client().server_info().max_payload;
+                    let size = payload.len();
+                    tracing::warn!(
+                        size,
+                        max,
+                        "the answer exceeds max_payload; answering an error"
+                    );
+                    let body = too_large(&payload, max);
+                    let subject = msg.session.out(msg.stream);
+                    publish_acked(&self.js, subject, headers(), body.into()).await?;
+                    Ok(())
+                }
+                done => done.map(|_| ()),
             }
-            done => done.map(|_| ()),
-        }
+        };
+        publishing.instrument(span.clone()).await
     }
 
     /// The provenance and deduplication headers of a server message.
