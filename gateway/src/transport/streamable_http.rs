@@ -59,8 +59,22 @@ pub async fn post(
     publish::require_bus(&gw)?;
     let stream_version = checked.stream_version();
     let span = trace::post(checked.messages.first(), stream_version, &h);
-    let traced = span.clone();
-    async move {
+    publish_and_respond(gw, svc, caller, checked, started, span.clone())
+        .instrument(span)
+        .await
+}
+
+/// A checked POST: its session found or created, its messages published,
+/// and the response (SSE, JSON, or 202), inside the POST's span `traced`.
+async fn publish_and_respond(
+    gw: Arc<Gateway>,
+    svc: Arc<Served>,
+    caller: Caller,
+    checked: checks::CheckedPost,
+    started: std::time::Instant,
+    traced: tracing::Span,
+) -> Result<Response, GatewayError> {
+    let stream_version = checked.stream_version();
     let checks::CheckedPost {
         target,
         messages,
@@ -155,16 +169,8 @@ pub async fn post(
                 } else {
                     headers::kind::NOTIFICATION
                 };
-                publish::inbound(
-                    &gw,
-                    &session,
-                    session.in_msg(),
-                    kind,
-                    None,
-                    trace,
-                    payload,
-                )
-                .await?;
+                publish::inbound(&gw, &session, session.in_msg(), kind, None, trace, payload)
+                    .await?;
             }
         }
     }
@@ -211,10 +217,7 @@ pub async fn post(
             HeaderValue::from_str(session.as_str()).map_err(|_| GatewayError::Unavailable)?,
         );
     }
-    Ok::<_, GatewayError>(resp)
-    }
-    .instrument(span)
-    .await
+    Ok(resp)
 }
 
 pub async fn get(
