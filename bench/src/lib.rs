@@ -18,10 +18,12 @@
 //! - [`usage`] — what a process costs: RSS and CPU time from `/proc`.
 //! - [`baseline`] — the rmcp Streamable HTTP server of `jetway-baseline`.
 //! - [`stats`] — percentiles and ratios; [`report`] — Markdown and JSON.
+//! - [`otlp_sink`] — the local OTLP/HTTP sink of `--traces`.
 
 pub mod baseline;
 pub mod client;
 pub mod load;
+pub mod otlp_sink;
 pub mod report;
 pub mod run;
 pub mod scenarios;

@@ -22,6 +22,9 @@ pub struct Options {
     pub idle_streams: Option<usize>,
     /// Workers' `--ack-wait-secs` in `crash` (default: the worker's own).
     pub crash_ack_wait: Option<u64>,
+    /// Gateways and workers export traces to a local OTLP sink, sampling
+    /// this ratio of requests (`None`: traces off).
+    pub traces: Option<f64>,
     /// The command line, for the report.
     pub command: String,
 }
@@ -42,9 +45,25 @@ pub async fn all(opts: Options) -> Result<Report> {
     let log_dir = out
         .parent()
         .map_or_else(|| PathBuf::from("logs"), |d| d.join("logs"));
+    let sink = match opts.traces {
+        Some(_) => Some(crate::otlp_sink::Sink::start().await?),
+        None => None,
+    };
+    let vars = match (&sink, opts.traces) {
+        (Some(s), Some(ratio)) => vec![
+            ("JETWAY_OTEL_ENDPOINT".to_owned(), s.endpoint.clone()),
+            (
+                "JETWAY_OTEL_PROTOCOL".to_owned(),
+                "http/protobuf".to_owned(),
+            ),
+            ("JETWAY_OTEL_SAMPLING".to_owned(), ratio.to_string()),
+        ],
+        _ => Vec::new(),
+    };
     let env = Env {
         bins: Bins::locate(opts.bin_dir.clone(), opts.nats_server.clone())?,
         log_dir,
+        vars,
     };
     let mut params = if opts.smoke {
         Params::smoke()
@@ -116,6 +135,14 @@ pub async fn all(opts: Options) -> Result<Report> {
     let md = out.with_extension("md");
     std::fs::write(&md, &markdown).with_context(|| format!("writing {}", md.display()))?;
     tracing::info!(json = %out.display(), markdown = %md.display(), "report written");
+    if let Some(s) = &sink {
+        use std::sync::atomic::Ordering;
+        tracing::info!(
+            exports = s.received.requests.load(Ordering::Relaxed),
+            bytes = s.received.bytes.load(Ordering::Relaxed),
+            "the OTLP sink received"
+        );
+    }
     if !failed.is_empty() {
         bail!("scenarios failed: {}", failed.join(", "));
     }

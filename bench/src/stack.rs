@@ -78,6 +78,9 @@ impl Bins {
 pub struct Env {
     pub bins: Bins,
     pub log_dir: PathBuf,
+    /// Variables set for every gateway and worker (`--traces`: the
+    /// `JETWAY_OTEL_*` settings).
+    pub vars: Vec<(String, String)>,
 }
 
 /// A nats-server with JetStream on a temp store, random client and monitoring ports.
@@ -278,6 +281,9 @@ impl Stack {
             .log_dir(&self.env.log_dir)
             .clean_env()
             .start_timeout(START_TIMEOUT);
+        for (k, v) in &self.env.vars {
+            gateway = gateway.env(k, v);
+        }
         // Profiling: run the gateway under a tool, e.g.
         // JETWAY_BENCH_GATEWAY_WRAPPER="valgrind --tool=massif".
         if let Ok(wrapper) = std::env::var(GATEWAY_WRAPPER) {
@@ -290,16 +296,18 @@ impl Stack {
     /// Starts one more worker and waits until it pulls (its `/readyz`).
     pub async fn add_worker(&mut self, extra: &[&str]) -> Result<()> {
         self.started_workers += 1;
-        let worker = Worker::builder(&self.nats.url)
+        let mut worker = Worker::builder(&self.nats.url)
             .instance_id(format!("{}-wk{}", self.name, self.started_workers))
             .bin(self.env.bins.require("jetway-worker")?)
             .args(["--grace-period-secs", "1"])
             .args(extra.iter().copied())
             .log_dir(&self.env.log_dir)
             .clean_env()
-            .start_timeout(START_TIMEOUT)
-            .start()
-            .await?;
+            .start_timeout(START_TIMEOUT);
+        for (k, v) in &self.env.vars {
+            worker = worker.env(k, v);
+        }
+        let worker = worker.start().await?;
         self.workers.push(worker);
         Ok(())
     }

@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.bus.log_format);
+    let _telemetry = telemetry::init_traced(&config.bus, "jetway-gateway");
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -71,6 +71,20 @@ pub struct Bus {
     /// How to authenticate to NATS and whether to use TLS (besides the URL).
     #[serde(skip)]
     pub nats_auth: NatsAuth,
+    /// Trace export ([`crate::telemetry::otlp`]).
+    #[serde(skip)]
+    pub otel: Otel,
+}
+
+/// The `otel_*` settings; each unset one leaves its part to the standard
+/// `OTEL_*` variables ([`crate::telemetry::otlp`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Otel {
+    /// OTLP endpoint (base URL); none: off unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+    pub endpoint: Option<String>,
+    pub protocol: Option<crate::telemetry::otlp::Protocol>,
+    /// Ratio of new traces sampled (parent-based: a sampled parent is followed).
+    pub sampling: Option<f64>,
 }
 
 /// NATS credentials and TLS files, from config rather than the URL.
@@ -118,6 +132,7 @@ impl Default for Bus {
             session_max_messages: 10_000,
             kv_max_bytes: 256 << 20,
             nats_auth: NatsAuth::default(),
+            otel: Otel::default(),
         }
     }
 }
@@ -148,7 +163,15 @@ impl Bus {
                 tls_cert_file: f.get("nats_tls_cert_file", None),
                 tls_key_file: f.get("nats_tls_key_file", None),
             },
+            otel: Otel {
+                endpoint: f.get("otel_endpoint", None),
+                protocol: f.get("otel_protocol", None),
+                sampling: f.get("otel_sampling", None),
+            },
         };
+        if bus.otel.sampling.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+            f.problem("otel_sampling: must be between 0.0 and 1.0");
+        }
         let a = &bus.nats_auth;
         let methods = [
             a.creds_file.is_some(),
@@ -479,6 +502,42 @@ mod tests {
     }
 
     #[test]
+    fn otel_settings_are_read_and_checked() {
+        let bus = load(
+            None,
+            &[
+                ("JETWAY_OTEL_ENDPOINT", "http://127.0.0.1:4317"),
+                ("JETWAY_OTEL_PROTOCOL", "grpc"),
+                ("JETWAY_OTEL_SAMPLING", "0.5"),
+            ],
+            CommonArgs::default(),
+        )
+        .expect("valid");
+        assert_eq!(
+            bus.otel,
+            Otel {
+                endpoint: Some("http://127.0.0.1:4317".into()),
+                protocol: Some(crate::telemetry::otlp::Protocol::Grpc),
+                sampling: Some(0.5),
+            }
+        );
+        let err = load(
+            None,
+            &[
+                ("JETWAY_OTEL_PROTOCOL", "http/json"),
+                ("JETWAY_OTEL_SAMPLING", "1.5"),
+            ],
+            CommonArgs::default(),
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        assert!(
+            text.contains("otel_protocol") && text.contains("otel_sampling"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn bus_defaults_are_the_settings_table_defaults() {
         let base = load(None, &[], CommonArgs::default()).expect("defaults are valid");
         assert_eq!(base, Bus::default());
@@ -496,8 +555,8 @@ mod tests {
         }
         let without_default = BUS.iter().filter(|s| s.default_value().is_none()).count();
         assert_eq!(
-            without_default, 9,
-            "instance_id and the eight NATS credential and TLS settings"
+            without_default, 12,
+            "instance_id, the eight NATS credential and TLS settings, the three otel_* settings"
         );
         assert_eq!(
             checked,

@@ -19,8 +19,12 @@ pub const FINAL: &str = "Jetway-Final";
 pub const CONTROL: &str = "Jetway-Control";
 /// Kind of client message: `request`, `notification` or `response`.
 pub const KIND: &str = "Jetway-Kind";
-/// W3C trace context forwarded from the client's HTTP request.
+/// W3C trace context: the span that published the message (while traces
+/// are exported), else the client's own `traceparent` forwarded unchanged
+/// (from `params._meta` or the HTTP header).
 pub const TRACEPARENT: &str = "traceparent";
+/// W3C trace state, beside [`TRACEPARENT`] when the trace has one.
+pub const TRACESTATE: &str = "tracestate";
 /// Unix time in milliseconds when the message was published.
 pub const TIME_MS: &str = "Jetway-Time-Ms";
 

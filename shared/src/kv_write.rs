@@ -26,6 +26,7 @@ use async_nats::{
     jetstream::{Context, kv, stream::RawMessageErrorKind},
 };
 use bytes::Bytes;
+use tracing::Instrument;
 
 /// History the Jetway buckets keep per key: how many later writes an
 /// uncertain write can be told apart from (see the module docs).
@@ -74,6 +75,32 @@ pub async fn write(
 /// [`write`], with a per-message TTL (the bucket must allow them): the
 /// value disappears `ttl` after this write unless written again.
 pub async fn write_expiring(
+    js: &Context,
+    store: &kv::Store,
+    key: &str,
+    value: Bytes,
+    expect: Expect,
+    write_id: &str,
+    ttl: Option<std::time::Duration>,
+) -> Result<u64, WriteError> {
+    let span = kv_span("kv write", store, key);
+    write_traced(js, store, key, value, expect, write_id, ttl)
+        .instrument(span)
+        .await
+}
+
+/// A span (while traces are exported) of one KV operation.
+fn kv_span(name: &'static str, store: &kv::Store, key: &str) -> tracing::Span {
+    crate::otel_span!(
+        "kv",
+        otel.name = %format!("{name} {}", store.name),
+        db.system.name = "nats_kv",
+        db.namespace = store.name.as_str(),
+        jetway.kv.key = key,
+    )
+}
+
+async fn write_traced(
     js: &Context,
     store: &kv::Store,
     key: &str,
@@ -177,15 +204,19 @@ pub async fn find_write(
     id_prefix: &str,
 ) -> Result<Option<Bytes>, WriteError> {
     let subject = subject_of(store, key);
-    let mut next = 1;
-    while let Some(m) = next_on(store, &subject, next).await? {
-        let id = m.headers.get(async_nats::header::NATS_MESSAGE_ID);
-        if id.is_some_and(|v| v.as_str().starts_with(id_prefix)) {
-            return Ok(Some(m.payload));
+    async {
+        let mut next = 1;
+        while let Some(m) = next_on(store, &subject, next).await? {
+            let id = m.headers.get(async_nats::header::NATS_MESSAGE_ID);
+            if id.is_some_and(|v| v.as_str().starts_with(id_prefix)) {
+                return Ok(Some(m.payload));
+            }
+            next = m.sequence + 1;
         }
-        next = m.sequence + 1;
+        Ok(None)
     }
-    Ok(None)
+    .instrument(kv_span("kv find write", store, key))
+    .await
 }
 
 /// The first message on `subject` at or after sequence `from`, or `None`;
@@ -225,6 +256,7 @@ pub async fn read(store: &kv::Store, key: &str) -> Result<Option<kv::Entry>, kv:
             || store.entry(key),
             |e: &kv::EntryError| e.kind() != kv::EntryErrorKind::InvalidKey,
         )
+        .instrument(kv_span("kv read", store, key))
         .await
 }
 

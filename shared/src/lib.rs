@@ -19,7 +19,7 @@
 //! - [`setup`] — idempotent creation of streams, KV buckets and the worker consumer.
 //! - [`signal`] — waiting for SIGTERM or Ctrl-C.
 //! - [`config`] — settings both binaries share and the figment loading rules.
-//! - [`telemetry`] — tracing setup for the binaries.
+//! - [`telemetry`] — logs, OTLP trace export and W3C trace context across the bus.
 //! - [`tls`] — the crypto provider of the HTTP clients.
 
 /// An error kept as the source of another when several unrelated error

@@ -45,6 +45,7 @@ pub mod exchange;
 pub mod http_sse;
 pub mod issuer;
 pub mod mcp;
+pub mod otlp;
 pub mod sse;
 
 /// The gateway and worker starters (`jetway_harness::{gateway, worker}`).

@@ -76,6 +76,8 @@ pub struct McpClient {
     initialize_result: Option<Value>,
     /// Sent as `Authorization: Bearer …` with every request.
     bearer: Option<String>,
+    /// Sent as `traceparent` with every request.
+    traceparent: Option<String>,
 }
 
 impl Default for McpClient {
@@ -95,7 +97,13 @@ impl McpClient {
             timeout: DEFAULT_TIMEOUT,
             initialize_result: None,
             bearer: None,
+            traceparent: None,
         }
+    }
+
+    /// Sends `traceparent` (W3C trace context) with every request from now on.
+    pub fn set_traceparent(&mut self, traceparent: Option<String>) {
+        self.traceparent = traceparent;
     }
 
     /// Send `Authorization: Bearer <token>` with every request (or none).
@@ -217,6 +225,9 @@ impl McpClient {
             .and_then(|t| format!("Bearer {t}").parse().ok())
         {
             h.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        if let Some(v) = self.traceparent.as_deref().and_then(|t| t.parse().ok()) {
+            h.insert("traceparent", v);
         }
         h
     }

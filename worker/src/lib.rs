@@ -58,6 +58,7 @@ pub mod pull;
 pub mod request;
 pub mod session;
 pub mod toolsets;
+pub mod trace;
 pub mod transport;
 
 pub use config::Config;

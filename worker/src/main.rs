@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.bus.log_format);
+    let _telemetry = telemetry::init_traced(&config.bus, "jetway-worker");
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {

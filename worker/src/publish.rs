@@ -15,7 +15,9 @@ use jetway_shared::{
     headers, msg_id,
     publish::{PublishFailure, publish_acked},
     subjects::{SessionId, StreamKey},
+    telemetry::propagation,
 };
+use tracing::Instrument;
 
 /// How long a final answer waits for room in a full stream before its
 /// request is handed back.
@@ -79,45 +81,65 @@ impl Publisher {
     pub async fn publish(&self, msg: OutMessage<'_>) -> Result<(), PublishFailure> {
         let payload = bytes::Bytes::from(msg.payload);
         let subject = msg.session.out(msg.stream);
-        let headers = || self.headers(msg.session, msg.stream, &msg.kind);
-        match publish_acked(&self.js, subject, headers(), payload.clone()).await {
-            Err(PublishFailure::TooLarge) if matches!(msg.kind, Out::Final) => {
-                // Running the request again would give the same answer: the
-                // client gets one clean error in its place instead (same
-                // message id, so it still counts as the one final answer).
-                let max = self.js.client().server_info().max_payload;
-                let size = payload.len();
-                tracing::warn!(
-                    size,
-                    max,
-                    "the answer exceeds max_payload; answering an error"
-                );
-                let body = too_large(&payload, max);
-                let subject = msg.session.out(msg.stream);
-                publish_acked(&self.js, subject, headers(), body.into()).await?;
-                Ok(())
-            }
-            Err(PublishFailure::StorageFull(e)) if matches!(msg.kind, Out::Final) => {
-                tracing::warn!(error = %e, "the stream is full; waiting for room for the answer");
-                let mut backoff = Backoff::lasting(STORAGE_WAIT);
-                let mut last = e;
-                while backoff.wait().await {
+        let span = jetway_shared::otel_span!(
+            "publish",
+            otel.name = match msg.kind {
+                Out::Message { .. } => "publish message",
+                Out::Final => "publish final",
+                Out::Cancelled => "publish cancelled",
+            },
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.operation.type = "send",
+            messaging.destination.name = subject.as_str(),
+        );
+        let headers = || {
+            let mut h = self.headers(msg.session, msg.stream, &msg.kind);
+            // The gateway's resume of this stream continues this trace.
+            propagation::inject(&span, &mut h);
+            h
+        };
+        let publishing = async {
+            match publish_acked(&self.js, subject, headers(), payload.clone()).await {
+                Err(PublishFailure::TooLarge) if matches!(msg.kind, Out::Final) => {
+                    // Running the request again would give the same answer: the
+                    // client gets one clean error in its place instead (same
+                    // message id, so it still counts as the one final answer).
+                    let max = self.js.client().server_info().max_payload;
+                    let size = payload.len();
+                    tracing::warn!(
+                        size,
+                        max,
+                        "the answer exceeds max_payload; answering an error"
+                    );
+                    let body = too_large(&payload, max);
                     let subject = msg.session.out(msg.stream);
-                    match publish_acked(&self.js, subject, headers(), payload.clone()).await {
-                        Err(PublishFailure::StorageFull(e)) => last = e,
-                        done => return done.map(|_| ()),
-                    }
+                    publish_acked(&self.js, subject, headers(), body.into()).await?;
+                    Ok(())
                 }
-                tracing::error!(error = %last, "no room for the answer; handing the request back");
-                Err(PublishFailure::StorageFull(last))
+                Err(PublishFailure::StorageFull(e)) if matches!(msg.kind, Out::Final) => {
+                    tracing::warn!(error = %e, "the stream is full; waiting for room for the answer");
+                    let mut backoff = Backoff::lasting(STORAGE_WAIT);
+                    let mut last = e;
+                    while backoff.wait().await {
+                        let subject = msg.session.out(msg.stream);
+                        match publish_acked(&self.js, subject, headers(), payload.clone()).await {
+                            Err(PublishFailure::StorageFull(e)) => last = e,
+                            done => return done.map(|_| ()),
+                        }
+                    }
+                    tracing::error!(error = %last, "no room for the answer; handing the request back");
+                    Err(PublishFailure::StorageFull(last))
+                }
+                Err(e @ PublishFailure::SubjectFull(_)) => {
+                    tracing::error!(error = %e, stream = %msg.stream,
+                        "the request's stream holds session_max_messages messages; this message is not stored");
+                    Err(e)
+                }
+                done => done.map(|_| ()),
             }
-            Err(e @ PublishFailure::SubjectFull(_)) => {
-                tracing::error!(error = %e, stream = %msg.stream,
-                    "the request's stream holds session_max_messages messages; this message is not stored");
-                Err(e)
-            }
-            done => done.map(|_| ()),
-        }
+        };
+        publishing.instrument(span.clone()).await
     }
 
     /// The provenance and deduplication headers of a server message.

@@ -26,6 +26,7 @@ use crate::{
     incoming::{Request, Unrunnable},
     metrics::Execution,
     publish::Publisher,
+    trace,
     transport::Outcome,
 };
 use async_nats::jetstream::kv;
@@ -33,13 +34,14 @@ use jetway_shared::{
     jsonrpc, kv_write,
     session::{SessionRecord, State},
 };
+use jetway_shared::{otel_span, telemetry};
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
+use tracing::{Instrument, field::Empty};
 
 /// How long after its deadline a delivery waits for another worker's run
 /// of the same request before handing it back.
@@ -87,10 +89,23 @@ impl<H: Handler> Runtime<H> {
             // escapes control characters a terminal would act on.
             method = ?request.method,
             delivered = delivery.delivered,
+            otel.name = Empty,
+            otel.kind = Empty,
+            mcp.method.name = Empty,
+            mcp.session.id = Empty,
+            jsonrpc.request.id = Empty,
+            gen_ai.tool.name = Empty,
+            messaging.system = Empty,
+            messaging.operation.type = Empty,
+            messaging.message.delivery_count = Empty,
+            trace_id = Empty,
         );
         let tool = (request.method == "tools/call")
             .then(|| request.raw.pointer("/params/name").and_then(|n| n.as_str()))
             .flatten();
+        if telemetry::enabled() {
+            trace::delivery(&span, &delivery, &request, tool);
+        }
         let execution = Execution::delivered(&request.method, tool, delivery.delivered);
         self.handle_in(&delivery, &lease, request, &hard_stop, execution)
             .instrument(span)
@@ -112,7 +127,7 @@ impl<H: Handler> Runtime<H> {
                 &request.stream,
                 &self.answers,
                 deadline + WAIT_PAST_DEADLINE,
-            ) => c,
+            ).instrument(otel_span!("claim")) => c,
             _ = hard_stop.cancelled() => {
                 delivery.nak(None).await;
                 return;
@@ -142,7 +157,9 @@ impl<H: Handler> Runtime<H> {
             )
             .await;
         execution.ended(&outcome);
-        settle(delivery, outcome, hard_stop.is_cancelled()).await;
+        settle(delivery, outcome, hard_stop.is_cancelled())
+            .instrument(otel_span!("ack"))
+            .await;
         // The claim is let go only now, with the answer on the stream.
         drop(claim);
     }
@@ -182,6 +199,7 @@ impl<H: Handler> Runtime<H> {
             kv_write::get(&self.sessions, request.session.as_str()),
             self.answers
                 .inbound_after(&request.session, delivery.stream_sequence)
+                .instrument(otel_span!("inbound read"))
         );
         let record = match record {
             Ok(Some(raw)) => SessionRecord::from_bytes(&raw).ok(),
@@ -229,7 +247,10 @@ impl<H: Handler> Runtime<H> {
             deadline,
             hard_stop,
         };
-        self.handler.run(ctx, request).await
+        self.handler
+            .run(ctx, request)
+            .instrument(otel_span!("handler", otel.name = %format!("handle {}", request.method)))
+            .await
     }
 }
 

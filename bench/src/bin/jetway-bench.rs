@@ -45,6 +45,10 @@ enum Command {
         /// Workers' `--ack-wait-secs` in the crash scenario. [default: the worker's default]
         #[arg(long)]
         crash_ack_wait_secs: Option<u64>,
+        /// Gateways and workers export traces over OTLP/HTTP to a sink in
+        /// this process, sampling this ratio of requests (0.0–1.0). [default: traces off]
+        #[arg(long)]
+        traces: Option<f64>,
     },
 }
 
@@ -60,6 +64,7 @@ async fn main() -> ExitCode {
             nats_server,
             idle_streams,
             crash_ack_wait_secs,
+            traces,
         } => jetway_bench::run::Options {
             smoke,
             only,
@@ -68,6 +73,7 @@ async fn main() -> ExitCode {
             nats_server,
             idle_streams,
             crash_ack_wait: crash_ack_wait_secs,
+            traces,
             command: std::env::args().collect::<Vec<_>>().join(" "),
         },
     };

@@ -8,9 +8,11 @@
 //!   functions (`checks::post` / `get` / `delete`) built from small header
 //!   checks (origin, accept, content type, protocol version, session id).
 //! - [`respond`] — turning bus readers into SSE or JSON responses.
+//! - [`trace`] — the spans of POSTs and GET streams, and their parents.
 
 pub mod checks;
 pub mod http_sse;
 pub mod publish;
 pub mod respond;
 pub mod streamable_http;
+pub mod trace;

@@ -12,7 +12,9 @@ use jetway_shared::{
     msg_id,
     publish::{PublishFailure, publish_acked},
     subjects::{SessionId, StreamKey},
+    telemetry::propagation,
 };
+use tracing::Instrument;
 
 /// 503 at once while the NATS connection is down: the client would queue
 /// what we publish and send it after the HTTP client heard 503.
@@ -64,7 +66,25 @@ pub async fn inbound(
     if let Some(key) = stream {
         h.insert(headers::STREAM, key.as_str());
     }
-    if let Some(t) = trace {
+    // While traces are exported, the publish span's context (the worker's
+    // parent); else the client's own, as it came.
+    let span = jetway_shared::otel_span!(
+        "publish",
+        otel.name = %format!("publish {kind}"),
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.operation.type = "send",
+        messaging.destination.name = subject.as_str(),
+    );
+    if let Some(t) = trace
+        && tracing::Span::current().is_none()
+    {
+        // No request span (HTTP+SSE): the publish continues the client's trace.
+        propagation::continue_trace(&span, Some(&propagation::TraceparentExtractor(t)));
+    }
+    if !propagation::inject(&span, &mut h)
+        && let Some(t) = trace
+    {
         h.insert(headers::TRACEPARENT, t);
     }
     let nonce = StreamKey::new_request();
@@ -72,7 +92,10 @@ pub async fn inbound(
         async_nats::header::NATS_MESSAGE_ID,
         msg_id::inbound(session, nonce.as_str()).as_str(),
     );
-    match publish_acked(&gw.js, subject, h, payload).await {
+    match publish_acked(&gw.js, subject, h, payload)
+        .instrument(span)
+        .await
+    {
         Ok(ack) => Ok(ack.sequence),
         Err(PublishFailure::TooLarge) => Err(GatewayError::TooLarge(gw.config.max_body_bytes)),
         Err(e @ (PublishFailure::StorageFull(_) | PublishFailure::SubjectFull(_))) => {

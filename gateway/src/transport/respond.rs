@@ -61,7 +61,16 @@ pub fn sse_observed(
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let merged: SelectAll<ReceiverStream<Item>> =
         futures::stream::select_all(readers.into_iter().map(ReceiverStream::new));
-    tokio::spawn(pump(prelude, merged, ending, tx, observe));
+    let pumped = pump(prelude, merged, ending, tx, observe);
+    if jetway_shared::telemetry::enabled() {
+        // The request's span lasts until its stream ends.
+        tokio::spawn(tracing::Instrument::instrument(
+            pumped,
+            tracing::Span::current(),
+        ));
+    } else {
+        tokio::spawn(pumped);
+    }
     let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
@@ -100,6 +109,7 @@ async fn pump(
             return;
         }
     }
+    let mut first_sent = false;
     let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
     let deadline = tokio::time::sleep_until(deadline.unwrap_or(far));
     let poll = tokio::time::sleep_until(poll.map(|p| Instant::now() + p).unwrap_or(far));
@@ -125,6 +135,13 @@ async fn pump(
                         finals = finals.saturating_sub(1);
                     }
                     let last = d.is_final && finals == 0;
+                    if !d.payload.is_empty() && !first_sent {
+                        first_sent = true;
+                        tracing::debug!(final = d.is_final, "first event");
+                    }
+                    if last {
+                        tracing::debug!("final event");
+                    }
                     if let Some(x) = exchange.as_mut() {
                         if last {
                             x.finished(&d.payload);

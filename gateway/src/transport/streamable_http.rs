@@ -8,7 +8,7 @@
 //!   resumption of any stream of the session.
 //! - DELETE: ends the session on every replica.
 
-use super::{checks, publish, respond};
+use super::{checks, publish, respond, trace};
 use crate::{
     Gateway,
     auth::{self, Caller},
@@ -17,6 +17,7 @@ use crate::{
     served::{Scope, Served},
     sse,
 };
+use async_nats::jetstream::message::StreamMessage as StoredMessage;
 use axum::{
     Extension,
     body::Body,
@@ -25,6 +26,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
+use jetway_shared::telemetry::propagation;
 use jetway_shared::{
     headers::{self, Control},
     jsonrpc::Kind,
@@ -34,6 +36,7 @@ use jetway_shared::{
 use serde_json::Value;
 use std::sync::Arc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 pub async fn post(
     State(gw): State<Arc<Gateway>>,
@@ -55,6 +58,24 @@ pub async fn post(
         auth::authorize(&gw, &caller, uri.path(), &m.kind, &m.value)?;
     }
     publish::require_bus(&gw)?;
+    let stream_version = checked.stream_version();
+    let span = trace::post(checked.messages.first(), stream_version, &h);
+    publish_and_respond(gw, svc, caller, owner, checked, started, span.clone())
+        .instrument(span)
+        .await
+}
+
+/// A checked POST: its session found or created, its messages published,
+/// and the response (SSE, JSON, or 202), inside the POST's span `traced`.
+async fn publish_and_respond(
+    gw: Arc<Gateway>,
+    svc: Arc<Served>,
+    caller: Caller,
+    owner: quota::Owner,
+    checked: checks::CheckedPost,
+    started: std::time::Instant,
+    traced: tracing::Span,
+) -> Result<Response, GatewayError> {
     let stream_version = checked.stream_version();
     let checks::CheckedPost {
         target,
@@ -101,6 +122,7 @@ pub async fn post(
             (session, false)
         }
     };
+    traced.record("mcp.session.id", session.as_str());
 
     let ids: Vec<&Value> = messages
         .iter()
@@ -115,6 +137,7 @@ pub async fn post(
     let mut timed = None;
     for msg in &messages {
         let payload = Bytes::from(serde_json::to_vec(&msg.value).unwrap_or_default());
+        let trace = propagation::client_traceparent(&msg.value, trace.as_deref());
         match &msg.kind {
             Kind::Request { method, .. } => {
                 timed.get_or_insert(metrics::request(method));
@@ -137,7 +160,7 @@ pub async fn post(
                     session.in_rpc(),
                     headers::kind::REQUEST,
                     Some(&key),
-                    trace.as_deref(),
+                    trace,
                     payload,
                 )
                 .await?;
@@ -155,16 +178,8 @@ pub async fn post(
                 } else {
                     headers::kind::NOTIFICATION
                 };
-                publish::inbound(
-                    &gw,
-                    &session,
-                    session.in_msg(),
-                    kind,
-                    None,
-                    trace.as_deref(),
-                    payload,
-                )
-                .await?;
+                publish::inbound(&gw, &session, session.in_msg(), kind, None, trace, payload)
+                    .await?;
             }
         }
     }
@@ -233,10 +248,14 @@ pub async fn get(
     publish::require_bus(&gw)?;
     let session = session.ok_or(GatewayError::SessionNotFound)?;
     svc.sessions.find_for(&session, &caller).await?;
+    let span = trace::stream(session.as_str(), resume.is_some(), version);
+    let mut stored = None;
     let (key, after) = match &resume {
         Some(id) => {
             metrics::resumed();
-            if check_resume(&svc, &session, id).await? == Position::AtEnd {
+            let (position, msg) = check_resume(&svc, &session, id).await?;
+            stored = Some(msg);
+            if position == Position::AtEnd {
                 // The client saw the final response already: nothing follows.
                 let ending = respond::Ending {
                     finals: 0,
@@ -250,58 +269,64 @@ pub async fn get(
         }
         None => (StreamKey::get(), 0),
     };
-    // At most one standalone GET stream per session is live, across all
-    // replicas: a new one (or a resumed one) takes over, and the marker ends
-    // the older connection wherever it is. A new stream starts after it.
-    let takeover = if key.is_get() {
-        let seq = publish::control(&gw, &session, Control::Takeover).await?;
-        Some(seq)
-    } else {
-        None
-    };
-    let after = match (&resume, takeover) {
-        (None, Some(marker)) => marker,
-        _ => after,
-    };
-    let spec = sse::ReadSpec {
-        session: session.clone(),
-        key: key.clone(),
-        after,
-        fresh: false,
-        idle: gw.config.keep_alive,
-        takeover,
-        connects: gw.connects.clone(),
-    };
-    let rx = sse::open(&gw.nats, svc.stream.clone(), spec, gw.stream_cancel.clone())
-        .await
-        .map_err(|_| GatewayError::Unavailable)?;
-    let prelude = if resume.is_none() && version.primes_streams() {
-        vec![sse::priming(&EventId {
-            stream: key,
-            sequence: after,
-        })]
-    } else {
-        Vec::new()
-    };
-    // A request stream ends with its final message; the GET stream when the
-    // session ends or a newer GET connection takes over.
-    let ending = respond::Ending {
-        finals: 1,
-        deadline: None,
-        poll: gw.poll_for(version),
-        shutdown: gw.stream_cancel.clone(),
-    };
-    let observe = respond::Observe {
-        kind: metrics::StreamKind::Get,
-        exchange: None,
-        resumed_at: resume.is_some().then_some(arrived),
-    };
-    Ok(respond::sse_observed(
-        prelude,
-        vec![rx],
-        ending,
-        Some(observe),
-    ))
+    trace::parent(&span, &h, stored.as_ref().map(|m| &m.headers));
+    drop(stored);
+    async move {
+        // At most one standalone GET stream per session is live, across all
+        // replicas: a new one (or a resumed one) takes over, and the marker ends
+        // the older connection wherever it is. A new stream starts after it.
+        let takeover = if key.is_get() {
+            let seq = publish::control(&gw, &session, Control::Takeover).await?;
+            Some(seq)
+        } else {
+            None
+        };
+        let after = match (&resume, takeover) {
+            (None, Some(marker)) => marker,
+            _ => after,
+        };
+        let spec = sse::ReadSpec {
+            session: session.clone(),
+            key: key.clone(),
+            after,
+            fresh: false,
+            idle: gw.config.keep_alive,
+            takeover,
+            connects: gw.connects.clone(),
+        };
+        let rx = sse::open(&gw.nats, svc.stream.clone(), spec, gw.stream_cancel.clone())
+            .await
+            .map_err(|_| GatewayError::Unavailable)?;
+        let prelude = if resume.is_none() && version.primes_streams() {
+            vec![sse::priming(&EventId {
+                stream: key,
+                sequence: after,
+            })]
+        } else {
+            Vec::new()
+        };
+        // A request stream ends with its final message; the GET stream when the
+        // session ends or a newer GET connection takes over.
+        let ending = respond::Ending {
+            finals: 1,
+            deadline: None,
+            poll: gw.poll_for(version),
+            shutdown: gw.stream_cancel.clone(),
+        };
+        let observe = respond::Observe {
+            kind: metrics::StreamKind::Get,
+            exchange: None,
+            resumed_at: resume.is_some().then_some(arrived),
+        };
+        Ok(respond::sse_observed(
+            prelude,
+            vec![rx],
+            ending,
+            Some(observe),
+        ))
+    }
+    .instrument(span)
+    .await
 }
 
 /// A `Last-Event-ID` is honoured only if it names an event of this session's
@@ -313,8 +338,18 @@ async fn check_resume(
     svc: &Served,
     session: &SessionId,
     id: &EventId,
-) -> Result<Position, GatewayError> {
+) -> Result<(Position, StoredMessage), GatewayError> {
     let msg = svc.stored(id.sequence).await?;
+    let position = position_of(&msg, session, id)?;
+    Ok((position, msg))
+}
+
+/// [`check_resume`]'s judgement of the stored message `msg`.
+fn position_of(
+    msg: &StoredMessage,
+    session: &SessionId,
+    id: &EventId,
+) -> Result<Position, GatewayError> {
     let opened_it = msg.subject.as_str() == session.in_rpc()
         && msg.headers.get(headers::STREAM).map(|v| v.as_str()) == Some(id.stream.as_str());
     if opened_it {

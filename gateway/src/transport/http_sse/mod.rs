@@ -39,6 +39,7 @@ use axum::{
 };
 use bytes::Bytes;
 use checks::Open;
+use jetway_shared::telemetry::propagation;
 use jetway_shared::{
     headers::{self, Control},
     http_sse::SessionEventId,
@@ -178,7 +179,7 @@ pub async fn messages(
             .record_initialize(&session, version, params)
             .await?;
     }
-    let trace = common::traceparent(&h);
+    let trace = propagation::client_traceparent(&msg.value, common::traceparent(&h));
     let payload = Bytes::from(serde_json::to_vec(&msg.value).unwrap_or_default());
     match &msg.kind {
         Kind::Request { .. } => {

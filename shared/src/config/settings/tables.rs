@@ -94,6 +94,21 @@ pub const BUS: &[Setting] = &[
         "none",
         "NATS: the client certificate's key (PEM)",
     ),
+    Setting::without_value(
+        "otel_endpoint",
+        "none: off, unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set",
+        "OTLP collector to export traces to (base URL; `/v1/traces` is added over HTTP)",
+    ),
+    Setting::without_value(
+        "otel_protocol",
+        "`OTEL_EXPORTER_OTLP_PROTOCOL`, else `http/protobuf`",
+        "OTLP protocol: `grpc` or `http/protobuf`",
+    ),
+    Setting::without_value(
+        "otel_sampling",
+        "`OTEL_TRACES_SAMPLER`, else 1.0",
+        "ratio of new traces sampled, parent-based (a client's sampled trace is followed)",
+    ),
 ];
 
 /// `jetway-gateway`'s own settings.
