@@ -163,6 +163,22 @@ pub struct Args {
     #[arg(long, value_name = "MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_fetch_timeout_ms: Option<u64>,
+    /// OAuth: the issuer's RFC 7662 introspection endpoint; set, opaque (non-JWT) bearer tokens are checked there. [default: off]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_introspection_url: Option<String>,
+    /// OAuth: the gateway's client id at the introspection endpoint (HTTP Basic). [default: none]
+    #[arg(long, value_name = "ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_introspection_client_id: Option<String>,
+    /// OAuth: the gateway's client secret at the introspection endpoint. [default: none]
+    #[arg(long, value_name = "SECRET")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_introspection_client_secret: Option<String>,
+    /// OAuth: how long an active introspection answer is reused (never past the token's `exp`). [default: 60]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_introspection_cache_secs: Option<u64>,
     /// Seconds to drain connections on SIGTERM before exiting. [default: 20]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
