@@ -4,8 +4,10 @@
 //! Everything is a real process: a `nats-server` with JetStream (alone or
 //! clustered), the `jetway-gateway` and `jetway-worker` binaries, upstream
 //! MCP servers, any HTTP server binary. Each is a guard that kills its
-//! process on `Drop`. Ports are OS-chosen (port 0) and learned from the
-//! process's own `listening on ADDR` line; readiness is always asked of an
+//! process on `Drop`. Gateways and workers listen on OS-chosen ports (port
+//! 0), nats-server and upstreams on ports picked by [`free_port`] (they may
+//! restart on them); each is learned from the process's own `listening on
+//! ADDR` line; readiness is always asked of an
 //! endpoint (`/readyz`, nats-server's `/healthz?js-enabled-only=true`), and
 //! every wait has a deadline.
 //!

@@ -1,7 +1,9 @@
 //! Ports: asking the OS for a free one, and learning the one a process bound.
 //!
-//! Processes the harness starts listen on port 0 (or `-1`, nats-server's
-//! spelling), so the OS picks a port and parallel tests never collide. The
+//! Gateways and workers the harness starts listen on port 0, so the OS
+//! picks a port and parallel tests never collide; nats-server, which a test
+//! may restart on the same ports, gets ports from [`free_port`], below the
+//! range the OS hands out to outgoing connections. The
 //! only way to learn that port is the line the process logs once it bound
 //! it (`listening on ADDR`, nats-server's `Listening for client connections
 //! on ADDR`): [`address_after`] reads it. That line says where to ask, never
@@ -9,7 +11,9 @@
 //! (see [`crate::ready`]).
 
 use std::net::{SocketAddr, TcpListener};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{HarnessError, Result};
 use crate::log::ProcessLog;
@@ -17,16 +21,37 @@ use crate::log::ProcessLog;
 /// What Jetway's binaries (and the benchmark's baseline) log once bound.
 pub const LISTENING_MARKER: &str = "listening on ";
 
-/// A port that was free a moment ago (bind to port 0, read it, release it).
-/// Only for configs and servers that must be given a port up front, such as
-/// cluster routes or an upstream MCP server's `--port`.
+/// Where [`free_port`] looks: below Linux's default ephemeral range
+/// (32768–60999, `net.ipv4.ip_local_port_range`), so that no outgoing
+/// connection of any process is given the port between the moment it is
+/// picked and the moment a (re)started server binds it.
+const PICKED_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback port that was free a moment ago, for configs and servers that
+/// must be given a port up front (cluster routes, an upstream MCP server's
+/// `--port`) or that restart on the same port. Picked from [`PICKED_PORTS`],
+/// never the same one twice in a process, bound once to check it is free.
 pub fn free_port() -> Result<u16> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(HarnessError::io("binding 127.0.0.1:0"))?;
-    let addr = listener
-        .local_addr()
-        .map_err(HarnessError::io("reading the address of 127.0.0.1:0"))?;
-    Ok(addr.port())
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let span = u32::from(PICKED_PORTS.end - PICKED_PORTS.start);
+    let next = NEXT.get_or_init(|| {
+        // Start somewhere else in each process, so that two test processes
+        // on one machine rarely walk the same ports.
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        AtomicU32::new(std::process::id().wrapping_mul(7919).wrapping_add(nanos) % span)
+    });
+    for _ in 0..span {
+        let offset = next.fetch_add(1, Ordering::Relaxed) % span;
+        let port = PICKED_PORTS.start + u16::try_from(offset).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(HarnessError::io("finding a free port in 20000..32000")(
+        std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    ))
 }
 
 /// The socket address following `marker` in a log line. Tolerates a

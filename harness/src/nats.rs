@@ -1,9 +1,11 @@
 //! A real `nats-server` with JetStream.
 //!
-//! [`NatsServer::start`] runs `nats-server -js -a 127.0.0.1 -p -1 -m -1 -sd
-//! <tmp>/store`: the OS picks the client and the monitoring port, which are
-//! read from the server's lines `Listening for client connections on ADDR`
-//! and `Starting http monitor on ADDR` (the only place they can be learned).
+//! [`NatsServer::start`] runs `nats-server -js -a 127.0.0.1 -p P -m M -sd
+//! <tmp>/store`, the client and monitoring ports picked by
+//! [`crate::free_port`] below the OS's ephemeral range (so that no outgoing
+//! connection takes one before a restart binds it again); the bound
+//! addresses are read from the server's lines `Listening for client
+//! connections on ADDR` and `Starting http monitor on ADDR`.
 //! The server is ready when `GET /healthz?js-enabled-only=true` on the
 //! monitoring port answers 200: it accepts connections and JetStream is
 //! enabled (for a clustered node, before the cluster has a meta leader; see
@@ -15,7 +17,7 @@
 //!
 //! [`NatsServerBuilder`] takes a config file text, fixed ports, extra flags,
 //! another binary and a log directory. The monitoring endpoint always runs:
-//! `-m` comes from [`NatsServerBuilder::monitor_port`] or is OS-chosen, and
+//! `-m` comes from [`NatsServerBuilder::monitor_port`] or is picked, and
 //! it overrides a config file's `http` (command-line flags win in
 //! nats-server).
 
@@ -30,7 +32,7 @@ use rustix::process::Signal;
 use crate::bins::nats_server_bin;
 use crate::error::{HarnessError, Result};
 use crate::launch::Launch;
-use crate::listen::wait_address;
+use crate::listen::{free_port, wait_address};
 use crate::log::ProcessLog;
 use crate::nats_users;
 use crate::process::ProcessGuard;
@@ -61,14 +63,14 @@ impl NatsServerBuilder {
         self
     }
 
-    /// Listen on this client port instead of an OS-chosen one.
+    /// Listen on this client port instead of a picked one.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
         self
     }
 
-    /// Serve monitoring (`/healthz`, `/jsz`, …) on this port instead of an
-    /// OS-chosen one.
+    /// Serve monitoring (`/healthz`, `/jsz`, …) on this port instead of a
+    /// picked one.
     pub fn monitor_port(mut self, port: u16) -> Self {
         self.monitor_port = Some(port);
         self
@@ -172,7 +174,11 @@ impl NatsServerBuilder {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             monitor: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
-        server.spawn(self.port, self.monitor_port).await?;
+        // Ports picked up front (not nats-server's `-1`), below the OS's
+        // ephemeral range: a restart must find them still free.
+        let port = self.port.map_or_else(free_port, Ok)?;
+        let monitor_port = self.monitor_port.map_or_else(free_port, Ok)?;
+        server.spawn(port, monitor_port).await?;
         Ok(server)
     }
 }
@@ -197,7 +203,7 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Start a single JetStream server on OS-chosen ports.
+    /// Start a single JetStream server on picked ports.
     pub async fn start() -> Result<Self> {
         Self::builder().start().await
     }
@@ -207,10 +213,9 @@ impl NatsServer {
         NatsServerBuilder::default()
     }
 
-    async fn spawn(&mut self, port: Option<u16>, monitor_port: Option<u16>) -> Result<()> {
-        // `-1`: nats-server's "any free port".
-        let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
-        let monitor_arg = monitor_port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
+    async fn spawn(&mut self, port: u16, monitor_port: u16) -> Result<()> {
+        let port_arg = port.to_string();
+        let monitor_arg = monitor_port.to_string();
         let mut args: Vec<OsString> = Vec::new();
         if let Some(conf) = &self.config {
             args.push("-c".into());
@@ -238,7 +243,7 @@ impl NatsServer {
         let process = self
             .process
             .insert(ProcessGuard::spawn(cmd, self.log.clone())?);
-        // Both ports may be OS-chosen: these lines are the only place to read them.
+        // The bound addresses, as the server reports them.
         let monitor = wait_address(&self.log, from, MONITOR_MARKER, timeout).await?;
         let addr = wait_address(&self.log, from, CLIENT_MARKER, timeout).await?;
         let healthz = format!("http://{monitor}/healthz?js-enabled-only=true");
@@ -367,8 +372,7 @@ impl NatsServer {
     pub async fn restart(&mut self) -> Result<()> {
         self.kill().await?;
         self.process = None;
-        self.spawn(Some(self.addr.port()), Some(self.monitor.port()))
-            .await
+        self.spawn(self.addr.port(), self.monitor.port()).await
     }
 }
 
