@@ -17,6 +17,7 @@
 //!   and `/services/<name>/sse` + `/services/<name>/messages`.
 //! - [`sse`] — reading one SSE stream of a session from the bus, live and
 //!   from any position (core subscription + direct-get gap fill).
+//! - [`outlet`] — what an SSE stream may hold for a client that is behind.
 //! - [`sessions`] — session records in KV: create, look up, close.
 //! - [`auth`] — OAuth bearer tokens, scopes, and the resource metadata.
 //! - [`health`] — `/healthz` and `/readyz`.
@@ -32,6 +33,7 @@ pub mod error;
 pub mod health;
 pub mod inflight;
 pub mod metrics;
+pub mod outlet;
 pub mod quota;
 pub mod serve;
 pub mod served;

@@ -138,6 +138,7 @@ pub struct Metrics {
     pub resume_first_event: Histogram,
     pub stream_reads: Family<ReadLabels, Counter>,
     pub gaps_filled: Counter,
+    pub reader_pauses: Counter,
     pub limit_rejections: Family<LimitLabels, Counter>,
 }
 
@@ -154,6 +155,7 @@ pub static GATEWAY: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     resume_first_event: m::latency_histogram(),
     stream_reads: Family::default(),
     gaps_filled: Counter::default(),
+    reader_pauses: Counter::default(),
     limit_rejections: Family::default(),
 });
 
@@ -231,6 +233,11 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         "jetway_gateway_gaps_filled",
         "Times live delivery missed messages and read them from the stream",
         g.gaps_filled.clone(),
+    );
+    r.register(
+        "jetway_gateway_sse_reader_pauses",
+        "Times a stream's reader left the live subscription because its client was behind by more than the stream's buffer",
+        g.reader_pauses.clone(),
     );
     r.register(
         "jetway_limit_rejections",
@@ -312,6 +319,11 @@ pub fn read_from_stream(replay: bool, events: u64) {
         .stream_reads
         .get_or_create(&ReadLabels { reason })
         .inc_by(events);
+}
+
+/// Counts a reader that left its live subscription for a client behind.
+pub fn reader_paused() {
+    GATEWAY.reader_pauses.inc();
 }
 
 /// Counts a JSON-RPC request published for `method`, and returns its

@@ -9,7 +9,14 @@
 //! is at-most-once) and the gap is filled from the stream with direct gets.
 //! Resume uses the same path: subscribe, then read everything after the
 //! client's `Last-Event-ID` by direct get, then continue live.
+//!
+//! A reader whose client falls behind by more than the stream's buffer
+//! ([`crate::outlet`]) drops its subscription until the client has read,
+//! then subscribes again and reads what it missed from the stream: a
+//! client that stops reading costs the gateway its buffer, not what the
+//! bus sends meanwhile.
 
+use crate::outlet::{self, Held, Outlet};
 use async_nats::{
     HeaderMap,
     jetstream::stream::{DirectGetErrorKind, Stream},
@@ -25,17 +32,19 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// One message of an SSE stream, with its position.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Delivered {
     pub id: EventId,
     /// The JSON-RPC message; empty for a closing marker.
     pub payload: Bytes,
     /// The request's final message: the stream ends after it.
     pub is_final: bool,
+    /// Its bytes in the stream's buffer, until written to the client.
+    pub held: Held,
 }
 
 /// What ends a reader besides a final message.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Item {
     Event(Delivered),
     /// Nothing happened for a while: the HTTP side sends a keep-alive.
@@ -84,28 +93,25 @@ pub async fn open(
     spec: ReadSpec,
     cancel: CancellationToken,
 ) -> Result<mpsc::Receiver<Item>, async_nats::SubscribeError> {
-    let sub = nats.subscribe(spec.session.live_out(&spec.key)).await?;
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(read(sub, stream, spec, tx, cancel));
-    Ok(rx)
-}
-
-async fn read(
-    mut sub: async_nats::Subscriber,
-    stream: Stream<()>,
-    spec: ReadSpec,
-    tx: mpsc::Sender<Item>,
-    cancel: CancellationToken,
-) {
-    let subject = spec.session.out(&spec.key);
-    let mut reader = Reader {
+    let live = spec.session.live_out(&spec.key);
+    let sub = nats.subscribe(live.clone()).await?;
+    let (outlet, rx) = outlet::channel();
+    let reader = Reader {
+        nats: nats.clone(),
+        live,
+        sub: Some(sub),
         stream,
-        subject,
+        subject: spec.session.out(&spec.key),
         key: spec.key.clone(),
         last: spec.after,
         takeover: spec.takeover.unwrap_or(0),
-        tx,
+        outlet,
     };
+    tokio::spawn(read(reader, spec, cancel));
+    Ok(rx)
+}
+
+async fn read(mut reader: Reader, spec: ReadSpec, cancel: CancellationToken) {
     if !spec.fresh && reader.catch_up(u64::MAX, true).await.is_break() {
         return;
     }
@@ -115,6 +121,16 @@ async fn read(
     connects.mark_unchanged();
     let mut watching = true;
     loop {
+        // Unsubscribed while the client was behind: subscribe again, then
+        // read what was published meanwhile (which may fall behind again).
+        while reader.sub.is_none() {
+            if reader.resubscribe().await.is_break() {
+                return;
+            }
+        }
+        let Some(sub) = reader.sub.as_mut() else {
+            return;
+        };
         tokio::select! {
             changed = connects.changed(), if watching => {
                 if changed.is_err() {
@@ -125,7 +141,7 @@ async fn read(
             }
             msg = sub.next() => {
                 let Some(msg) = msg else {
-                    let _ = reader.tx.send(Item::Failed(ReadFailure::SubscriptionEnded)).await;
+                    let _ = reader.outlet.send(Item::Failed(ReadFailure::SubscriptionEnded)).await;
                     return;
                 };
                 let Some((seq, prev)) = headers::republished_positions(msg.headers.as_ref()) else { continue };
@@ -149,28 +165,48 @@ async fn read(
                 if reader.catch_up(u64::MAX, false).await.is_break() {
                     return;
                 }
-                if reader.tx.send(Item::Idle).await.is_err() {
+                if !reader.outlet.offer(Item::Idle) {
                     return;
                 }
             }
             _ = cancel.cancelled() => return,
-            _ = reader.tx.closed() => return,
+            _ = reader.outlet.closed() => return,
         }
     }
 }
 
 struct Reader {
+    nats: async_nats::Client,
+    /// The republished subject the live subscription is on.
+    live: String,
+    /// `None` while the client is behind (see [`crate::outlet`]).
+    sub: Option<async_nats::Subscriber>,
     stream: Stream<()>,
     subject: String,
     key: StreamKey,
     last: u64,
     takeover: u64,
-    tx: mpsc::Sender<Item>,
+    outlet: Outlet<Item>,
 }
 
 type Flow = std::ops::ControlFlow<()>;
 
 impl Reader {
+    /// Subscribes again, then delivers what was stored meanwhile.
+    async fn resubscribe(&mut self) -> Flow {
+        match self.nats.subscribe(self.live.clone()).await {
+            Ok(sub) => self.sub = Some(sub),
+            Err(_) => {
+                let _ = self
+                    .outlet
+                    .send(Item::Failed(ReadFailure::SubscriptionEnded))
+                    .await;
+                return Flow::Break(());
+            }
+        }
+        self.catch_up(u64::MAX, false).await
+    }
+
     /// Delivers stored messages after `last`, up to and including `until`;
     /// counts them as replayed (`replay`) or as a gap filled.
     async fn catch_up(&mut self, until: u64, replay: bool) -> Flow {
@@ -201,7 +237,7 @@ impl Reader {
                 Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
                 Err(e) => {
                     let _ = self
-                        .tx
+                        .outlet
                         .send(Item::Failed(ReadFailure::Read(std::sync::Arc::new(e))))
                         .await;
                     return Flow::Break(());
@@ -220,15 +256,24 @@ impl Reader {
             _ if Control::present(headers) => true,
             _ => headers.and_then(|h| h.get(headers::FINAL)).is_some(),
         };
-        let item = Item::Event(Delivered {
-            id: EventId {
-                stream: self.key.clone(),
-                sequence: seq,
-            },
-            payload,
-            is_final,
+        let id = EventId {
+            stream: self.key.clone(),
+            sequence: seq,
+        };
+        // A client behind: the reader leaves the live subscription until it
+        // has read (the stream keeps what comes meanwhile).
+        let Some(room) = self.outlet.room_leaving(payload.len(), &mut self.sub).await else {
+            return Flow::Break(());
+        };
+        room.send(|held| {
+            Item::Event(Delivered {
+                id,
+                payload,
+                is_final,
+                held,
+            })
         });
-        if self.tx.send(item).await.is_err() || is_final {
+        if is_final {
             return Flow::Break(());
         }
         Flow::Continue(())

@@ -14,6 +14,8 @@
 //! - [`mcp`]: [`McpClient`], a Streamable HTTP MCP client (2025-11-25).
 //! - [`http_sse`]: [`http_sse::SseSession`], a raw HTTP+SSE (2024-11-05) client.
 //! - [`exchange`]: [`Exchange`] and [`ResponseStream`], what a call returns.
+//! - [`gate`]: [`gate::GatedProxy`], a proxy that stops passing on what a
+//!   gateway sends, for a client that stops reading.
 //! - [`sse`]: SSE reading ([`SseStream`], [`SseParser`]) on the `sse-stream` crate.
 //! - [`eventually`]: poll a condition until it holds or a deadline passes.
 //! - [`issuer`]: [`issuer::TestIssuer`], an OAuth issuer with keys made in the test.
@@ -42,6 +44,7 @@
 
 pub mod cli;
 pub mod exchange;
+pub mod gate;
 pub mod http_sse;
 pub mod issuer;
 pub mod mcp;

@@ -4,17 +4,17 @@
 
 use crate::{
     metrics::{Exchange, StreamGuard, StreamKind},
+    outlet::{self, Frame},
     sse::{self, Item},
 };
 use axum::{
-    body::Body,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
 use futures::{StreamExt, stream::SelectAll};
 use serde_json::Value;
-use std::{convert::Infallible, time::Duration};
+use std::time::Duration;
 use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -58,7 +58,7 @@ pub fn sse_observed(
     ending: Ending,
     observe: Option<Observe>,
 ) -> Response {
-    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let (tx, body) = outlet::body();
     let merged: SelectAll<ReceiverStream<Item>> =
         futures::stream::select_all(readers.into_iter().map(ReceiverStream::new));
     let pumped = pump(prelude, merged, ending, tx, observe);
@@ -71,7 +71,6 @@ pub fn sse_observed(
     } else {
         tokio::spawn(pumped);
     }
-    let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -90,7 +89,7 @@ async fn pump(
     prelude: Vec<Bytes>,
     mut readers: SelectAll<ReceiverStream<Item>>,
     ending: Ending,
-    out: mpsc::Sender<Bytes>,
+    out: mpsc::Sender<Frame>,
     observe: Option<Observe>,
 ) {
     let _open = observe.as_ref().map(|o| StreamGuard::open(o.kind));
@@ -105,7 +104,7 @@ async fn pump(
         shutdown,
     } = ending;
     for p in prelude {
-        if out.send(p).await.is_err() {
+        if out.send(p.into()).await.is_err() {
             return;
         }
     }
@@ -120,13 +119,13 @@ async fn pump(
             // shutdown must not win the race and skip the retry hint.
             biased;
             _ = shutdown.cancelled() => {
-                let _ = out.send(sse::retry(RETRY_AFTER)).await;
+                let _ = out.send(sse::retry(RETRY_AFTER).into()).await;
                 return;
             }
             item = readers.next() => match item {
                 None => {
                     if shutdown.is_cancelled() {
-                        let _ = out.send(sse::retry(RETRY_AFTER)).await;
+                        let _ = out.send(sse::retry(RETRY_AFTER).into()).await;
                     }
                     return;
                 }
@@ -153,7 +152,11 @@ async fn pump(
                         if let Some(start) = resumed_at.take() {
                             crate::metrics::resume_first_event(start);
                         }
-                        if out.send(sse::frame(&d.id, &d.payload)).await.is_err() {
+                        let frame = Frame {
+                            bytes: sse::frame(&d.id, &d.payload),
+                            held: Some(d.held),
+                        };
+                        if out.send(frame).await.is_err() {
                             return;
                         }
                     }
@@ -165,7 +168,7 @@ async fn pump(
                 Some(Item::Idle) => sse::keep_alive(),
                 Some(Item::Failed(why)) => {
                     tracing::warn!(%why, "ending SSE stream: bus read failed");
-                    let _ = out.send(sse::retry(RETRY_AFTER)).await;
+                    let _ = out.send(sse::retry(RETRY_AFTER).into()).await;
                     return;
                 }
             },
@@ -174,16 +177,16 @@ async fn pump(
                 if let Some(x) = exchange.as_mut() {
                     x.timed_out();
                 }
-                let _ = out.send(sse::retry(RETRY_AFTER)).await;
+                let _ = out.send(sse::retry(RETRY_AFTER).into()).await;
                 return;
             }
             _ = &mut poll => {
-                let _ = out.send(sse::retry(RETRY_AFTER)).await;
+                let _ = out.send(sse::retry(RETRY_AFTER).into()).await;
                 return;
             }
             _ = out.closed() => return,
         };
-        if out.send(chunk).await.is_err() {
+        if out.send(chunk.into()).await.is_err() {
             return;
         }
     }

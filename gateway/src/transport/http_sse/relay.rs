@@ -11,13 +11,17 @@
 //! stream from the last delivered sequence up to it (`next_by_subj` on the
 //! session's `out.*`), so it never delivers out of order or skips one. The
 //! idle tick re-reads the tail, for a message lost right before a quiet
-//! period. Resume is the same path from the client's sequence.
+//! period. Resume is the same path from the client's sequence. A client
+//! behind by more than its buffer ([`crate::outlet`]) costs no more: the
+//! relay leaves the live subscription until it has read, then subscribes
+//! again and reads the rest from the stream.
 //!
 //! Control markers on the GET subject decide the connection's life: a
 //! `takeover` newer than the connection's own ends it (a newer connection
 //! of the session opened, on any gateway), `closed` ends it (the session
 //! ended). Other markers and empty payloads are not events.
 
+use crate::outlet::{self, Held, Outlet};
 use async_nats::{
     HeaderMap,
     jetstream::stream::{DirectGetErrorKind, Stream},
@@ -35,8 +39,13 @@ use tokio_util::sync::CancellationToken;
 /// What the relay hands the HTTP side.
 #[derive(Debug)]
 pub enum Item {
-    /// A server message and its stream sequence.
-    Event { sequence: u64, payload: Bytes },
+    /// A server message and its stream sequence, holding its bytes of the
+    /// connection's buffer until written.
+    Event {
+        sequence: u64,
+        payload: Bytes,
+        held: Held,
+    },
     /// Nothing happened for a while: send a keep-alive.
     Idle,
     /// The connection is over: a newer one took over, or the session ended.
@@ -74,26 +83,24 @@ pub async fn open(
     spec: Spec,
     cancel: CancellationToken,
 ) -> Result<mpsc::Receiver<Item>, async_nats::SubscribeError> {
-    let sub = nats.subscribe(spec.session.live_out_all()).await?;
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(run(sub, stream, spec, tx, cancel));
-    Ok(rx)
-}
-
-async fn run(
-    mut sub: async_nats::Subscriber,
-    stream: Stream<()>,
-    spec: Spec,
-    tx: mpsc::Sender<Item>,
-    cancel: CancellationToken,
-) {
-    let mut relay = Relay {
+    let live = spec.session.live_out_all();
+    let sub = nats.subscribe(live.clone()).await?;
+    let (outlet, rx) = outlet::channel();
+    let relay = Relay {
+        nats: nats.clone(),
+        live,
+        sub: Some(sub),
         stream,
         subject: spec.session.out_all(),
         last: spec.after,
         takeover: spec.takeover,
-        tx,
+        outlet,
     };
+    tokio::spawn(run(relay, spec, cancel));
+    Ok(rx)
+}
+
+async fn run(mut relay: Relay, spec: Spec, cancel: CancellationToken) {
     if relay.catch_up(u64::MAX).await.is_break() {
         return;
     }
@@ -103,6 +110,16 @@ async fn run(
     connects.mark_unchanged();
     let mut watching = true;
     loop {
+        // Unsubscribed while the client was behind: subscribe again, then
+        // read what was published meanwhile.
+        while relay.sub.is_none() {
+            if relay.resubscribe().await.is_break() {
+                return;
+            }
+        }
+        let Some(sub) = relay.sub.as_mut() else {
+            return;
+        };
         let flow = tokio::select! {
             changed = connects.changed(), if watching => {
                 if changed.is_err() {
@@ -114,7 +131,7 @@ async fn run(
             }
             msg = sub.next() => {
                 let Some(msg) = msg else {
-                    let _ = relay.tx.send(Item::Failed("subscription ended".into())).await;
+                    let _ = relay.outlet.send(Item::Failed("subscription ended".into())).await;
                     return;
                 };
                 let Some((seq, _)) = headers::republished_positions(msg.headers.as_ref()) else {
@@ -131,12 +148,12 @@ async fn run(
             }
             _ = tick.tick() => {
                 match relay.catch_up(u64::MAX).await {
-                    Flow::Continue(()) if relay.tx.send(Item::Idle).await.is_err() => Flow::Break(()),
+                    Flow::Continue(()) if !relay.outlet.offer(Item::Idle) => Flow::Break(()),
                     flow => flow,
                 }
             }
             _ = cancel.cancelled() => return,
-            _ = relay.tx.closed() => return,
+            _ = relay.outlet.closed() => return,
         };
         if flow.is_break() {
             return;
@@ -145,17 +162,34 @@ async fn run(
 }
 
 struct Relay {
+    nats: async_nats::Client,
+    /// The republished subjects the live subscription is on.
+    live: String,
+    /// `None` while the client is behind (see [`crate::outlet`]).
+    sub: Option<async_nats::Subscriber>,
     stream: Stream<()>,
     /// The session's stored `out.*` subjects.
     subject: String,
     last: u64,
     takeover: u64,
-    tx: mpsc::Sender<Item>,
+    outlet: Outlet<Item>,
 }
 
 type Flow = std::ops::ControlFlow<()>;
 
 impl Relay {
+    /// Subscribes again, then delivers what was stored meanwhile.
+    async fn resubscribe(&mut self) -> Flow {
+        match self.nats.subscribe(self.live.clone()).await {
+            Ok(sub) => self.sub = Some(sub),
+            Err(e) => {
+                let _ = self.outlet.send(Item::Failed(e.to_string())).await;
+                return Flow::Break(());
+            }
+        }
+        self.catch_up(u64::MAX).await
+    }
+
     /// Delivers the session's stored messages after `last`, up to and including `until`.
     async fn catch_up(&mut self, until: u64) -> Flow {
         while self.last < until {
@@ -176,7 +210,7 @@ impl Relay {
                 Ok(_) => break,
                 Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
                 Err(e) => {
-                    let _ = self.tx.send(Item::Failed(e.to_string())).await;
+                    let _ = self.outlet.send(Item::Failed(e.to_string())).await;
                     return Flow::Break(());
                 }
             }
@@ -186,20 +220,27 @@ impl Relay {
 
     async fn deliver(&mut self, seq: u64, headers: Option<&HeaderMap>, payload: Bytes) -> Flow {
         self.last = seq;
-        let item = match Control::of(headers) {
+        let end = match Control::of(headers) {
             Some(Control::Takeover) if seq <= self.takeover => return Flow::Continue(()),
-            Some(Control::Takeover) => Item::Ended(End::TakenOver),
-            Some(Control::Closed) => Item::Ended(End::Closed),
+            Some(Control::Takeover) => Some(End::TakenOver),
+            Some(Control::Closed) => Some(End::Closed),
             _ if Control::present(headers) || payload.is_empty() => return Flow::Continue(()),
-            _ => Item::Event {
-                sequence: seq,
-                payload,
-            },
+            _ => None,
         };
-        let ends = matches!(item, Item::Ended(_));
-        if self.tx.send(item).await.is_err() || ends {
+        if let Some(end) = end {
+            let _ = self.outlet.send(Item::Ended(end)).await;
             return Flow::Break(());
         }
+        // A client behind: the reader leaves the live subscription until it
+        // has read (the stream keeps what comes meanwhile).
+        let Some(room) = self.outlet.room_leaving(payload.len(), &mut self.sub).await else {
+            return Flow::Break(());
+        };
+        room.send(|held| Item::Event {
+            sequence: seq,
+            payload,
+            held,
+        });
         Flow::Continue(())
     }
 }

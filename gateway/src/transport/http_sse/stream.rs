@@ -5,21 +5,22 @@
 //! the client reconnects, to any gateway, with `Last-Event-ID`.
 
 use super::relay::{End, Item};
-use crate::{sse, transport::respond::RETRY_AFTER};
+use crate::{
+    outlet::{self, Frame},
+    sse,
+    transport::respond::RETRY_AFTER,
+};
 use axum::{
-    body::Body,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use futures::StreamExt;
 use jetway_shared::{
     http_sse::{ENDPOINT_EVENT, SessionEventId, endpoint_url},
     subjects::SessionId,
 };
-use std::{convert::Infallible, time::Duration};
+use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 /// The reconnection delay the `endpoint` event asks for: after a dropped
@@ -59,9 +60,8 @@ pub fn response(
     relay: mpsc::Receiver<Item>,
     shutdown: CancellationToken,
 ) -> Response {
-    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let (tx, body) = outlet::body();
     tokio::spawn(pump(first, session, relay, shutdown, tx));
-    let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -81,10 +81,10 @@ async fn pump(
     session: SessionId,
     mut relay: mpsc::Receiver<Item>,
     shutdown: CancellationToken,
-    out: mpsc::Sender<Bytes>,
+    out: mpsc::Sender<Frame>,
 ) {
     let _open = crate::metrics::StreamGuard::open(crate::metrics::StreamKind::HttpSse);
-    if out.send(first).await.is_err() {
+    if out.send(first.into()).await.is_err() {
         return;
     }
     loop {
@@ -93,15 +93,15 @@ async fn pump(
             // shutdown must not win the race and skip the retry hint.
             biased;
             _ = shutdown.cancelled() => {
-                let _ = out.send(sse::retry(RETRY_AFTER)).await;
+                let _ = out.send(sse::retry(RETRY_AFTER).into()).await;
                 return;
             }
             item = relay.recv() => match item {
-                Some(Item::Event { sequence, payload }) => {
+                Some(Item::Event { sequence, payload, held }) => {
                     let id = SessionEventId { session: session.clone(), sequence };
-                    message(&id, &payload)
+                    Frame { bytes: message(&id, &payload), held: Some(held) }
                 }
-                Some(Item::Idle) => sse::keep_alive(),
+                Some(Item::Idle) => sse::keep_alive().into(),
                 Some(Item::Ended(why)) => {
                     match why {
                         End::TakenOver => tracing::info!(session = %session, "HTTP+SSE connection taken over by a newer one"),
@@ -111,12 +111,12 @@ async fn pump(
                 }
                 Some(Item::Failed(why)) => {
                     tracing::warn!(%why, session = %session, "ending HTTP+SSE connection: bus read failed");
-                    let _ = out.send(sse::retry(RETRY_AFTER)).await;
+                    let _ = out.send(sse::retry(RETRY_AFTER).into()).await;
                     return;
                 }
                 None => {
                     if shutdown.is_cancelled() {
-                        let _ = out.send(sse::retry(RETRY_AFTER)).await;
+                        let _ = out.send(sse::retry(RETRY_AFTER).into()).await;
                     }
                     return;
                 }
