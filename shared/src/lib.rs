@@ -21,6 +21,7 @@
 //! - [`config`] — settings both binaries share and the figment loading rules.
 //! - [`telemetry`] — logs, OTLP trace export and W3C trace context across the bus.
 //! - [`tls`] — the crypto provider of the HTTP clients.
+//! - [`text`] — client-supplied text made safe for terminals and log lines.
 
 /// An error kept as the source of another when several unrelated error
 /// types can cause it (a NATS request, a stream read, a publish).
@@ -43,4 +44,5 @@ pub mod setup;
 pub mod signal;
 pub mod subjects;
 pub mod telemetry;
+pub mod text;
 pub mod tls;

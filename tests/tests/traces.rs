@@ -472,3 +472,43 @@ fn log_of(ev: &SseEvent) -> Option<&str> {
     }
     ev.json.as_ref()?.pointer("/params/data/msg")?.as_str()
 }
+
+/// A tool name with a newline: the span names built from it are escaped
+/// in the text logs of both processes, so the client cannot forge a line.
+#[tokio::test]
+async fn client_text_in_span_names_cannot_forge_a_log_line() -> Result<()> {
+    let receiver = OtlpReceiver::http().await?;
+    let nats = NatsServer::start().await?;
+    let env = [
+        ("JETWAY_OTEL_ENDPOINT", receiver.endpoint()),
+        ("RUST_LOG", "debug,async_nats=info,h2=info,hyper=info,tonic=info".to_owned()),
+    ];
+    let mut w = Worker::builder(&nats.url());
+    let mut g = Gateway::builder(&nats.url());
+    for (k, v) in &env {
+        w = w.env(k, v);
+        g = g.env(k, v);
+    }
+    let (worker, gw) = (w.start().await?, g.start().await?);
+    let client = McpClient::initialize(&gw.mcp_url()).await?;
+    let forged = "echo\nFORGED level=INFO an operator would believe this";
+    let out = client
+        .call_tool(&gw.mcp_url(), forged, json!({"text": "x"}))
+        .await?;
+    out.response()?;
+    jetway_tests::eventually_msg(
+        "the gateway logs inside the request's span",
+        EVENT_TIMEOUT,
+        || async { gw.log().contains("echo\\u{a}FORGED") },
+    )
+    .await?;
+    for (name, log) in [("gateway", gw.log()), ("worker", worker.log())] {
+        let lines = log.lines();
+        let bad: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.trim_start().starts_with("FORGED"))
+            .collect();
+        assert!(bad.is_empty(), "the {name} logged a forged line: {bad:?}");
+    }
+    Ok(())
+}

@@ -34,7 +34,7 @@ use jetway_shared::{
     jsonrpc, kv_write,
     session::{SessionRecord, State},
 };
-use jetway_shared::{otel_span, telemetry};
+use jetway_shared::{otel_span, telemetry, text::printable};
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
@@ -249,7 +249,7 @@ impl<H: Handler> Runtime<H> {
         };
         self.handler
             .run(ctx, request)
-            .instrument(otel_span!("handler", otel.name = %format!("handle {}", request.method)))
+            .instrument(otel_span!("handler", otel.name = %printable(&format!("handle {}", request.method))))
             .await
     }
 }

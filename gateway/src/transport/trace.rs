@@ -9,6 +9,7 @@
 
 use super::checks::Inbound;
 use axum::http::HeaderMap;
+use jetway_shared::text::printable;
 use jetway_shared::{
     headers,
     jsonrpc::Kind,
@@ -35,10 +36,12 @@ pub fn post(first: Option<&Inbound>, version: ProtocolVersion, h: &HeaderMap) ->
         .filter(|_| method == "tools/call" || method == "prompts/get");
     let span = otel_span!(
         "mcp request",
-        otel.name = %match tool {
+        // Display-formatted, so escaped here: a method or tool name is the
+        // client's text, and a newline in it would forge a log line.
+        otel.name = %printable(&match tool {
             Some(t) => format!("{method} {t}"),
             None => method.to_owned(),
-        },
+        }),
         otel.kind = "server",
         mcp.method.name = method,
         mcp.session.id = Empty,
