@@ -219,6 +219,48 @@ impl ResponseStream {
         &self.events
     }
 
+    /// Reads events until one satisfies `done` and returns it; an error
+    /// naming `what` (and the events read) if the stream ends first or
+    /// nothing satisfies it within `timeout`.
+    pub async fn read_until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&SseEvent) -> bool,
+    ) -> Result<SseEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self
+                .next_event(left)
+                .await
+                .with_context(|| format!("waiting for {what}; events so far: {:?}", self.events))?
+            {
+                Some(ev) if done(&ev) => return Ok(ev),
+                Some(_) => {}
+                None => bail!("the stream ended before {what}; events: {:?}", self.events),
+            }
+        }
+    }
+
+    /// Reads until the server ends the stream, within `timeout` (the
+    /// events stay in [`ResponseStream::events`]).
+    pub async fn read_to_end(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let next = self.next_event(left).await.with_context(|| {
+                format!(
+                    "reading to the end of the stream; events so far: {:?}",
+                    self.events
+                )
+            })?;
+            if next.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
     /// The final response, once it has been read.
     pub fn final_response(&self) -> Option<&Value> {
         self.response.as_ref()

@@ -62,6 +62,27 @@ impl SseEvent {
     pub fn method(&self) -> Option<&str> {
         self.json.as_ref()?.get("method")?.as_str()
     }
+
+    /// `params.progress` of a `notifications/progress` event.
+    pub fn progress(&self) -> Option<f64> {
+        if self.method() != Some("notifications/progress") {
+            return None;
+        }
+        self.json.as_ref()?.pointer("/params/progress")?.as_f64()
+    }
+
+    /// `(level, data.msg)` of a `notifications/message` event (the demo
+    /// tools log `{"msg": …}`).
+    pub fn log(&self) -> Option<(&str, &str)> {
+        if self.method() != Some("notifications/message") {
+            return None;
+        }
+        let params = self.json.as_ref()?.get("params")?;
+        Some((
+            params.get("level")?.as_str()?,
+            params.pointer("/data/msg")?.as_str()?,
+        ))
+    }
 }
 
 /// What a client remembers across blocks.

@@ -419,15 +419,8 @@ async fn long_call(
         .next_message(EVENT_TIMEOUT)
         .await?
         .context("a first event")?;
-    assert_eq!(progress_of(&first), Some(1.0), "{first:?}");
+    assert_eq!(first.progress(), Some(1.0), "{first:?}");
     Ok(call)
-}
-
-fn progress_of(ev: &jetway_tests::SseEvent) -> Option<f64> {
-    let m = ev.json.as_ref()?;
-    (m["method"] == "notifications/progress")
-        .then(|| m.pointer("/params/progress").and_then(Value::as_f64))
-        .flatten()
 }
 
 #[tokio::test]
@@ -453,7 +446,7 @@ async fn a_bridge_worker_killed_mid_call_is_replaced_and_the_call_answers_once()
             .next_message(Duration::from_secs(60))
             .await?
             .context("the call's stream ended")?;
-        if progress_of(&ev) == Some(1.0) {
+        if ev.progress() == Some(1.0) {
             break killed.elapsed();
         }
     };
@@ -471,7 +464,11 @@ async fn a_bridge_worker_killed_mid_call_is_replaced_and_the_call_answers_once()
     assert_eq!(finals.len(), 1, "{finals:?}");
     assert!(ex.result().is_ok(), "{:?}", ex.response());
     // The re-run on the second worker reported its own progress, to the end.
-    let progress: Vec<f64> = ex.events.iter().filter_map(progress_of).collect();
+    let progress: Vec<f64> = ex
+        .events
+        .iter()
+        .filter_map(jetway_tests::SseEvent::progress)
+        .collect();
     assert_eq!(progress.last(), Some(&3.0), "{progress:?}");
     Ok(())
 }
@@ -516,7 +513,7 @@ async fn a_gateway_killed_mid_stream_resumes_on_the_other_with_every_event_once(
     let mut progress = vec![1.0];
     let mut answer = None;
     while let Some(ev) = resumed.next_event(EVENT_TIMEOUT).await? {
-        if let Some(p) = progress_of(&ev) {
+        if let Some(p) = ev.progress() {
             progress.push(p);
         }
         if let Some(m) = ev.json.as_ref().filter(|m| m.get("result").is_some()) {

@@ -47,7 +47,8 @@ async fn gateway_killed_mid_stream_client_resumes_on_other_gateway() -> Result<(
 
     let mut call = start_analyze(&client, &c.url(0), 8, "tok-gw").await?;
     assert_eq!(call.header(INSTANCE_HEADER), Some(c.gateway_id(0)));
-    read_until(&mut call, "progress 2", |ev| progress_of(ev) == Some(2.0)).await?;
+    call.read_until(EVENT_TIMEOUT, "progress 2", |ev| ev.progress() == Some(2.0))
+        .await?;
     let resume_id = call
         .last_event_id()
         .context("no event id before the kill")?
@@ -56,7 +57,8 @@ async fn gateway_killed_mid_stream_client_resumes_on_other_gateway() -> Result<(
     // What was in flight when the gateway died never reached the client:
     // read on to progress 4 and drop it, so the resume has stored events to
     // replay at once (and the latency below measures replay, not the tool).
-    read_until(&mut call, "progress 4", |ev| progress_of(ev) == Some(4.0)).await?;
+    call.read_until(EVENT_TIMEOUT, "progress 4", |ev| ev.progress() == Some(4.0))
+        .await?;
     let lost = call.events()[before.len()..].to_vec();
 
     c.gateways[0].kill().await?;
@@ -67,12 +69,13 @@ async fn gateway_killed_mid_stream_client_resumes_on_other_gateway() -> Result<(
     assert_eq!(resumed.status, StatusCode::OK, "resume GET on gw-b");
     assert!(resumed.is_sse(), "resume GET is not SSE");
     assert_eq!(resumed.header(INSTANCE_HEADER), Some(c.gateway_id(1)));
-    read_until(&mut resumed, "the first replayed event", |ev| {
-        ev.json.is_some()
-    })
-    .await?;
+    resumed
+        .read_until(EVENT_TIMEOUT, "the first replayed event", |ev| {
+            ev.json.is_some()
+        })
+        .await?;
     let first_replayed = started.elapsed();
-    read_to_end(&mut resumed).await?;
+    resumed.read_to_end(STREAM_TIMEOUT).await?;
     let after = resumed.events().to_vec();
     println!(
         "resume latency (GET issued on gw-b to first replayed event): {:.1} ms",
@@ -154,7 +157,7 @@ async fn worker_killed_mid_request_another_worker_finishes() -> Result<()> {
 
     let killed = Instant::now();
     c.workers[victim].kill().await?;
-    read_to_end(&mut call).await?;
+    call.read_to_end(STREAM_TIMEOUT).await?;
     let kill_to_result = killed.elapsed();
     println!(
         "kill-to-result (worker {running_on} SIGKILLed, {survivor} re-ran it): {:.2} s",
@@ -298,7 +301,7 @@ async fn request_that_keeps_killing_workers_ends_with_an_error() -> Result<()> {
     c.workers[0].kill().await?;
     c.start_worker("wk-2", flags).await?;
 
-    read_to_end(&mut call).await?;
+    call.read_to_end(STREAM_TIMEOUT).await?;
     let events = call.events();
     let finals = final_responses(events);
     assert_eq!(finals.len(), 1, "final responses: {finals:?}");
@@ -394,7 +397,7 @@ async fn gateway_drain_under_load_moves_sessions_to_the_other_gateway() -> Resul
                 "resume GET: HTTP {}",
                 resumed.status
             );
-            read_to_end(&mut resumed).await?;
+            resumed.read_to_end(STREAM_TIMEOUT).await?;
             anyhow::Ok((resume_id, resumed.events().to_vec()))
         }
     });
@@ -502,7 +505,7 @@ async fn worker_drain_finishes_in_flight_work() -> Result<()> {
         )
         .await?;
 
-    read_to_end(&mut call).await?;
+    call.read_to_end(STREAM_TIMEOUT).await?;
     let finals = final_responses(call.events());
     assert_eq!(finals.len(), 1, "final responses: {finals:?}");
     assert_eq!(
@@ -668,53 +671,13 @@ async fn start_analyses(clients: &[McpClient], url: &str, items: u64) -> Result<
 /// Reads until `analyze_data`'s first log, which names the worker running it.
 async fn first_worker(call: &mut ResponseStream, items: u64) -> Result<String> {
     let prefix = format!("Starting analysis of {items} items on ");
-    let ev = read_until(call, "the first log", |ev| {
-        log_of(ev).is_some_and(|(_, msg)| msg.starts_with(&prefix))
-    })
-    .await?;
-    let (_, msg) = log_of(&ev).context("a log")?;
+    let ev = call
+        .read_until(EVENT_TIMEOUT, "the first log", |ev| {
+            ev.log().is_some_and(|(_, msg)| msg.starts_with(&prefix))
+        })
+        .await?;
+    let (_, msg) = ev.log().context("a log")?;
     Ok(msg[prefix.len()..].to_owned())
-}
-
-/// Reads until an event satisfies `done`, and returns it.
-async fn read_until(
-    stream: &mut ResponseStream,
-    what: &str,
-    done: impl Fn(&SseEvent) -> bool,
-) -> Result<SseEvent> {
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match stream
-            .next_event(left)
-            .await
-            .with_context(|| format!("waiting for {what}"))?
-        {
-            Some(ev) if done(&ev) => return Ok(ev),
-            Some(_) => {}
-            None => bail!(
-                "the stream ended before {what}; events: {:?}",
-                stream.events()
-            ),
-        }
-    }
-}
-
-/// Reads until the server ends the stream (the events stay in `stream`).
-async fn read_to_end(stream: &mut ResponseStream) -> Result<()> {
-    let deadline = Instant::now() + STREAM_TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let next = stream.next_event(left).await.with_context(|| {
-            format!(
-                "reading to the end of the stream; events so far: {:?}",
-                stream.events()
-            )
-        })?;
-        if next.is_none() {
-            return Ok(());
-        }
-    }
 }
 
 /// A POST SSE stream read with the bare parser, so that a `retry` field
@@ -836,36 +799,16 @@ fn assert_event_ids_increase(events: &[SseEvent]) -> Result<()> {
     Ok(())
 }
 
-/// The progress value of a `notifications/progress` event.
-fn progress_of(ev: &SseEvent) -> Option<f64> {
-    if ev.method() != Some("notifications/progress") {
-        return None;
-    }
-    ev.json.as_ref()?.pointer("/params/progress")?.as_f64()
-}
-
 /// The progress values of these events, in order.
 fn progress_values(events: &[SseEvent]) -> Vec<f64> {
-    events.iter().filter_map(progress_of).collect()
-}
-
-/// `(level, data.msg)` of a `notifications/message` event.
-fn log_of(ev: &SseEvent) -> Option<(&str, &str)> {
-    if ev.method() != Some("notifications/message") {
-        return None;
-    }
-    let params = ev.json.as_ref()?.get("params")?;
-    Some((
-        params.get("level")?.as_str()?,
-        params.pointer("/data/msg")?.as_str()?,
-    ))
+    events.iter().filter_map(SseEvent::progress).collect()
 }
 
 /// The messages of the log notifications at `level`, in order.
 fn log_messages(events: &[SseEvent], level: &str) -> Vec<String> {
     events
         .iter()
-        .filter_map(log_of)
+        .filter_map(SseEvent::log)
         .filter(|(l, _)| *l == level)
         .map(|(_, msg)| msg.to_owned())
         .collect()

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use jetway_harness::nats_users::NatsRole;
 use jetway_tests::http_sse::SseSession;
-use jetway_tests::{Gateway, McpClient, NatsServer, ResponseStream, Upstream, Worker, cli};
+use jetway_tests::{Gateway, McpClient, NatsServer, Upstream, Worker, cli};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -39,34 +39,6 @@ async fn operator(nats: &NatsServer, args: &[&str]) -> Result<String> {
     cli::jetway_with_env(&nats.url(), args, &NatsRole::Operator.client_env())
         .await?
         .ok()
-}
-
-fn progress_of(ev: &jetway_tests::SseEvent) -> Option<f64> {
-    if ev.method() != Some("notifications/progress") {
-        return None;
-    }
-    ev.json.as_ref()?.pointer("/params/progress")?.as_f64()
-}
-
-/// Reads until `done`, within [`EVENT_TIMEOUT`].
-async fn read_until(
-    stream: &mut ResponseStream,
-    what: &str,
-    done: impl Fn(&jetway_tests::SseEvent) -> bool,
-) -> Result<()> {
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match stream
-            .next_event(left)
-            .await
-            .with_context(|| what.to_owned())?
-        {
-            Some(ev) if done(&ev) => return Ok(()),
-            Some(_) => {}
-            None => bail!("the stream ended before {what}: {:?}", stream.events()),
-        }
-    }
 }
 
 #[tokio::test]
@@ -100,7 +72,8 @@ async fn every_role_works_on_its_own_least_privilege_user() -> Result<()> {
         "{}",
         call.status
     );
-    read_until(&mut call, "progress 1", |ev| progress_of(ev) == Some(1.0)).await?;
+    call.read_until(EVENT_TIMEOUT, "progress 1", |ev| ev.progress() == Some(1.0))
+        .await?;
     let resume_from = call.last_event_id().context("no event id")?.to_owned();
     first.kill().await?;
     let _second = worker(&nats, &["--ack-wait-secs", "2"]).await?;
@@ -109,10 +82,11 @@ async fn every_role_works_on_its_own_least_privilege_user() -> Result<()> {
     // Resumed on the other gateway: the rest, and one answer.
     let mut resumed = client.get_stream(&url(1), Some(&resume_from)).await?;
     assert_eq!(resumed.status, StatusCode::OK);
-    read_until(&mut resumed, "the answer", |ev| {
-        ev.json.as_ref().is_some_and(|j| j.get("result").is_some())
-    })
-    .await?;
+    resumed
+        .read_until(EVENT_TIMEOUT, "the answer", |ev| {
+            ev.json.as_ref().is_some_and(|j| j.get("result").is_some())
+        })
+        .await?;
     let answers = resumed
         .events()
         .iter()

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use jetway_tests::cli::{RUN_TIMEOUT, jetway};
 use jetway_tests::mcp::default_initialize_params;
 use jetway_tests::{
@@ -114,24 +114,6 @@ fn analyze(id: i64, items: u64) -> Value {
     )
 }
 
-fn progress_of(ev: &SseEvent) -> Option<f64> {
-    let j = ev.json.as_ref()?;
-    (j["method"] == "notifications/progress")
-        .then(|| j["params"]["progress"].as_f64())
-        .flatten()
-}
-
-/// Reads events until one satisfies `done`.
-async fn read_until(stream: &mut ResponseStream, done: impl Fn(&SseEvent) -> bool) -> Result<()> {
-    loop {
-        match stream.next_event(EVENT_TIMEOUT).await? {
-            Some(ev) if done(&ev) => return Ok(()),
-            Some(_) => {}
-            None => bail!("stream ended early; events {:?}", stream.events()),
-        }
-    }
-}
-
 /// The stream key of an event id `<key>-<seq>`.
 fn key_of(event_id: &str) -> &str {
     event_id.rsplit_once('-').map_or(event_id, |(k, _)| k)
@@ -173,7 +155,8 @@ async fn record_session(nats: &NatsServer) -> Result<(Recorder, Gateway)> {
 
     // analyze_data on gw-a; gw-a dies after progress 2; resume on gw-b.
     let mut call = rec.start(&ua, analyze(4, 6)).await?;
-    read_until(&mut call, |ev| progress_of(ev) == Some(2.0)).await?;
+    call.read_until(EVENT_TIMEOUT, "the event", |ev| ev.progress() == Some(2.0))
+        .await?;
     let resume_id = call.last_event_id().context("an event id")?.to_owned();
     rec.received.extend(call.events().iter().cloned());
     drop(call);
@@ -215,7 +198,8 @@ async fn record_session(nats: &NatsServer) -> Result<(Recorder, Gateway)> {
 
     // A cancelled request: its stream ends without a response.
     let mut long = rec.start(&ub, analyze(6, 20)).await?;
-    read_until(&mut long, |ev| progress_of(ev) == Some(1.0)).await?;
+    long.read_until(EVENT_TIMEOUT, "the event", |ev| ev.progress() == Some(1.0))
+        .await?;
     let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
                         "params": {"requestId": 6, "reason": "test"}});
     rec.notify(&ub, cancel).await?;

@@ -14,15 +14,14 @@
 //! `a_resumed_call_is_one_trace` prints the trace as a tree (names,
 //! services, start offsets and durations); run with `--nocapture`.
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use jetway_tests::{
-    Gateway, McpClient, NatsServer, ResponseStream, SseEvent, Worker,
+    Gateway, McpClient, NatsServer, ResponseStream, Worker,
     cli::jetway,
     otlp::{OtlpReceiver, ReceivedSpan, tree},
 };
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// Bound on spans arriving at the receiver.
 const SPANS_TIMEOUT: Duration = Duration::from_secs(20);
@@ -279,7 +278,7 @@ async fn a_redelivered_call_is_a_second_worker_span_in_the_same_trace() -> Resul
         .position(|w| w.instance_id() == victim)
         .context("victim")?;
     c.workers[i].kill().await?;
-    read_to_end(&mut call).await?;
+    call.read_to_end(STREAM_TIMEOUT).await?;
 
     let name = "tools/call analyze_data";
     let spans = receiver
@@ -345,7 +344,8 @@ async fn a_resumed_call_is_one_trace() -> Result<()> {
     client.set_traceparent(Some(traceparent));
 
     let mut call = start_analyze(&client, &c.url(0), 4).await?;
-    read_until(&mut call, "progress 1", |ev| progress_of(ev) == Some(1.0)).await?;
+    call.read_until(EVENT_TIMEOUT, "progress 1", |ev| ev.progress() == Some(1.0))
+        .await?;
     let resume_id = call.last_event_id().context("an event id")?.to_owned();
     // The client goes away; it comes back on the other gateway, this time
     // without a traceparent: the resume continues the stored message's trace.
@@ -353,7 +353,7 @@ async fn a_resumed_call_is_one_trace() -> Result<()> {
     client.set_traceparent(None);
     let mut resumed = client.get_stream(&c.url(1), Some(&resume_id)).await?;
     ensure!(resumed.is_sse(), "resume is SSE");
-    read_to_end(&mut resumed).await?;
+    resumed.read_to_end(STREAM_TIMEOUT).await?;
     ensure!(
         resumed
             .events()
@@ -422,55 +422,12 @@ async fn start_analyze(client: &McpClient, url: &str, items: u64) -> Result<Resp
 /// Reads until the tool's first log, which names the worker running it.
 async fn first_worker(call: &mut ResponseStream, items: u64) -> Result<String> {
     let prefix = format!("Starting analysis of {items} items on ");
-    let ev = read_until(call, "the first log", |ev| {
-        log_of(ev).is_some_and(|m| m.starts_with(&prefix))
-    })
-    .await?;
-    Ok(log_of(&ev).context("a log")?[prefix.len()..].to_owned())
-}
-
-async fn read_until(
-    stream: &mut ResponseStream,
-    what: &str,
-    done: impl Fn(&SseEvent) -> bool,
-) -> Result<SseEvent> {
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match stream
-            .next_event(left)
-            .await
-            .with_context(|| format!("waiting for {what}"))?
-        {
-            Some(ev) if done(&ev) => return Ok(ev),
-            Some(_) => {}
-            None => bail!("the stream ended before {what}"),
-        }
-    }
-}
-
-async fn read_to_end(stream: &mut ResponseStream) -> Result<()> {
-    let deadline = Instant::now() + STREAM_TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if stream.next_event(left).await?.is_none() {
-            return Ok(());
-        }
-    }
-}
-
-fn progress_of(ev: &SseEvent) -> Option<f64> {
-    if ev.method() != Some("notifications/progress") {
-        return None;
-    }
-    ev.json.as_ref()?.pointer("/params/progress")?.as_f64()
-}
-
-fn log_of(ev: &SseEvent) -> Option<&str> {
-    if ev.method() != Some("notifications/message") {
-        return None;
-    }
-    ev.json.as_ref()?.pointer("/params/data/msg")?.as_str()
+    let ev = call
+        .read_until(EVENT_TIMEOUT, "the first log", |ev| {
+            ev.log().is_some_and(|(_, m)| m.starts_with(&prefix))
+        })
+        .await?;
+    Ok(ev.log().context("a log")?.1[prefix.len()..].to_owned())
 }
 
 /// A tool name with a newline: the span names built from it are escaped
@@ -481,7 +438,10 @@ async fn client_text_in_span_names_cannot_forge_a_log_line() -> Result<()> {
     let nats = NatsServer::start().await?;
     let env = [
         ("JETWAY_OTEL_ENDPOINT", receiver.endpoint()),
-        ("RUST_LOG", "debug,async_nats=info,h2=info,hyper=info,tonic=info".to_owned()),
+        (
+            "RUST_LOG",
+            "debug,async_nats=info,h2=info,hyper=info,tonic=info".to_owned(),
+        ),
     ];
     let mut w = Worker::builder(&nats.url());
     let mut g = Gateway::builder(&nats.url());
