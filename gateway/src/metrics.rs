@@ -19,7 +19,7 @@
 //! The metrics are process-wide ([`GATEWAY`]): atomics, and label families
 //! with a bounded vocabulary (see `jetway_shared::metrics`).
 
-use axum::{extract::Request, http::HeaderValue, middleware::Next, response::Response};
+use axum::{extract::Request, middleware::Next, response::Response};
 use jetway_shared::metrics::{self as m, Histograms, MethodLabels, method_label, rpc_code_label};
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -249,13 +249,8 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
 });
 
 /// `GET /metrics`.
-pub async fn serve() -> Response {
-    let mut resp = Response::new(axum::body::Body::from(m::encode(&REGISTRY)));
-    resp.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        HeaderValue::from_static(m::CONTENT_TYPE),
-    );
-    resp
+pub async fn serve() -> axum::http::Response<String> {
+    m::response(&REGISTRY)
 }
 
 /// The JSON-RPC error code a response stands for, set by

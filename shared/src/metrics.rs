@@ -234,6 +234,16 @@ pub fn encode(registry: &Registry) -> String {
     out
 }
 
+/// `registry` as the answer to `GET /metrics`.
+pub fn response(registry: &Registry) -> http::Response<String> {
+    let mut resp = http::Response::new(encode(registry));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(CONTENT_TYPE),
+    );
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

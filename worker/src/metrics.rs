@@ -19,7 +19,6 @@
 //! Process-wide atomics and bounded label families, like the gateway's.
 
 use crate::bridge::upstream::{Reply, UpstreamError};
-use axum::{http::HeaderValue, response::Response};
 use jetway_shared::metrics::{self as m, Histograms, MethodLabels, ToolLabels, method_label};
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -217,13 +216,8 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
 });
 
 /// `GET /metrics`.
-pub async fn serve() -> Response {
-    let mut resp = Response::new(axum::body::Body::from(m::encode(&REGISTRY)));
-    resp.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        HeaderValue::from_static(m::CONTENT_TYPE),
-    );
-    resp
+pub async fn serve() -> axum::http::Response<String> {
+    m::response(&REGISTRY)
 }
 
 /// The metrics of one delivery, from its arrival to its outcome.
