@@ -188,6 +188,60 @@ async fn a_session_at_its_message_cap_gets_507_and_others_are_served() -> Result
     Ok(())
 }
 
+/// A request whose handler sends more notifications than its subject may
+/// hold still gets its answer, run once: the last place is the answer's.
+#[tokio::test]
+async fn a_request_with_more_notifications_than_its_subject_holds_is_answered_once() -> Result<()> {
+    let nats = NatsServer::start().await?;
+    let cap = 5;
+    let worker = Worker::builder(&nats.url())
+        .env("JETWAY_SESSION_MAX_MESSAGES", cap.to_string())
+        .start()
+        .await?;
+    let gw = Gateway::builder(&nats.url())
+        .env("JETWAY_SESSION_MAX_MESSAGES", cap.to_string())
+        .start()
+        .await?;
+    let url = gw.mcp_url();
+    let client = McpClient::initialize(&url).await?;
+    let ex = client
+        .call_tool(&url, "emit_logs", json!({"count": 10, "bytes": 8}))
+        .await?;
+    assert_eq!(ex.structured_content()?["sent"], 10, "{:?}", ex.events);
+    let logs: Vec<String> = ex
+        .events
+        .iter()
+        .filter_map(|e| e.log())
+        .map(|(_, msg)| msg.split(' ').next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        logs,
+        ["0", "1", "2", "3"],
+        "cap - 1 notifications, then the answer"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", worker.base_url()))
+        .await?
+        .text()
+        .await?;
+    let value = |series: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    assert_eq!(
+        value("jetway_worker_messages_dropped_total{kind=\"notification\"} "),
+        Some(6.0)
+    );
+    assert_eq!(
+        value("jetway_worker_reruns_total "),
+        Some(0.0),
+        "it ran once"
+    );
+    assert_eq!(value("jetway_worker_redeliveries_total "), Some(0.0));
+    Ok(())
+}
+
 /// The number of state keys of `session` stored in the state bucket.
 async fn state_keys(js: &jetstream::Context, session: &str) -> Result<usize> {
     let stream = js.get_stream("KV_jetway_state").await?;

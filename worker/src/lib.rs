@@ -24,6 +24,7 @@
 //! - [`incoming`] — a request as parsed from its delivery, once.
 //! - [`request`] — the lifecycle of one request, the same for every handler.
 //! - [`claim`] — which worker process runs a request, so it runs once.
+//! - [`answer_room`] — the last place of a request's subject, kept for its answer.
 //! - [`answers`] — what the stream already holds for a request: its answer,
 //!   and what the client sent it (history, then live).
 //! - [`handler`] — what runs a claimed request: the [`handler::Handler`] trait.
@@ -40,6 +41,7 @@
 //! - [`metrics`] — what the worker counts and times.
 //! - [`toolsets`] — the built-in demo and conformance servers of `jetway-worker`.
 
+pub mod answer_room;
 pub mod answers;
 pub mod bridge;
 pub mod claim;
@@ -167,7 +169,11 @@ pub async fn run_handler<H: handler::Handler>(
     ));
     let puller = pull::Puller::new(consumer, &nats.client, js.clone()).await?;
     let runtime = Arc::new(request::Runtime {
-        publisher: publish::Publisher::new(js, config.bus.instance_id.clone()),
+        publisher: publish::Publisher::new(
+            js,
+            config.bus.instance_id.clone(),
+            config.bus.session_max_messages,
+        ),
         answers: answers::Answers::new(stream, nats.client.clone(), nats.connects),
         claims,
         config,

@@ -65,6 +65,13 @@ pub struct StdioLabels {
     pub outcome: &'static str,
 }
 
+/// `kind`: `notification` (progress, a log, a server→client request) or
+/// `answer`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DroppedLabels {
+    pub kind: &'static str,
+}
+
 /// Every metric of a worker process.
 pub struct Metrics {
     pub executions: Histograms<ExecutionLabels>,
@@ -74,6 +81,7 @@ pub struct Metrics {
     pub claims_waited: Counter,
     pub abandoned: Counter,
     pub deadline_expired: Counter,
+    pub messages_dropped: Family<DroppedLabels, Counter>,
     pub slots_busy: Gauge,
     pub slots_free: Gauge,
     pub consumer_pending: Gauge,
@@ -95,6 +103,7 @@ pub static WORKER: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     claims_waited: Counter::default(),
     abandoned: Counter::default(),
     deadline_expired: Counter::default(),
+    messages_dropped: Family::default(),
     slots_busy: Gauge::default(),
     slots_free: Gauge::default(),
     consumer_pending: Gauge::default(),
@@ -151,6 +160,14 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         "jetway_worker_abandoned",
         "Requests answered with an error after max_deliver failed runs",
         w.abandoned.clone(),
+    );
+    for kind in ["notification", "answer"] {
+        let _ = w.messages_dropped.get_or_create(&DroppedLabels { kind });
+    }
+    r.register(
+        "jetway_worker_messages_dropped",
+        "Messages not stored because their request's subject held session_max_messages (its last place is kept for the answer), by kind",
+        w.messages_dropped.clone(),
     );
     r.register(
         "jetway_worker_deadline_expired",
@@ -285,6 +302,15 @@ pub fn claim_waited() {
 /// Counts a request abandoned after `max_deliver` runs.
 pub fn abandoned() {
     WORKER.abandoned.inc();
+}
+
+/// Counts a message dropped for lack of room on its subject.
+pub fn message_dropped(answer: bool) {
+    let kind = if answer { "answer" } else { "notification" };
+    WORKER
+        .messages_dropped
+        .get_or_create(&DroppedLabels { kind })
+        .inc();
 }
 
 /// Counts a request that reached its deadline before it ran.

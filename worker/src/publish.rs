@@ -8,7 +8,13 @@
 //! again later, at most `max_deliver` times: the answer is never acknowledged
 //! and lost. Progress and notifications are not waited for (the handler
 //! hears the error).
+//!
+//! One subject holds at most `session_max_messages`: a request's last place
+//! is kept for its answer ([`crate::answer_room`]), and a message that still
+//! finds its subject full is dropped and counted, never handed back, since
+//! a run again would be refused again.
 
+use crate::answer_room::{AnswerRoom, Place};
 use async_nats::{HeaderMap, jetstream::Context};
 use jetway_shared::{
     backoff::Backoff,
@@ -17,6 +23,7 @@ use jetway_shared::{
     subjects::{SessionId, StreamKey},
     telemetry::propagation,
 };
+use std::sync::Arc;
 use tracing::Instrument;
 
 /// How long a final answer waits for room in a full stream before its
@@ -50,11 +57,17 @@ pub struct OutMessage<'a> {
 pub struct Publisher {
     js: Context,
     instance: String,
+    room: Arc<AnswerRoom>,
 }
 
 impl Publisher {
-    pub fn new(js: Context, instance: String) -> Self {
-        Self { js, instance }
+    /// `session_max_messages`: what one subject of a session may hold.
+    pub fn new(js: Context, instance: String, session_max_messages: u64) -> Self {
+        Self {
+            js,
+            instance,
+            room: Arc::new(AnswerRoom::new(session_max_messages)),
+        }
     }
 
     /// The JetStream context it publishes with.
@@ -79,8 +92,24 @@ impl Publisher {
     }
 
     pub async fn publish(&self, msg: OutMessage<'_>) -> Result<(), PublishFailure> {
-        let payload = bytes::Bytes::from(msg.payload);
         let subject = msg.session.out(msg.stream);
+        let counted = matches!(msg.kind, Out::Message { .. }) && !msg.stream.is_get();
+        if counted && self.room.take(&subject) == Place::KeptForTheAnswer {
+            tracing::debug!(stream = %msg.stream, "dropping a message: the request's last place is its answer's");
+            crate::metrics::message_dropped(false);
+            return Ok(());
+        }
+        let published = self.store(msg, subject.clone()).await;
+        match &published {
+            Err(_) if counted => self.room.give_back(&subject),
+            Ok(()) | Err(_) if !counted => self.room.answered(&subject),
+            _ => {}
+        }
+        published
+    }
+
+    async fn store(&self, msg: OutMessage<'_>, subject: String) -> Result<(), PublishFailure> {
+        let payload = bytes::Bytes::from(msg.payload);
         let span = jetway_shared::otel_span!(
             "publish",
             otel.name = match msg.kind {
@@ -132,9 +161,12 @@ impl Publisher {
                     Err(PublishFailure::StorageFull(last))
                 }
                 Err(e @ PublishFailure::SubjectFull(_)) => {
-                    tracing::error!(error = %e, stream = %msg.stream,
-                        "the request's stream holds session_max_messages messages; this message is not stored");
-                    Err(e)
+                    // A run again would find it full again: drop, count, go on.
+                    let final_ = !matches!(msg.kind, Out::Message { .. });
+                    tracing::error!(error = %e, stream = %msg.stream, final_,
+                        "the request's stream holds session_max_messages messages; this message is dropped");
+                    crate::metrics::message_dropped(final_);
+                    Ok(())
                 }
                 done => done.map(|_| ()),
             }
