@@ -387,9 +387,11 @@ async fn a_client_that_stops_reading_a_large_stream_is_cut_off_and_resumes_the_r
     Ok(())
 }
 
-/// Waits until the gateway's reader has left its live subscription for a
-/// client behind by more than its buffer.
-async fn until_a_reader_pauses(gw: &Gateway) -> Result<()> {
+/// Stops passing on what the gateway sends until the gateway's reader has
+/// left its live subscription (its client is behind by more than its
+/// buffer), then passes it all on.
+async fn stall_until_a_reader_pauses(proxy: &GatedProxy, gw: &Gateway) -> Result<()> {
+    proxy.close();
     jetway_tests::eventually_msg(
         "a reader leaves its live subscription",
         Duration::from_secs(60),
@@ -397,7 +399,23 @@ async fn until_a_reader_pauses(gw: &Gateway) -> Result<()> {
             anyhow::Ok(metric(gw, "jetway_gateway_sse_reader_pauses_total ").await? >= 1.0)
         },
     )
-    .await
+    .await?;
+    proxy.open();
+    Ok(())
+}
+
+/// What a stalled client gets once it reads again: every log once and in
+/// order, then the answer.
+fn every_log_then_the_answer(seen: &[u64], answer: &serde_json::Value) {
+    assert_eq!(
+        seen,
+        (0..SLOW_LOGS).collect::<Vec<_>>(),
+        "every log once, in order"
+    );
+    assert_eq!(
+        answer["result"]["structuredContent"]["sent"],
+        json!(SLOW_LOGS)
+    );
 }
 
 /// The index each `emit_logs` log notification carries (`"{i} xxx…"`).
@@ -428,9 +446,7 @@ async fn a_client_that_stops_reading_then_reads_gets_every_event_once_and_in_ord
             json!({"name": "emit_logs", "arguments": {"count": SLOW_LOGS, "bytes": SLOW_BYTES}}),
         )
         .await?;
-    proxy.close();
-    until_a_reader_pauses(&gw).await?;
-    proxy.open();
+    stall_until_a_reader_pauses(&proxy, &gw).await?;
     let mut seen = Vec::new();
     let answer = loop {
         let ev = stream
@@ -443,15 +459,7 @@ async fn a_client_that_stops_reading_then_reads_gets_every_event_once_and_in_ord
         }
         seen.extend(log_index(&msg));
     };
-    assert_eq!(
-        seen,
-        (0..SLOW_LOGS).collect::<Vec<_>>(),
-        "every log once, in order"
-    );
-    assert_eq!(
-        answer["result"]["structuredContent"]["sent"],
-        json!(SLOW_LOGS)
-    );
+    every_log_then_the_answer(&seen, &answer);
     Ok(())
 }
 
@@ -468,9 +476,7 @@ async fn an_http_sse_client_that_stops_reading_then_reads_gets_every_event_once_
     s.send(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
         "params": {"name": "emit_logs", "arguments": {"count": SLOW_LOGS, "bytes": SLOW_BYTES}}}))
         .await?;
-    proxy.close();
-    until_a_reader_pauses(&gw).await?;
-    proxy.open();
+    stall_until_a_reader_pauses(&proxy, &gw).await?;
     let mut seen = Vec::new();
     let answer = loop {
         let msg = s.next(EVENT_TIMEOUT).await?.json.unwrap_or_default();
@@ -479,14 +485,6 @@ async fn an_http_sse_client_that_stops_reading_then_reads_gets_every_event_once_
         }
         seen.extend(log_index(&msg));
     };
-    assert_eq!(
-        seen,
-        (0..SLOW_LOGS).collect::<Vec<_>>(),
-        "every log once, in order"
-    );
-    assert_eq!(
-        answer["result"]["structuredContent"]["sent"],
-        json!(SLOW_LOGS)
-    );
+    every_log_then_the_answer(&seen, &answer);
     Ok(())
 }
