@@ -15,7 +15,11 @@
 //! its frame to hyper ([`Frame`], [`body`]), so events queued in the
 //! reader's channel, in the response's channel and in the body all count.
 
-use axum::body::Body;
+use axum::{
+    body::Body,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::{convert::Infallible, sync::Arc};
@@ -155,6 +159,23 @@ pub fn body() -> (mpsc::Sender<Frame>, Body) {
     let (tx, rx) = mpsc::channel::<Frame>(16);
     let body = Body::from_stream(ReceiverStream::new(rx).map(|f| Ok::<_, Infallible>(f.bytes)));
     (tx, body)
+}
+
+/// A 200 SSE response over `body`, with the headers that keep proxies
+/// from buffering or transforming it.
+pub fn response(body: Body) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
 }
 
 #[cfg(test)]

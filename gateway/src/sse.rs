@@ -19,7 +19,10 @@
 use crate::outlet::{self, Held, Outlet};
 use async_nats::{
     HeaderMap,
-    jetstream::stream::{DirectGetErrorKind, Stream},
+    jetstream::{
+        message::StreamMessage,
+        stream::{DirectGetError, DirectGetErrorKind, Stream},
+    },
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -218,12 +221,8 @@ impl Reader {
 
     async fn catch_up_counting(&mut self, until: u64, read: &mut u64) -> Flow {
         while self.last < until {
-            match self
-                .stream
-                .direct_get_next_for_subject(self.subject.as_str(), Some(self.last + 1))
-                .await
-            {
-                Ok(m) if m.sequence <= until => {
+            match next_stored(&self.stream, &self.subject, self.last, until).await {
+                Ok(Some(m)) => {
                     *read += 1;
                     if self
                         .deliver(m.sequence, Some(&m.headers), m.payload)
@@ -233,8 +232,7 @@ impl Reader {
                         return Flow::Break(());
                     }
                 }
-                Ok(_) => break,
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                Ok(None) => break,
                 Err(e) => {
                     let _ = self
                         .outlet
@@ -277,6 +275,25 @@ impl Reader {
             return Flow::Break(());
         }
         Flow::Continue(())
+    }
+}
+
+/// The first message stored on `subject` (which may name several with a
+/// wildcard) after sequence `after`, if it is at most `until`.
+pub async fn next_stored(
+    stream: &Stream<()>,
+    subject: &str,
+    after: u64,
+    until: u64,
+) -> Result<Option<StreamMessage>, DirectGetError> {
+    match stream
+        .direct_get_next_for_subject(subject, Some(after + 1))
+        .await
+    {
+        Ok(m) if m.sequence <= until => Ok(Some(m)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -7,10 +7,7 @@ use crate::{
     outlet::{self, Frame},
     sse::{self, Item},
 };
-use axum::{
-    http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-};
+use axum::response::Response;
 use bytes::Bytes;
 use futures::{StreamExt, stream::SelectAll};
 use serde_json::Value;
@@ -71,18 +68,7 @@ pub fn sse_observed(
     } else {
         tokio::spawn(pumped);
     }
-    let mut resp = (StatusCode::OK, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-transform"),
-    );
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
+    outlet::response(body)
 }
 
 async fn pump(

@@ -21,11 +21,11 @@
 //! of the session opened, on any gateway), `closed` ends it (the session
 //! ended). Other markers and empty payloads are not events.
 
-use crate::outlet::{self, Held, Outlet};
-use async_nats::{
-    HeaderMap,
-    jetstream::stream::{DirectGetErrorKind, Stream},
+use crate::{
+    outlet::{self, Held, Outlet},
+    sse,
 };
+use async_nats::{HeaderMap, jetstream::stream::Stream};
 use bytes::Bytes;
 use futures::StreamExt;
 use jetway_shared::{
@@ -193,12 +193,8 @@ impl Relay {
     /// Delivers the session's stored messages after `last`, up to and including `until`.
     async fn catch_up(&mut self, until: u64) -> Flow {
         while self.last < until {
-            let next = self
-                .stream
-                .direct_get_next_for_subject(self.subject.as_str(), Some(self.last + 1))
-                .await;
-            match next {
-                Ok(m) if m.sequence <= until => {
+            match sse::next_stored(&self.stream, &self.subject, self.last, until).await {
+                Ok(Some(m)) => {
                     if self
                         .deliver(m.sequence, Some(&m.headers), m.payload)
                         .await
@@ -207,8 +203,7 @@ impl Relay {
                         return Flow::Break(());
                     }
                 }
-                Ok(_) => break,
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                Ok(None) => break,
                 Err(e) => {
                     let _ = self.outlet.send(Item::Failed(e.to_string())).await;
                     return Flow::Break(());

@@ -10,10 +10,7 @@ use crate::{
     sse,
     transport::respond::RETRY_AFTER,
 };
-use axum::{
-    http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-};
+use axum::response::Response;
 use bytes::Bytes;
 use jetway_shared::{
     http_sse::{ENDPOINT_EVENT, SessionEventId, endpoint_url},
@@ -62,18 +59,7 @@ pub fn response(
 ) -> Response {
     let (tx, body) = outlet::body();
     tokio::spawn(pump(first, session, relay, shutdown, tx));
-    let mut resp = (StatusCode::OK, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-transform"),
-    );
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
+    outlet::response(body)
 }
 
 async fn pump(
