@@ -16,6 +16,7 @@
 //! - [`exchange`]: [`Exchange`] and [`ResponseStream`], what a call returns.
 //! - [`gate`]: [`gate::GatedProxy`], a proxy that stops passing on what a
 //!   gateway sends, for a client that stops reading.
+//! - [`scrape`]: one sample of a process's `/metrics`.
 //! - [`sse`]: SSE reading ([`SseStream`], [`SseParser`]) on the `sse-stream` crate.
 //! - [`eventually`]: poll a condition until it holds or a deadline passes.
 //! - [`issuer`]: [`issuer::TestIssuer`], an OAuth issuer with keys made in the test.
@@ -49,6 +50,7 @@ pub mod http_sse;
 pub mod issuer;
 pub mod mcp;
 pub mod otlp;
+pub mod scrape;
 pub mod sse;
 
 /// The gateway and worker starters (`jetway_harness::{gateway, worker}`).

@@ -213,19 +213,10 @@ async fn an_unanswered_elicitation_frees_its_slot_at_the_deadline_and_another_se
     Ok(())
 }
 
-/// `name{labels} value` of a gateway's `/metrics`, if present.
+/// `name{labels} value` of a gateway's `/metrics`, 0 if absent.
 async fn metric(gw: &Gateway, series: &str) -> Result<f64> {
-    let text = McpClient::new()
-        .http()
-        .get(format!("{}/metrics", gw.base_url()))
-        .send()
+    Ok(jetway_tests::scrape::metric(gw.base_url(), series)
         .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0))
 }
 

@@ -483,18 +483,8 @@ async fn a_bridge_worker_counts_its_upstream_requests() -> Result<()> {
 /// The value of the sample `series` (name and labels, exactly) in the
 /// `/metrics` of the process at `base_url`, and the whole scrape.
 async fn scraped(base_url: &str, series: &str) -> Result<(Option<f64>, String)> {
-    let scrape = reqwest::Client::new()
-        .get(format!("{base_url}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let value = scrape
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok());
-    Ok((value, scrape))
+    let scrape = jetway_tests::scrape::scrape(base_url).await?;
+    Ok((jetway_tests::scrape::sample(&scrape, series), scrape))
 }
 
 #[tokio::test]

@@ -71,18 +71,12 @@ async fn post(url: &str, extra: &[(&str, &str)], body: &Value) -> Result<Answer>
 
 /// `jetway_limit_rejections_total{limit="<limit>"}` of a gateway.
 async fn rejections(gw: &Gateway, limit: &str) -> Result<u64> {
-    let text = McpClient::new()
-        .http()
-        .get(format!("{}/metrics", gw.base_url()))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let needle = format!("jetway_limit_rejections_total{{limit=\"{limit}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(needle.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("no {needle} in /metrics"))
+    let series = format!("jetway_limit_rejections_total{{limit=\"{limit}\"}}");
+    let value = jetway_tests::scrape::metric(gw.base_url(), &series).await?;
+    // Counters are whole numbers.
+    value
+        .map(|v| v as u64)
+        .with_context(|| format!("no {series} in /metrics"))
 }
 
 #[tokio::test]

@@ -219,16 +219,8 @@ async fn a_request_with_more_notifications_than_its_subject_holds_is_answered_on
         ["0", "1", "2", "3"],
         "cap - 1 notifications, then the answer"
     );
-    let metrics = reqwest::get(format!("{}/metrics", worker.base_url()))
-        .await?
-        .text()
-        .await?;
-    let value = |series: &str| {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(series))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
+    let metrics = jetway_tests::scrape::scrape(worker.base_url()).await?;
+    let value = |series: &str| jetway_tests::scrape::sample(&metrics, series);
     assert_eq!(
         value("jetway_worker_messages_dropped_total{kind=\"notification\"} "),
         Some(6.0)
@@ -311,14 +303,11 @@ async fn state_lives_while_its_session_is_used_and_goes_when_it_expires() -> Res
         || async { Ok::<_, anyhow::Error>(state_keys(&js, &idle_id).await? == 0) },
     )
     .await?;
-    let metrics = format!("{}/metrics", worker.base_url());
     eventually_msg("the expiry is counted", Duration::from_secs(10), || async {
-        let text = reqwest::get(&metrics).await?.text().await?;
-        let expired = text
-            .lines()
-            .find_map(|l| l.strip_prefix("jetway_sessions_expired_total "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0);
+        let expired =
+            jetway_tests::scrape::metric(worker.base_url(), "jetway_sessions_expired_total")
+                .await?
+                .unwrap_or(0.0);
         Ok::<_, anyhow::Error>(expired >= 1.0)
     })
     .await?;

@@ -74,6 +74,9 @@ impl AnswerRoom {
 
     /// Gives back a place taken for a message that was not stored.
     pub fn give_back(&self, subject: &str) {
+        if self.cap == 0 {
+            return;
+        }
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((n, _)) = counts.get_mut(subject) {
             *n = n.saturating_sub(1);
@@ -82,6 +85,9 @@ impl AnswerRoom {
 
     /// Forgets `subject`: its request is answered.
     pub fn answered(&self, subject: &str) {
+        if self.cap == 0 {
+            return;
+        }
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         counts.remove(subject);
     }

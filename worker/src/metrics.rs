@@ -342,12 +342,8 @@ impl Drop for Slot {
     }
 }
 
-/// Reads `consumer`'s info every [`CONSUMER_POLL`] into the consumer
-/// gauges, until `stop`.
-pub async fn watch_consumer(
-    consumer: async_nats::jetstream::consumer::PullConsumer,
-    stop: CancellationToken,
-) {
+/// Runs `poll` every [`CONSUMER_POLL`] until `stop`.
+async fn every_poll<F: Future<Output = ()>>(stop: CancellationToken, mut poll: impl FnMut() -> F) {
     let mut tick = tokio::time::interval(CONSUMER_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -355,6 +351,17 @@ pub async fn watch_consumer(
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
+        poll().await;
+    }
+}
+
+/// Reads `consumer`'s info every [`CONSUMER_POLL`] into the consumer
+/// gauges, until `stop`.
+pub async fn watch_consumer(
+    consumer: async_nats::jetstream::consumer::PullConsumer,
+    stop: CancellationToken,
+) {
+    every_poll(stop, || async {
         match consumer.get_info().await {
             Ok(info) => {
                 let w = &*WORKER;
@@ -364,7 +371,8 @@ pub async fn watch_consumer(
             }
             Err(e) => tracing::debug!(error = %e, "could not read the consumer's info"),
         }
-    }
+    })
+    .await;
 }
 
 /// Counts a session whose record aged out.
@@ -378,13 +386,7 @@ pub async fn watch_storage(
     stores: Vec<(&'static str, async_nats::jetstream::stream::Stream)>,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(CONSUMER_POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.cancelled() => return,
-        }
+    every_poll(stop, || async {
         for (store, stream) in &stores {
             match stream.get_info().await {
                 Ok(info) => {
@@ -400,7 +402,8 @@ pub async fn watch_storage(
                 Err(e) => tracing::debug!(error = %e, store, "could not read the store's info"),
             }
         }
-    }
+    })
+    .await;
 }
 
 /// Bridge mode: records one upstream request that started at `start`.

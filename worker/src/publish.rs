@@ -99,11 +99,12 @@ impl Publisher {
             crate::metrics::message_dropped(false);
             return Ok(());
         }
+        let settles = !matches!(msg.kind, Out::Message { .. });
         let published = self.store(msg, subject.clone()).await;
-        match &published {
-            Err(_) if counted => self.room.give_back(&subject),
-            Ok(()) | Err(_) if !counted => self.room.answered(&subject),
-            _ => {}
+        if counted && published.is_err() {
+            self.room.give_back(&subject);
+        } else if settles {
+            self.room.answered(&subject);
         }
         published
     }
